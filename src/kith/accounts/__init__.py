@@ -1,0 +1,1 @@
+"""Accounts: people (local and, later, remote), their logins, sessions, profiles and instance settings."""

@@ -1,0 +1,283 @@
+"""Sign-up, sign-in, sessions and instance settings: the rules of the accounts domain."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kith.accounts import passwords
+from kith.accounts.models import (
+    Account,
+    InstanceSettings,
+    Invite,
+    RegistrationMode,
+    User,
+    UserSession,
+    UserState,
+)
+from kith.accounts.throttle import SlidingWindow
+from kith.db import utcnow
+from kith.errors import NotFound, RateLimited, ValidationFailed
+
+USERNAME_RE = re.compile(r"^[a-z0-9_]{1,30}$")
+EMAIL_RE = re.compile(r"^[^@\s<>\"']{1,64}@[^@\s<>\"']+\.[^@\s<>\"']{2,}$")
+SESSION_LIFETIME = timedelta(days=30)
+
+# Names that would impersonate the instance or collide with routes and protocol endpoints.
+RESERVED_USERNAMES = frozenset(
+    """admin administrator root system support help moderator moderators mod staff kith
+    instance official security abuse postmaster webmaster hostmaster noreply no_reply mail
+    www api about settings login logout signup signin register auth oauth inbox outbox
+    users user accounts account notifications search tags tag explore public local home
+    static media well_known nodeinfo actor relay everyone all null undefined""".split()
+)
+
+
+def normalize_username(name: str) -> str:
+    return name.strip().lstrip("@").lower()
+
+
+def check_username(name: str) -> str:
+    """Return the normalized username or raise ValidationFailed(field="username")."""
+    key = normalize_username(name)
+    if not USERNAME_RE.fullmatch(key):
+        raise ValidationFailed(
+            "Use 1–30 characters: letters a–z, digits and underscores.", field="username"
+        )
+    if key in RESERVED_USERNAMES:
+        raise ValidationFailed("This username is reserved.", field="username")
+    return key
+
+
+def check_email(email: str) -> str:
+    email = email.strip()
+    if len(email) > 320 or not EMAIL_RE.fullmatch(email):
+        raise ValidationFailed("Enter a valid email address.", field="email")
+    return email
+
+
+async def get_instance_settings(db: AsyncSession) -> InstanceSettings:
+    """The instance's admin-editable settings (the row is created on first use)."""
+    row = await db.get(InstanceSettings, 1)
+    if row is None:
+        row = InstanceSettings(id=1, name="Kith", description="", rules=[])
+        db.add(row)
+        try:
+            await db.flush()
+        except IntegrityError:  # created by a concurrent request
+            await db.rollback()
+            row = await db.get(InstanceSettings, 1)
+            assert row is not None
+    return row
+
+
+async def find_local_account(db: AsyncSession, username: str) -> Account | None:
+    """The local account with this username (case-insensitive), or None."""
+    return await db.scalar(
+        select(Account).where(
+            Account.username_key == normalize_username(username), Account.domain == ""
+        )
+    )
+
+
+async def get_user(db: AsyncSession, user_id: int) -> User | None:
+    return await db.get(User, user_id)
+
+
+async def user_for_account(db: AsyncSession, account_id: int) -> User | None:
+    return await db.scalar(select(User).where(User.account_id == account_id))
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What sign-up produced."""
+
+    user: User
+    account: Account
+    needs_approval: bool
+
+
+async def _check_invite(db: AsyncSession, code: str | None) -> Invite:
+    invite = None
+    if code:
+        invite = await db.scalar(select(Invite).where(Invite.code == code))
+    now = utcnow()
+    if (
+        invite is None
+        or (invite.expires_at is not None and invite.expires_at <= now)
+        or (invite.max_uses is not None and invite.uses >= invite.max_uses)
+    ):
+        raise ValidationFailed("This invite link is not valid any more.", field="invite")
+    return invite
+
+
+async def register(
+    db: AsyncSession,
+    *,
+    username: str,
+    email: str,
+    password: str,
+    invite_code: str | None = None,
+    reason: str = "",
+    admin: bool | None = None,
+    bypass_mode: bool = False,
+) -> Registration:
+    """Create a local account and its login, following the instance's registration mode.
+
+    The first account of an instance becomes its admin. `bypass_mode` is for operators
+    (CLI, demo): it ignores the registration mode. Commits, or raises with nothing written."""
+    key = check_username(username)
+    email = check_email(email)
+    passwords.check_new_password(password, username=key, email=email)
+    instance = await get_instance_settings(db)
+    invite: Invite | None = None
+    needs_approval = False
+    if not bypass_mode:
+        mode = instance.registration_mode
+        if mode == RegistrationMode.CLOSED:
+            raise ValidationFailed("Sign-up is closed on this instance.", field="username")
+        if mode == RegistrationMode.INVITE or invite_code:
+            invite = await _check_invite(db, invite_code)
+        elif mode == RegistrationMode.APPROVAL:
+            needs_approval = True
+    if await find_local_account(db, key) is not None:
+        raise ValidationFailed("This username is taken.", field="username")
+    if await db.scalar(select(User.id).where(User.email_key == email.lower())):
+        raise ValidationFailed("An account with this email exists.", field="email")
+    is_first = not await db.scalar(select(func.count()).select_from(User))
+    account = Account(username=key, username_key=key, domain="", display_name="")
+    db.add(account)
+    await db.flush()
+    user = User(
+        account_id=account.id,
+        email=email,
+        email_key=email.lower(),
+        password_hash=passwords.hash_password(password),
+        is_admin=bool(admin) if admin is not None else is_first,
+        state=UserState.PENDING if needs_approval and not is_first else UserState.ACTIVE,
+        signup_reason=reason[:1000],
+        invite_id=invite.id if invite else None,
+    )
+    db.add(user)
+    if invite is not None:
+        await db.execute(update(Invite).where(Invite.id == invite.id).values(uses=Invite.uses + 1))
+    try:
+        await db.commit()
+    except IntegrityError as exc:  # two sign-ups raced for the same name or address
+        await db.rollback()
+        field = "email" if "email" in str(exc.orig).lower() else "username"
+        raise ValidationFailed(
+            "This username is taken." if field == "username" else "An account with this email exists.",
+            field=field,
+        ) from None
+    return Registration(user=user, account=account, needs_approval=user.state == UserState.PENDING)
+
+
+# --- sign-in ----------------------------------------------------------------------------
+
+
+class LoginThrottle:
+    """Mastodon's figures: 25 attempts per 5 minutes per IP, and a tighter cap per account."""
+
+    def __init__(self, ip_limit: int = 25, account_limit: int = 10, window: float = 300) -> None:
+        self.by_ip = SlidingWindow(ip_limit, window)
+        self.by_account = SlidingWindow(account_limit, window)
+
+    def check(self, ip: str, login: str) -> None:
+        wait = max(self.by_ip.retry_after(ip), self.by_account.retry_after(login.lower()))
+        if wait:
+            raise RateLimited("Too many sign-in attempts. Try again in a few minutes.", wait)
+
+    def failed(self, ip: str, login: str) -> None:
+        self.by_ip.hit(ip)
+        self.by_account.hit(login.lower())
+
+
+async def authenticate(
+    db: AsyncSession, throttle: LoginThrottle, *, login: str, password: str, ip: str
+) -> User:
+    """The user whose username or email and password match; throttled before hashing so a
+    flood cannot pin the CPU. Raises ValidationFailed(field="login") on any mismatch."""
+    login = login.strip()[:320]
+    throttle.check(ip, login)
+    if "@" in login.lstrip("@"):
+        user = await db.scalar(select(User).where(User.email_key == login.lower()))
+    else:
+        user = await db.scalar(
+            select(User).join(Account).where(
+                Account.username_key == normalize_username(login), Account.domain == ""
+            )
+        )
+    ok = passwords.verify_password(user.password_hash if user else passwords.DUMMY_HASH, password)
+    if user is None or not ok:
+        throttle.failed(ip, login)
+        raise ValidationFailed("Wrong username or password.", field="login")
+    if user.account.suspended_at is not None:
+        raise ValidationFailed("This account is suspended.", field="login")
+    if user.state == UserState.PENDING:
+        raise ValidationFailed("Your sign-up is waiting for a moderator's approval.", field="login")
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash_password(password)
+        await db.commit()
+    return user
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def start_session(
+    db: AsyncSession, user: User, *, user_agent: str = "", second_factor_due: bool = False
+) -> str:
+    """Create a session and return its secret token (only its hash is stored)."""
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    db.add(
+        UserSession(
+            token_hash=_token_hash(token),
+            user_id=user.id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + SESSION_LIFETIME,
+            awaiting_second_factor=second_factor_due,
+            user_agent=user_agent[:200],
+        )
+    )
+    await db.commit()
+    return token
+
+
+async def session_for_token(db: AsyncSession, token: str) -> UserSession | None:
+    """The live session for a cookie token, or None."""
+    if not token or len(token) > 100:
+        return None
+    sess = await db.scalar(select(UserSession).where(UserSession.token_hash == _token_hash(token)))
+    if sess is None or sess.expires_at <= utcnow():
+        return None
+    return sess
+
+
+async def end_session(db: AsyncSession, token: str) -> None:
+    """Sign out: forget the session."""
+    await db.execute(delete(UserSession).where(UserSession.token_hash == _token_hash(token)))
+    await db.commit()
+
+
+async def end_all_sessions(db: AsyncSession, user_id: int) -> None:
+    """Sign out everywhere (after a password change or suspension)."""
+    await db.execute(delete(UserSession).where(UserSession.user_id == user_id))
+    await db.commit()
+
+
+async def require_local_account(db: AsyncSession, username: str) -> Account:
+    account = await find_local_account(db, username)
+    if account is None:
+        raise NotFound("No such account")
+    return account

@@ -1,0 +1,111 @@
+"""create_app(): settings, database, bus, worker and the routers of each domain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from kith import handlers  # noqa: F401  (job handlers)
+from kith.accounts.service import LoginThrottle
+from kith.config import Settings, get_settings
+from kith.errors import KithError, RateLimited
+from kith.jobs.worker import work_forever
+from kith.runtime import Runtime
+from kith.web import auth, notifications, posts, profiles, stream, timelines
+from kith.web.deps import SignInRequired
+
+log = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).parent / "web" / "static"
+
+
+def _wants_html(request: Request) -> bool:
+    return not request.url.path.startswith("/api/") and "application/json" not in request.headers.get("accept", "")
+
+
+async def _error_page(request: Request, status: int, message: str) -> Response:
+    from kith.web.templating import render
+
+    if not _wants_html(request):
+        return JSONResponse({"error": message}, status_code=status)
+    try:
+        async with request.app.state.runtime.sessions() as db:
+            return await render(request, db, "error.html", {"status": status, "message": message}, status=status)
+    except Exception:  # the error page must never fail itself
+        log.exception("error page failed")
+        return HTMLResponse(f"<h1>{status}</h1><p>{message}</p>", status_code=status)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The Kith web application for these settings (default: from the environment)."""
+    settings = settings or get_settings()
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    settings.effective_secret_key()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = Runtime.from_settings(settings)
+        app.state.runtime = rt
+        app.state.login_throttle = LoginThrottle(
+            settings.login_ip_limit, settings.login_account_limit, settings.login_window_seconds
+        )
+        worker = asyncio.create_task(work_forever(rt.sessions)) if settings.run_worker else None
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+            await rt.close()
+
+    app = FastAPI(title="Kith", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    for module in (auth, timelines, posts, profiles, notifications, stream):
+        app.include_router(module.router)
+
+    @app.exception_handler(SignInRequired)
+    async def _sign_in(request: Request, exc: SignInRequired) -> Response:
+        if _wants_html(request) and request.method == "GET":
+            return RedirectResponse(f"/auth/sign_in?next={request.url.path}", status_code=303)
+        return await _error_page(request, 401, exc.message)
+
+    @app.exception_handler(KithError)
+    async def _kith_error(request: Request, exc: KithError) -> Response:
+        response = await _error_page(request, exc.status, exc.message)
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
+        return await _error_page(request, 422, f"Invalid {where}: {first.get('msg', 'bad value')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        return await _error_page(request, exc.status_code, str(exc.detail))
+
+    @app.middleware("http")
+    async def _security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response: Response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+            "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        )
+        return response
+
+    return app

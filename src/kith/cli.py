@@ -1,0 +1,153 @@
+"""The `kith` command: serve, worker, migrate, demo data and user administration."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated
+
+import typer
+from sqlalchemy import select
+
+from kith.config import get_settings
+
+app = typer.Typer(help="Kith: a self-hostable, federated social platform.", no_args_is_help=True)
+user_app = typer.Typer(help="Manage local accounts (non-interactive, for operators and scripts).")
+app.add_typer(user_app, name="user")
+
+
+def _logging() -> None:
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (creates the SQLite file under var/ when needed)."""
+    from kith.migrate import upgrade
+
+    upgrade(get_settings().effective_database_url)
+    typer.echo("database is up to date")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default KITH_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default KITH_PORT).")] = None,
+    worker: Annotated[bool, typer.Option(help="Run a job worker in this process too.")] = True,
+) -> None:
+    """Serve the web app (with an in-process job worker unless --no-worker)."""
+    import uvicorn
+
+    from kith.app import create_app
+
+    _logging()
+    settings = get_settings()
+    settings.run_worker = worker
+    uvicorn.run(
+        create_app(settings), host=host or settings.host, port=port or settings.port,
+        log_level=settings.log_level, proxy_headers=False,
+    )  # fmt: skip
+
+
+@app.command("worker")
+def worker_command() -> None:
+    """Run a job worker (start as many as you like, on any machine that reaches the database)."""
+    from kith.jobs.worker import work_forever
+    from kith.runtime import Runtime
+
+    _logging()
+
+    async def main() -> None:
+        rt = Runtime.from_settings(get_settings())
+        try:
+            await work_forever(rt.sessions)
+        finally:
+            await rt.close()
+
+    asyncio.run(main())
+
+
+@app.command()
+def demo(
+    force: Annotated[bool, typer.Option(help="Load even if the database already has accounts.")] = False,
+) -> None:
+    """Load demo data (a small living community) into an empty database."""
+    from kith.demo import load_demo
+
+    _logging()
+    typer.echo(asyncio.run(load_demo(get_settings(), force=force)))
+
+
+@user_app.command("create")
+def user_create(
+    name: str,
+    email: Annotated[str, typer.Option(help="Email address.")],
+    password: Annotated[str, typer.Option(help="Password (≥ 10 characters, not a common one).")],
+    admin: Annotated[bool, typer.Option(help="Make the account an admin.")] = False,
+) -> None:
+    """Create an active local account, whatever the registration mode."""
+    from kith.accounts import service as accounts
+    from kith.errors import KithError
+    from kith.runtime import Runtime
+
+    async def main() -> None:
+        rt = Runtime.from_settings(get_settings())
+        try:
+            async with rt.sessions() as db:
+                reg = await accounts.register(db, username=name, email=email, password=password,
+                                              admin=admin or None, bypass_mode=True)  # fmt: skip
+                typer.echo(f"created @{reg.account.username}{' (admin)' if reg.user.is_admin else ''}")
+        finally:
+            await rt.close()
+
+    try:
+        asyncio.run(main())
+    except KithError as err:
+        typer.echo(f"error: {err.field or ''}: {err.message}", err=True)
+        raise typer.Exit(2) from None
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """List local accounts: username, email, role and state."""
+    from kith.accounts.models import Account, User
+    from kith.runtime import Runtime
+
+    async def main() -> None:
+        rt = Runtime.from_settings(get_settings())
+        try:
+            async with rt.sessions() as db:
+                rows = await db.execute(select(Account, User).join(User, User.account_id == Account.id).order_by(Account.id))
+                for account, user in rows.all():
+                    flags = [f for f, on in (("admin", user.is_admin), ("suspended", account.suspended_at),
+                                             ("pending", user.state == "pending")) if on]  # fmt: skip
+                    typer.echo(f"{account.username}\t{user.email}\t{','.join(flags) or '-'}")
+        finally:
+            await rt.close()
+
+    asyncio.run(main())
+
+
+@user_app.command("suspend")
+def user_suspend(name: str) -> None:
+    """Suspend a local account: it can't sign in and its posts disappear."""
+    from kith.moderation import service as moderation
+    from kith.runtime import Runtime
+
+    async def main() -> bool:
+        rt = Runtime.from_settings(get_settings())
+        try:
+            async with rt.sessions() as db:
+                return await moderation.suspend_by_name(db, name)
+        finally:
+            await rt.close()
+
+    if not asyncio.run(main()):
+        typer.echo(f"error: no local account named {name}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"suspended @{name}")
+
+
+if __name__ == "__main__":
+    app()

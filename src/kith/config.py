@@ -1,0 +1,78 @@
+"""Instance settings, read from `KITH_*` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Instance-wide choices an admin edits in the web UI
+    (name, rules, registration mode) live in the database instead (`accounts.models.InstanceSettings`)."""
+
+    model_config = SettingsConfigDict(env_prefix="KITH_", env_file=".env", extra="ignore")
+
+    domain: str = "localhost:8000"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    https: bool = False
+    var_dir: Path = Path("var")
+    database_url: str = ""
+    redis_url: str = ""
+    secret_key: str = ""
+    media_dir: Path | None = None
+    mail_dir: Path | None = None
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "kith@localhost"
+    smtp_starttls: bool = True
+    max_post_chars: int = Field(default=5000, ge=100, le=100_000)
+    max_poll_options: int = 10
+    max_avatar_bytes: int = 8 * 1024 * 1024
+    run_worker: bool = True
+    login_ip_limit: int = 25
+    login_account_limit: int = 10
+    login_window_seconds: int = 300
+    log_level: str = "info"
+
+    @property
+    def base_url(self) -> str:
+        """Public URL of the instance, without a trailing slash."""
+        return f"{'https' if self.https else 'http'}://{self.domain}"
+
+    @property
+    def effective_database_url(self) -> str:
+        """The configured database, or the embedded SQLite file under var_dir."""
+        return self.database_url or f"sqlite+aiosqlite:///{self.var_dir / 'kith.db'}"
+
+    @property
+    def effective_media_dir(self) -> Path:
+        return self.media_dir or self.var_dir / "media"
+
+    @property
+    def effective_mail_dir(self) -> Path:
+        return self.mail_dir or self.var_dir / "mail"
+
+    def effective_secret_key(self) -> str:
+        """The configured secret, or one generated once and kept in var/secret_key."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.var_dir / "secret_key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        self.secret_key = path.read_text().strip()
+        return self.secret_key
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Settings of this process (tests build their own `Settings` and pass it to create_app)."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Filters: muted words and phrases per context, hide or warn, with expiry."""

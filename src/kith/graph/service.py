@@ -1,0 +1,223 @@
+"""Follow, unfollow, follow requests, blocks and mutes: the rules of the social graph."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kith import policy
+from kith.accounts.models import Account
+from kith.db import utcnow
+from kith.errors import NotFound, ValidationFailed
+from kith.graph.models import Block, Follow, FollowRequest, Mute
+from kith.notifications import service as notifications
+from kith.notifications.models import NotificationType
+
+MAX_MUTE_SECONDS = 365 * 24 * 3600
+
+
+async def _target(db: AsyncSession, me: int, target_id: int) -> Account:
+    target = await db.get(Account, target_id)
+    if target is None or target.suspended_at is not None:
+        raise NotFound("No such account.")
+    if target.id == me:
+        raise ValidationFailed("You can't do that to yourself.", field="id")
+    return target
+
+
+async def follow(db: AsyncSession, me: int, target_id: int) -> str:
+    """Follow an account; a locked account gets a follow request instead.
+    Returns "following" or "requested". Blocked either way: refused."""
+    target = await _target(db, me, target_id)
+    if await policy.is_blocked_between(db, me, target.id):
+        raise ValidationFailed("You can't follow this account.", field="id")
+    if await db.get(Follow, (me, target.id)) is not None:
+        return "following"
+    if target.locked:
+        if await db.get(FollowRequest, (me, target.id)) is None:
+            db.add(FollowRequest(follower_id=me, followee_id=target.id))
+            await notifications.notify(db, recipient_id=target.id, from_account_id=me,
+                                       type=NotificationType.FOLLOW_REQUEST)  # fmt: skip
+        state = "requested"
+    else:
+        db.add(Follow(follower_id=me, followee_id=target.id))
+        await notifications.notify(db, recipient_id=target.id, from_account_id=me,
+                                   type=NotificationType.FOLLOW)  # fmt: skip
+        state = "following"
+    try:
+        await db.commit()
+    except IntegrityError:  # a double click raced itself: the first one won
+        await db.rollback()
+        return state
+    await notifications.publish_notifications(db)
+    return state
+
+
+async def unfollow(db: AsyncSession, me: int, target_id: int) -> None:
+    """Stop following (or withdraw a pending request)."""
+    await db.execute(delete(Follow).where(Follow.follower_id == me, Follow.followee_id == target_id))
+    await db.execute(
+        delete(FollowRequest).where(FollowRequest.follower_id == me, FollowRequest.followee_id == target_id)
+    )
+    for t in (NotificationType.FOLLOW, NotificationType.FOLLOW_REQUEST):
+        await notifications.withdraw(db, recipient_id=target_id, type=t, from_account_id=me, post_id=None)
+    await db.commit()
+
+
+async def answer_request(db: AsyncSession, me: int, follower_id: int, *, accept: bool) -> None:
+    """Approve or reject a follow request made to me."""
+    req = await db.get(FollowRequest, (follower_id, me))
+    if req is None:
+        raise NotFound("No such follow request.")
+    await db.delete(req)
+    await notifications.withdraw(db, recipient_id=me, type=NotificationType.FOLLOW_REQUEST,
+                                 from_account_id=follower_id, post_id=None)  # fmt: skip
+    if accept and await db.get(Follow, (follower_id, me)) is None:
+        db.add(Follow(follower_id=follower_id, followee_id=me))
+        await notifications.notify(db, recipient_id=me, from_account_id=follower_id,
+                                   type=NotificationType.FOLLOW)  # fmt: skip
+    await db.commit()
+    await notifications.publish_notifications(db)
+
+
+async def remove_follower(db: AsyncSession, me: int, follower_id: int) -> None:
+    """Make someone stop following me (a "soft block")."""
+    await db.execute(delete(Follow).where(Follow.follower_id == follower_id, Follow.followee_id == me))
+    await db.commit()
+
+
+async def block(db: AsyncSession, me: int, target_id: int) -> None:
+    """Block: removes follows and requests both ways; neither sees the other any more."""
+    target = await _target(db, me, target_id)
+    pair = or_(
+        and_(Follow.follower_id == me, Follow.followee_id == target.id),
+        and_(Follow.follower_id == target.id, Follow.followee_id == me),
+    )
+    await db.execute(delete(Follow).where(pair))
+    await db.execute(
+        delete(FollowRequest).where(
+            or_(
+                and_(FollowRequest.follower_id == me, FollowRequest.followee_id == target.id),
+                and_(FollowRequest.follower_id == target.id, FollowRequest.followee_id == me),
+            )
+        )
+    )
+    if await db.get(Block, (me, target.id)) is None:
+        db.add(Block(account_id=me, target_id=target.id))
+    try:
+        await db.commit()
+    except IntegrityError:
+        await db.rollback()
+
+
+async def unblock(db: AsyncSession, me: int, target_id: int) -> None:
+    await db.execute(delete(Block).where(Block.account_id == me, Block.target_id == target_id))
+    await db.commit()
+
+
+async def mute(
+    db: AsyncSession, me: int, target_id: int, *, duration: int | None = None, notifications_too: bool = True
+) -> None:
+    """Mute an account: its posts leave my lists, optionally its notifications too,
+    optionally for `duration` seconds. Muting again updates the mute."""
+    target = await _target(db, me, target_id)
+    if duration is not None and not 0 < duration <= MAX_MUTE_SECONDS:
+        raise ValidationFailed("Mute for between 1 second and a year, or indefinitely.", field="duration")
+    expires = utcnow() + timedelta(seconds=duration) if duration else None
+    existing = await db.get(Mute, (me, target.id))
+    if existing is None:
+        db.add(Mute(account_id=me, target_id=target.id, expires_at=expires,
+                    hide_notifications=notifications_too))  # fmt: skip
+    else:
+        existing.expires_at = expires
+        existing.hide_notifications = notifications_too
+    try:
+        await db.commit()
+    except IntegrityError:
+        await db.rollback()
+
+
+async def unmute(db: AsyncSession, me: int, target_id: int) -> None:
+    await db.execute(delete(Mute).where(Mute.account_id == me, Mute.target_id == target_id))
+    await db.commit()
+
+
+@dataclass(frozen=True)
+class Relationship:
+    """How the viewer relates to another account (for buttons and the API)."""
+
+    following: bool = False
+    followed_by: bool = False
+    requested: bool = False
+    requested_by: bool = False
+    blocking: bool = False
+    blocked_by: bool = False
+    muting: bool = False
+    muting_notifications: bool = False
+
+
+async def relationship(db: AsyncSession, me: int | None, other: int) -> Relationship:
+    """The viewer's relationship to `other` (all False for anonymous visitors)."""
+    if me is None or me == other:
+        return Relationship()
+    mute_row = await db.get(Mute, (me, other))
+    muting = mute_row is not None and (mute_row.expires_at is None or mute_row.expires_at > utcnow())
+    return Relationship(
+        following=await db.get(Follow, (me, other)) is not None,
+        followed_by=await db.get(Follow, (other, me)) is not None,
+        requested=await db.get(FollowRequest, (me, other)) is not None,
+        requested_by=await db.get(FollowRequest, (other, me)) is not None,
+        blocking=await db.get(Block, (me, other)) is not None,
+        blocked_by=await db.get(Block, (other, me)) is not None,
+        muting=muting,
+        muting_notifications=muting and bool(mute_row and mute_row.hide_notifications),
+    )
+
+
+async def followers(
+    db: AsyncSession, viewer: policy.Viewer, account: Account, *, max_id: int | None = None, limit: int = 40
+) -> list[Account]:
+    """Who follows `account`, newest first — empty when the account hides its network."""
+    if not await policy.can_see_network(db, viewer, account):
+        return []
+    stmt = (
+        select(Account, Follow.id)
+        .join(Follow, Follow.follower_id == Account.id)
+        .where(Follow.followee_id == account.id, Account.suspended_at.is_(None))
+    )
+    if max_id is not None:
+        stmt = stmt.where(Follow.id < max_id)
+    rows = await db.execute(stmt.order_by(Follow.id.desc()).limit(limit))
+    return [a for a, _ in rows.all()]
+
+
+async def following(
+    db: AsyncSession, viewer: policy.Viewer, account: Account, *, max_id: int | None = None, limit: int = 40
+) -> list[Account]:
+    """Whom `account` follows, newest first — empty when the account hides its network."""
+    if not await policy.can_see_network(db, viewer, account):
+        return []
+    stmt = (
+        select(Account, Follow.id)
+        .join(Follow, Follow.followee_id == Account.id)
+        .where(Follow.follower_id == account.id, Account.suspended_at.is_(None))
+    )
+    if max_id is not None:
+        stmt = stmt.where(Follow.id < max_id)
+    rows = await db.execute(stmt.order_by(Follow.id.desc()).limit(limit))
+    return [a for a, _ in rows.all()]
+
+
+async def follow_requests(db: AsyncSession, me: int) -> list[Account]:
+    """People waiting for my approval, oldest first."""
+    rows = await db.scalars(
+        select(Account)
+        .join(FollowRequest, FollowRequest.follower_id == Account.id)
+        .where(FollowRequest.followee_id == me)
+        .order_by(FollowRequest.id)
+    )
+    return list(rows.all())

@@ -1,0 +1,5 @@
+"""Import every module that registers job handlers, so a worker knows them all."""
+
+from kith.accounts import mail  # noqa: F401
+from kith.jobs import cleanup  # noqa: F401
+from kith.posts import service as posts_service  # noqa: F401

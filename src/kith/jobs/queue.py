@@ -1,0 +1,119 @@
+"""Enqueue, claim, finish and retry jobs. Enqueue inside the caller's transaction."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kith.db import new_id, utcnow
+from kith.jobs.models import Job
+
+JobHandler = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
+
+HANDLERS: dict[str, JobHandler] = {}
+
+
+def job_handler(kind: str) -> Callable[[JobHandler], JobHandler]:
+    """Register the function that performs jobs of `kind` (it must be idempotent)."""
+
+    def register(fn: JobHandler) -> JobHandler:
+        HANDLERS[kind] = fn
+        return fn
+
+    return register
+
+
+async def enqueue(
+    db: AsyncSession,
+    kind: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    run_at: datetime | None = None,
+    dedupe_key: str | None = None,
+    max_attempts: int = 10,
+) -> None:
+    """Add a job in the caller's transaction; it exists only if the caller commits.
+
+    With `dedupe_key`, a job with the same key already waiting makes this a no-op."""
+    values = {
+        "id": new_id(),
+        "kind": kind,
+        "payload": payload or {},
+        "run_at": run_at or utcnow(),
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "dedupe_key": dedupe_key,
+        "created_at": utcnow(),
+    }
+    dialect = db.get_bind().dialect.name
+    if dedupe_key is None:
+        await db.execute(Job.__table__.insert().values(**values))
+        return
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(Job).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    await db.execute(stmt)
+
+
+async def claim(db: AsyncSession, worker_id: str, *, limit: int = 10, lease: float = 60.0) -> list[Job]:
+    """Lease up to `limit` due jobs to this worker and commit the lease.
+
+    PostgreSQL: FOR UPDATE SKIP LOCKED, so workers never wait on each other. SQLite: the
+    UPDATE is one short write transaction, which SQLite serializes anyway."""
+    now = utcnow()
+    due = (
+        select(Job.id)
+        .where(
+            Job.failed_at.is_(None),
+            Job.run_at <= now,
+            or_(Job.locked_until.is_(None), Job.locked_until < now),
+        )
+        .order_by(Job.run_at)
+        .limit(limit)
+    )
+    if db.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    stmt = (
+        update(Job)
+        .where(Job.id.in_(due.scalar_subquery()))
+        .values(
+            locked_until=now + timedelta(seconds=lease),
+            locked_by=worker_id,
+            attempts=Job.attempts + 1,
+        )
+        .returning(Job)
+        .execution_options(synchronize_session=False)
+    )
+    jobs = list((await db.execute(stmt)).scalars().all())
+    await db.commit()
+    return jobs
+
+
+async def finish(db: AsyncSession, job: Job, worker_id: str) -> None:
+    """Remove a job that ran (only if this worker still holds its lease)."""
+    await db.execute(delete(Job).where(and_(Job.id == job.id, Job.locked_by == worker_id)))
+    await db.commit()
+
+
+def backoff_seconds(attempts: int) -> float:
+    """Exponential back-off with full jitter: ~30 s, 1 min, 2 min … capped at 6 h."""
+    base = min(30 * 2 ** max(attempts - 1, 0), 6 * 3600)
+    return base / 2 + random.uniform(0, base / 2)
+
+
+async def retry_later(db: AsyncSession, job: Job, error: str) -> None:
+    """Record a failure; schedule the next try, or give up after max_attempts."""
+    now = utcnow()
+    values: dict[str, Any] = {"last_error": error[:2000], "locked_until": None, "locked_by": None}
+    if job.attempts >= job.max_attempts:
+        values["failed_at"] = now
+    else:
+        values["run_at"] = now + timedelta(seconds=backoff_seconds(job.attempts))
+    await db.execute(update(Job).where(Job.id == job.id).values(**values))
+    await db.commit()

@@ -1,0 +1,88 @@
+"""The worker loop: claim due jobs, run their handlers, finish or retry them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kith.db import utcnow
+from kith.jobs import queue
+from kith.jobs.models import Job
+
+log = logging.getLogger(__name__)
+
+PERIODIC_JOBS: dict[str, timedelta] = {"cleanup": timedelta(minutes=10)}
+
+
+def new_worker_id() -> str:
+    """host:pid:random — shows in `jobs.locked_by` which process holds a lease."""
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+async def run_job(factory: async_sessionmaker[AsyncSession], job: Job, worker_id: str) -> bool:
+    """Run one claimed job in its own session; True if it succeeded."""
+    handler = queue.HANDLERS.get(job.kind)
+    async with factory() as db:
+        if handler is None:
+            await queue.retry_later(db, job, f"no handler for job kind {job.kind!r}")
+            return False
+        try:
+            await handler(db, job.payload)
+            await db.commit()
+        except Exception as exc:  # a job's failure must not kill the worker
+            await db.rollback()
+            log.warning("job %s (%s) failed: %r", job.id, job.kind, exc)
+            await queue.retry_later(db, job, repr(exc))
+            return False
+        await queue.finish(db, job, worker_id)
+        return True
+
+
+async def schedule_periodic(factory: async_sessionmaker[AsyncSession]) -> None:
+    """Make sure each periodic job has one pending row (dedupe_key per time slot)."""
+    async with factory() as db:
+        now = utcnow()
+        for kind, every in PERIODIC_JOBS.items():
+            slot = int(now.timestamp() // every.total_seconds())
+            await queue.enqueue(db, kind, {}, dedupe_key=f"periodic:{kind}:{slot}")
+        await db.commit()
+
+
+async def run_once(factory: async_sessionmaker[AsyncSession], worker_id: str, limit: int = 10) -> int:
+    """Claim and run one batch of due jobs; returns how many ran (tests call this directly)."""
+    async with factory() as db:
+        jobs = await queue.claim(db, worker_id, limit=limit)
+    for job in jobs:
+        await run_job(factory, job, worker_id)
+    return len(jobs)
+
+
+async def work_forever(
+    factory: async_sessionmaker[AsyncSession], *, idle_sleep: float = 1.0, worker_id: str | None = None
+) -> None:
+    """Run jobs until cancelled. Sleeps `idle_sleep` when nothing is due."""
+    from kith import handlers  # noqa: F401  (registers every job handler)
+
+    worker_id = worker_id or new_worker_id()
+    log.info("worker %s started", worker_id)
+    last_periodic = 0.0
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            if loop.time() - last_periodic > 60:
+                await schedule_periodic(factory)
+                last_periodic = loop.time()
+            ran = await run_once(factory, worker_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # database briefly unavailable, say: keep the worker alive
+            log.exception("worker loop error")
+            ran = 0
+        if not ran:
+            await asyncio.sleep(idle_sleep)

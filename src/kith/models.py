@@ -1,0 +1,29 @@
+"""Every table, imported in one place so Alembic and `create_all` see the whole schema."""
+
+from kith.accounts.models import (  # noqa: F401
+    Account,
+    EmailToken,
+    InstanceSettings,
+    Invite,
+    RecoveryCode,
+    User,
+    UserSession,
+)
+from kith.db import Base  # noqa: F401
+from kith.filters.models import Filter, FilterKeyword  # noqa: F401
+from kith.graph.models import Block, Follow, FollowRequest, Mute  # noqa: F401
+from kith.jobs.models import Job  # noqa: F401
+from kith.moderation.models import Report  # noqa: F401
+from kith.notifications.models import Notification  # noqa: F401
+from kith.posts.models import (  # noqa: F401
+    Bookmark,
+    Like,
+    Mention,
+    Pin,
+    Poll,
+    PollVote,
+    Post,
+    PostEdit,
+    PostTag,
+    Tag,
+)

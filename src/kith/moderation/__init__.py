@@ -1,0 +1,1 @@
+"""Moderation: reports, and the admin's actions on accounts."""

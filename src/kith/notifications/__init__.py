@@ -1,0 +1,1 @@
+"""Notifications: what happened to me, unread counts, filtering by type."""

@@ -1,0 +1,153 @@
+"""Create, list and mark notifications. Creation respects blocks and mutes (kith.policy)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kith import policy
+from kith.accounts.models import User
+from kith.db import new_id, utcnow
+from kith.graph.models import Mute
+from kith.notifications.models import Notification, NotificationType
+from kith.posts.models import Post
+from kith.runtime import runtime_of
+
+
+async def notify(
+    db: AsyncSession,
+    *,
+    recipient_id: int,
+    type: NotificationType,
+    from_account_id: int,
+    post_id: int | None = None,
+    report_id: int | None = None,
+) -> int | None:
+    """Add a notification in the caller's transaction unless policy says the recipient would
+    not want it; a duplicate (same recipient, type, actor, post) is a no-op. Returns the id,
+    or None when nothing was added. The caller publishes `notification` events after commit
+    with `publish_notifications`."""
+    if not await policy.should_notify(db, recipient_id, from_account_id):
+        return None
+    if post_id is not None:
+        post = await db.get(Post, post_id)
+        if post is None or not await policy.can_see_post(db, policy.Viewer(recipient_id), post):
+            return None
+    nid = new_id()
+    values = dict(
+        id=nid,
+        account_id=recipient_id,
+        type=str(type),
+        from_account_id=from_account_id,
+        post_id=post_id,
+        report_id=report_id,
+        created_at=utcnow(),
+    )
+    insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
+    result = await db.execute(
+        insert(Notification).values(**values).on_conflict_do_nothing().returning(Notification.id)
+    )
+    added = result.scalar_one_or_none()
+    if added is not None:
+        db.info.setdefault("new_notifications", []).append((recipient_id, added))
+    return added
+
+
+async def publish_notifications(db: AsyncSession) -> None:
+    """After commit: tell streaming subscribers about notifications this session added."""
+    pending = db.info.pop("new_notifications", [])
+    bus = runtime_of(db).bus
+    for recipient_id, nid in pending:
+        await bus.publish(f"user:{recipient_id}", {"type": "notification", "id": nid})
+
+
+async def withdraw(
+    db: AsyncSession, *, recipient_id: int, type: NotificationType, from_account_id: int, post_id: int | None
+) -> None:
+    """Remove a notification whose cause was undone (unlike, unfollow, unboost)."""
+    await db.execute(
+        delete(Notification).where(
+            Notification.account_id == recipient_id,
+            Notification.type == str(type),
+            Notification.from_account_id == from_account_id,
+            Notification.post_id == post_id if post_id is not None else Notification.post_id.is_(None),
+        )
+    )
+
+
+def _list_query(viewer_id: int, types: Sequence[str] | None):  # type: ignore[no-untyped-def]
+    stmt = select(Notification).where(Notification.account_id == viewer_id)
+    if types:
+        stmt = stmt.where(Notification.type.in_(list(types)))
+    # Mutes with "hide notifications" apply to notifications already stored, too.
+    stmt = stmt.where(
+        ~select(Mute.account_id)
+        .where(
+            Mute.account_id == viewer_id,
+            Mute.target_id == Notification.from_account_id,
+            Mute.hide_notifications.is_(True),
+        )
+        .where((Mute.expires_at.is_(None)) | (Mute.expires_at > utcnow()))
+        .exists()
+    )
+    stmt = stmt.where(
+        ~policy.blocked_between_clause(viewer_id, Notification.from_account_id)
+    )
+    return stmt
+
+
+async def list_notifications(
+    db: AsyncSession,
+    viewer: policy.Viewer,
+    *,
+    types: Sequence[str] | None = None,
+    max_id: int | None = None,
+    min_id: int | None = None,
+    limit: int = 40,
+) -> list[Notification]:
+    """The viewer's notifications, newest first, cursor-paginated. Ones about posts the viewer
+    can no longer see (made followers-only, author blocked) are left out."""
+    assert viewer.account_id is not None
+    stmt = _list_query(viewer.account_id, types)
+    stmt = stmt.where(
+        Notification.post_id.is_(None)
+        | select(Post.id)
+        .where(Post.id == Notification.post_id, policy.post_visible_clause(viewer, Post))
+        .exists()
+    )
+    if max_id is not None:
+        stmt = stmt.where(Notification.id < max_id)
+    if min_id is not None:
+        stmt = stmt.where(Notification.id > min_id).order_by(Notification.id.asc()).limit(limit)
+        rows = list((await db.scalars(stmt)).all())
+        return rows[::-1]
+    stmt = stmt.order_by(Notification.id.desc()).limit(limit)
+    return list((await db.scalars(stmt)).all())
+
+
+async def unread_count(db: AsyncSession, user: User) -> int:
+    """How many notifications arrived after the last one the user marked read."""
+    stmt = _list_query(user.account_id, None).where(Notification.id > user.notifications_read_id)
+    return int(await db.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+
+
+async def mark_read(db: AsyncSession, user: User, up_to_id: int | None = None) -> None:
+    """Mark everything up to `up_to_id` (default: all) as read."""
+    if up_to_id is None:
+        up_to_id = int(
+            await db.scalar(
+                select(func.max(Notification.id)).where(Notification.account_id == user.account_id)
+            )
+            or 0
+        )
+    await db.execute(
+        update(User)
+        .where(User.id == user.id, User.notifications_read_id < up_to_id)
+        .values(notifications_read_id=up_to_id)
+    )
+    await db.commit()
+    user.notifications_read_id = max(user.notifications_read_id, up_to_id)

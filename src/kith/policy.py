@@ -1,0 +1,238 @@
+"""Who may see and do what: the one place Kith decides visibility and permission.
+
+Every surface (pages, APIs, feeds, search, streaming, notifications, exports) asks this module;
+none re-implements a rule. Each rule exists twice where needed, as a SQL clause for lists and
+as a check for one object, and the tests hold the two to the same matrix.
+
+Decisions (see docs/architecture.md):
+- A block hides both ways: neither account sees the other's posts anywhere, including by link.
+- Followers-only posts are seen by the author, accepted followers and mentioned accounts;
+  direct posts by the author and mentioned accounts.
+- Admins get no extra read access to followers-only or direct posts (privacy by design);
+  they see what is attached to a report through the report itself.
+- Posts of suspended accounts are hidden from everyone; silenced accounts' posts are left out
+  of public listings (Local, hashtags, search) for people who do not follow them.
+- Mutes hide an account's posts from the muter's lists (timelines, search, notifications),
+  but a muted account's post opened by link is still shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from kith.accounts.models import Account
+from kith.db import utcnow
+from kith.graph.models import Block, Follow, Mute
+from kith.posts.models import Mention, Post, Visibility
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking: an account id (None for an anonymous visitor) and whether they are admin."""
+
+    account_id: int | None = None
+    is_admin: bool = False
+
+    @property
+    def anonymous(self) -> bool:
+        return self.account_id is None
+
+
+ANONYMOUS = Viewer()
+
+
+# --- SQL clauses (for lists) -------------------------------------------------------------
+
+
+def blocked_between_clause(viewer_id: int, author_id_col: Any) -> ColumnElement[bool]:
+    """True when the viewer and the author block each other in either direction."""
+    return exists().where(
+        or_(
+            and_(Block.account_id == viewer_id, Block.target_id == author_id_col),
+            and_(Block.account_id == author_id_col, Block.target_id == viewer_id),
+        )
+    )
+
+
+def muted_clause(viewer_id: int, author_id_col: Any) -> ColumnElement[bool]:
+    """True when the viewer mutes the author (and the mute has not expired)."""
+    return exists().where(
+        Mute.account_id == viewer_id,
+        Mute.target_id == author_id_col,
+        or_(Mute.expires_at.is_(None), Mute.expires_at > utcnow()),
+    )
+
+
+def _audience_clause(viewer: Viewer, post: Any) -> ColumnElement[bool]:
+    """The viewer is in the post's audience (ignoring blocks and suspensions)."""
+    open_to_all = post.visibility.in_([Visibility.PUBLIC, Visibility.UNLISTED])
+    if viewer.account_id is None:
+        return open_to_all
+    me = viewer.account_id
+    follower = exists().where(Follow.follower_id == me, Follow.followee_id == post.account_id)
+    mentioned = exists().where(Mention.post_id == post.id, Mention.account_id == me)
+    return or_(
+        open_to_all,
+        post.account_id == me,
+        and_(post.visibility == Visibility.PRIVATE, follower),
+        mentioned,
+    )
+
+
+def _author_not_suspended(post: Any) -> ColumnElement[bool]:
+    return exists().where(Account.id == post.account_id, Account.suspended_at.is_(None))
+
+
+def post_visible_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bool]:
+    """SQL: `viewer` may see `post` (a Post entity or alias) — and, for a boost, its original."""
+    own = and_(_audience_clause(viewer, post), _author_not_suspended(post))
+    if viewer.account_id is not None:
+        own = and_(own, ~blocked_between_clause(viewer.account_id, post.account_id))
+    original = aliased(Post)
+    orig_ok = _audience_clause(viewer, original)
+    orig_ok = and_(orig_ok, _author_not_suspended(original))
+    if viewer.account_id is not None:
+        orig_ok = and_(orig_ok, ~blocked_between_clause(viewer.account_id, original.account_id))
+    reblog_ok = or_(
+        post.reblog_of_id.is_(None),
+        exists(select(original.id).where(original.id == post.reblog_of_id, orig_ok)),
+    )
+    return and_(own, reblog_ok)
+
+
+def not_muted_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bool]:
+    """SQL: the viewer does not mute the post's author (nor, for a boost, the original's)."""
+    if viewer.account_id is None:
+        return true()
+    original = aliased(Post)
+    return and_(
+        ~muted_clause(viewer.account_id, post.account_id),
+        or_(
+            post.reblog_of_id.is_(None),
+            ~exists(
+                select(original.id).where(
+                    original.id == post.reblog_of_id,
+                    muted_clause(viewer.account_id, original.account_id),
+                )
+            ),
+        ),
+    )
+
+
+def publicly_listed_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bool]:
+    """SQL: the post may appear in public listings (Local, hashtag timelines, search):
+    public (not unlisted), not a boost, and not by a silenced account the viewer doesn't follow."""
+    not_silenced = exists().where(Account.id == post.account_id, Account.silenced_at.is_(None))
+    if viewer.account_id is not None:
+        follows = exists().where(
+            Follow.follower_id == viewer.account_id, Follow.followee_id == post.account_id
+        )
+        not_silenced = or_(not_silenced, follows, post.account_id == viewer.account_id)
+    return and_(
+        post.visibility == Visibility.PUBLIC, post.reblog_of_id.is_(None), not_silenced
+    )
+
+
+def searchable_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bool]:
+    """SQL: the post may be found by full-text search by this viewer.
+
+    Public posts are searchable by everyone; a signed-in viewer also finds the posts they
+    wrote, liked, bookmarked or were mentioned in that they may see (as Mastodon does)."""
+    listed = publicly_listed_clause(viewer, post)
+    if viewer.account_id is None:
+        return and_(listed, post_visible_clause(viewer, post))
+    mine = or_(
+        post.account_id == viewer.account_id,
+        exists().where(Mention.post_id == post.id, Mention.account_id == viewer.account_id),
+    )
+    return and_(
+        or_(listed, mine), post_visible_clause(viewer, post), not_muted_clause(viewer, post)
+    )
+
+
+# --- checks for one object ----------------------------------------------------------------
+
+
+async def can_see_post(db: AsyncSession, viewer: Viewer, post: Post) -> bool:
+    """May `viewer` see this post (post page, thread, notification, stream event)?"""
+    stmt = select(true()).where(Post.id == post.id, post_visible_clause(viewer, Post))
+    return (await db.execute(stmt)).first() is not None
+
+
+async def is_blocked_between(db: AsyncSession, a: int | None, b: int) -> bool:
+    """Do accounts `a` and `b` block each other in either direction?"""
+    if a is None or a == b:
+        return False
+    return bool(await db.scalar(select(blocked_between_clause(a, b))))
+
+
+async def is_muted(db: AsyncSession, viewer: Viewer, author_id: int) -> bool:
+    """Does the viewer mute this author?"""
+    if viewer.account_id is None:
+        return False
+    return bool(await db.scalar(select(muted_clause(viewer.account_id, author_id))))
+
+
+async def can_see_account(db: AsyncSession, viewer: Viewer, account: Account) -> bool:
+    """May the viewer open this account's profile? Suspended accounts are gone for all but
+    admins; blocks hide a profile's content but not its existence (a blocked person sees an
+    empty profile, as on Mastodon), so this only checks suspension."""
+    return account.suspended_at is None or viewer.is_admin
+
+
+async def can_see_network(db: AsyncSession, viewer: Viewer, account: Account) -> bool:
+    """May the viewer list who this account follows and who follows it?"""
+    if account.hide_network and viewer.account_id != account.id:
+        return False
+    return not await is_blocked_between(db, viewer.account_id, account.id)
+
+
+async def can_interact(db: AsyncSession, viewer: Viewer, post: Post) -> bool:
+    """May the viewer reply to, like or bookmark this post? They must see it and be signed in."""
+    return viewer.account_id is not None and await can_see_post(db, viewer, post)
+
+
+def can_boost(viewer: Viewer, post: Post) -> bool:
+    """Only public and unlisted posts may be boosted (audience must not widen).
+    Visibility itself is checked by `can_interact`."""
+    return post.visibility in (Visibility.PUBLIC, Visibility.UNLISTED) and post.reblog_of_id is None
+
+
+def can_edit_post(viewer: Viewer, post: Post) -> bool:
+    """Only the author edits, deletes or pins a post (admins remove via moderation)."""
+    return viewer.account_id is not None and viewer.account_id == post.account_id
+
+
+def can_delete_post(viewer: Viewer, post: Post) -> bool:
+    """The author, or an admin acting on a report, may delete a post."""
+    return can_edit_post(viewer, post) or viewer.is_admin
+
+
+async def should_notify(db: AsyncSession, recipient_id: int, actor_id: int) -> bool:
+    """Would `recipient` want a notification caused by `actor`? Not if either blocks the
+    other, nor if the recipient mutes the actor with notifications hidden."""
+    if recipient_id == actor_id:
+        return False
+    if await is_blocked_between(db, recipient_id, actor_id):
+        return False
+    muted = await db.scalar(
+        select(
+            exists().where(
+                Mute.account_id == recipient_id,
+                Mute.target_id == actor_id,
+                Mute.hide_notifications.is_(True),
+                or_(Mute.expires_at.is_(None), Mute.expires_at > utcnow()),
+            )
+        )
+    )
+    return not muted
+
+
+def nobody() -> ColumnElement[bool]:
+    """A clause nothing matches (for surfaces closed to this viewer)."""
+    return false()

@@ -1,0 +1,1 @@
+"""Posts: statuses, replies, boosts, likes, bookmarks, pins, polls and edit history."""

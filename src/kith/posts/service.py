@@ -1,0 +1,538 @@
+"""Create, edit and delete posts; like, boost, bookmark, pin; polls. The rules of posting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kith import policy, text
+from kith.accounts.models import Account
+from kith.db import new_id, utcnow
+from kith.errors import Forbidden, NotFound, ValidationFailed
+from kith.jobs.queue import enqueue, job_handler
+from kith.notifications import service as notifications
+from kith.notifications.models import Notification, NotificationType
+from kith.posts.models import (
+    Bookmark,
+    Like,
+    Mention,
+    Pin,
+    Poll,
+    PollVote,
+    Post,
+    PostEdit,
+    PostTag,
+    Tag,
+    Visibility,
+)
+from kith.runtime import runtime_of
+
+MAX_PINS = 5
+MAX_SPOILER = 500
+POLL_MIN_SECONDS = 300
+POLL_MAX_SECONDS = 30 * 24 * 3600
+POLL_OPTION_MAX = 100
+LANGUAGE_RE_MAX = 16
+
+
+@dataclass(frozen=True)
+class PollInput:
+    """A poll as the composer sends it."""
+
+    options: list[str]
+    expires_in: int  # seconds
+    multiple: bool = False
+    hide_totals: bool = False
+
+
+@dataclass
+class PostInput:
+    """Everything a new post (or an edit) may carry."""
+
+    source: str
+    visibility: Visibility = Visibility.PUBLIC
+    spoiler_text: str = ""
+    sensitive: bool = False
+    language: str | None = None
+    in_reply_to_id: int | None = None
+    poll: PollInput | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _check_language(lang: str | None) -> str | None:
+    if not lang:
+        return None
+    lang = lang.strip()
+    if not (1 < len(lang) <= LANGUAGE_RE_MAX) or not all(c.isalnum() or c == "-" for c in lang):
+        raise ValidationFailed("Use a language code such as en or pt-BR.", field="language")
+    return lang
+
+
+def _check_poll(poll: PollInput, max_options: int) -> PollInput:
+    options = [o.strip() for o in poll.options]
+    if not 2 <= len(options) <= max_options:
+        raise ValidationFailed(f"A poll needs 2 to {max_options} options.", field="poll")
+    if any(not o for o in options):
+        raise ValidationFailed("Poll options can't be empty.", field="poll")
+    if any(len(o) > POLL_OPTION_MAX for o in options):
+        raise ValidationFailed(f"Poll options are at most {POLL_OPTION_MAX} characters.", field="poll")
+    if len({o.casefold() for o in options}) != len(options):
+        raise ValidationFailed("Poll options must differ.", field="poll")
+    if not POLL_MIN_SECONDS <= poll.expires_in <= POLL_MAX_SECONDS:
+        raise ValidationFailed("A poll lasts between 5 minutes and 30 days.", field="poll")
+    return PollInput(options, poll.expires_in, poll.multiple, poll.hide_totals)
+
+
+def _check_content(db: AsyncSession, data: PostInput) -> None:
+    limit = runtime_of(db).settings.max_post_chars
+    if not data.source.strip() and data.poll is None:
+        raise ValidationFailed("Write something first.", field="status")
+    if text.count_characters(data.source) + len(data.spoiler_text) > limit:
+        raise ValidationFailed(f"Posts are at most {limit} characters.", field="status")
+    if len(data.spoiler_text) > MAX_SPOILER:
+        raise ValidationFailed(f"Content warnings are at most {MAX_SPOILER} characters.", field="spoiler_text")
+    try:
+        Visibility(data.visibility)
+    except ValueError:
+        raise ValidationFailed("Unknown audience.", field="visibility") from None
+
+
+async def _render(db: AsyncSession, source: str) -> tuple[str, list[Account], list[str]]:
+    """HTML of the source, the local accounts it mentions, and its hashtags."""
+    parsed = text.parse_text(source)
+    base = runtime_of(db).settings.base_url
+    local_names = [m for m in parsed.mentions if "@" not in m]
+    mentioned: list[Account] = []
+    if local_names:
+        mentioned = list(
+            (
+                await db.scalars(
+                    select(Account).where(
+                        Account.username_key.in_(local_names),
+                        Account.domain == "",
+                        Account.suspended_at.is_(None),
+                    )
+                )
+            ).all()
+        )
+    urls = {a.username_key: f"{base}/@{a.username}" for a in mentioned}
+    html = text.render_post(source, mention_urls=urls, hashtag_url=lambda t: f"{base}/tags/{t}")
+    return html, mentioned, list(parsed.hashtags)
+
+
+async def _attach_tags(db: AsyncSession, post_id: int, tags: list[str]) -> None:
+    for name in dict.fromkeys(tags):
+        tag_id = await db.scalar(select(Tag.id).where(Tag.name == name))
+        if tag_id is None:
+            try:
+                async with db.begin_nested():
+                    tag = Tag(name=name, display_name=name)
+                    db.add(tag)
+                    await db.flush()
+                    tag_id = tag.id
+            except IntegrityError:  # created by a concurrent post
+                tag_id = await db.scalar(select(Tag.id).where(Tag.name == name))
+        db.add(PostTag(tag_id=tag_id, post_id=post_id))
+
+
+async def get_visible_post(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> Post:
+    """The post if the viewer may see it; NotFound otherwise (never reveal it exists)."""
+    post = await db.get(Post, post_id)
+    if post is None or not await policy.can_see_post(db, viewer, post):
+        raise NotFound("This post does not exist or is not visible to you.")
+    return post
+
+
+async def create_post(db: AsyncSession, author: Account, data: PostInput) -> Post:
+    """Publish a post: render it, link mentions and tags, notify, and tell live timelines.
+
+    A reply must be to a post the author can see; replying to a deleted or invisible post is
+    refused. Direct posts are seen only by the people they mention."""
+    settings = runtime_of(db).settings
+    _check_content(db, data)
+    language = _check_language(data.language)
+    poll = _check_poll(data.poll, settings.max_poll_options) if data.poll else None
+    viewer = policy.Viewer(author.id)
+    parent: Post | None = None
+    if data.in_reply_to_id is not None:
+        try:
+            parent = await get_visible_post(db, viewer, data.in_reply_to_id)
+        except NotFound:
+            raise ValidationFailed(
+                "The post you are replying to is gone or not visible.", field="in_reply_to_id"
+            ) from None
+        if parent.reblog_of_id is not None:
+            parent = await get_visible_post(db, viewer, parent.reblog_of_id)
+    html, mentioned, tags = await _render(db, data.source)
+    post = Post(
+        id=new_id(),
+        account_id=author.id,
+        visibility=Visibility(data.visibility),
+        source=data.source,
+        content_html=html,
+        spoiler_text=data.spoiler_text.strip(),
+        sensitive=data.sensitive or bool(data.spoiler_text.strip()),
+        language=language,
+        in_reply_to_id=parent.id if parent else None,
+        in_reply_to_account_id=parent.account_id if parent else None,
+        thread_root_id=(parent.thread_root_id or parent.id) if parent else None,
+        created_at=utcnow(),
+    )
+    post.uri = f"{settings.base_url}/@{author.username}/{post.id}"
+    db.add(post)
+    await db.flush()
+    for acc in mentioned:
+        db.add(Mention(post_id=post.id, account_id=acc.id))
+    await _attach_tags(db, post.id, tags)
+    if poll:
+        db.add(
+            Poll(
+                post_id=post.id,
+                options=poll.options,
+                multiple=poll.multiple,
+                hide_totals=poll.hide_totals,
+                expires_at=post.created_at + timedelta(seconds=poll.expires_in),
+            )
+        )
+        await enqueue(
+            db,
+            "poll.ended",
+            {"post_id": post.id},
+            run_at=post.created_at + timedelta(seconds=poll.expires_in),
+        )
+    await db.flush()
+    if parent is not None:
+        await db.execute(
+            update(Post).where(Post.id == parent.id).values(replies_count=Post.replies_count + 1)
+        )
+        await notifications.notify(
+            db, recipient_id=parent.account_id, type=NotificationType.REPLY,
+            from_account_id=author.id, post_id=post.id,
+        )  # fmt: skip
+    for acc in mentioned:
+        if parent is not None and acc.id == parent.account_id:
+            continue
+        await notifications.notify(
+            db, recipient_id=acc.id, type=NotificationType.MENTION,
+            from_account_id=author.id, post_id=post.id,
+        )  # fmt: skip
+    await db.commit()
+    await _announce(db, "post.created", post)
+    return post
+
+
+async def _announce(db: AsyncSession, event_type: str, post: Post) -> None:
+    """After commit: publish the post event and the notifications this session created."""
+    await runtime_of(db).bus.publish(
+        "posts", {"type": event_type, "post_id": post.id, "account_id": post.account_id}
+    )
+    await notifications.publish_notifications(db)
+
+
+async def edit_post(db: AsyncSession, viewer: policy.Viewer, post_id: int, data: PostInput) -> Post:
+    """Change a post's text, content warning, sensitivity or language; the earlier version
+    goes to the visible edit history and people who boosted it are notified. Audience and
+    reply target never change (that would widen who saw it)."""
+    post = await get_visible_post(db, viewer, post_id)
+    if not policy.can_edit_post(viewer, post) or post.reblog_of_id is not None:
+        raise Forbidden("Only the author can edit this post.")
+    data.visibility = Visibility(post.visibility)
+    data.poll = None
+    poll = await db.get(Poll, post.id)
+    if not data.source.strip() and poll is None:
+        raise ValidationFailed("Write something first.", field="status")
+    _check_content(db, PostInput(source=data.source or " ", spoiler_text=data.spoiler_text))
+    language = _check_language(data.language) if data.language is not None else post.language
+    if not post.edited_at:
+        # Keep the original as the first history entry, as Mastodon shows it.
+        db.add(PostEdit(post_id=post.id, source=post.source, content_html=post.content_html,
+                        spoiler_text=post.spoiler_text, sensitive=post.sensitive,
+                        created_at=post.created_at))  # fmt: skip
+    html, mentioned, tags = await _render(db, data.source)
+    now = utcnow()
+    post.source = data.source
+    post.content_html = html
+    post.spoiler_text = data.spoiler_text.strip()
+    post.sensitive = data.sensitive or bool(post.spoiler_text)
+    post.language = language
+    post.edited_at = now
+    db.add(PostEdit(post_id=post.id, source=post.source, content_html=html,
+                    spoiler_text=post.spoiler_text, sensitive=post.sensitive, created_at=now))  # fmt: skip
+    existing = set((await db.scalars(select(Mention.account_id).where(Mention.post_id == post.id))).all())
+    for acc in mentioned:
+        if acc.id not in existing:
+            # Direct posts must not gain readers by editing: only widen non-direct mentions.
+            if post.visibility != Visibility.DIRECT:
+                db.add(Mention(post_id=post.id, account_id=acc.id))
+    await db.execute(delete(PostTag).where(PostTag.post_id == post.id))
+    await _attach_tags(db, post.id, tags)
+    boosters = (await db.scalars(select(Post.account_id).where(Post.reblog_of_id == post.id))).all()
+    for booster in set(boosters):
+        await notifications.notify(
+            db, recipient_id=booster, type=NotificationType.UPDATE,
+            from_account_id=post.account_id, post_id=post.id,
+        )  # fmt: skip
+    await db.commit()
+    await _announce(db, "post.updated", post)
+    return post
+
+
+async def edit_history(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> list[PostEdit]:
+    """Versions of a post, oldest first (empty if never edited)."""
+    post = await get_visible_post(db, viewer, post_id)
+    return list(
+        (await db.scalars(select(PostEdit).where(PostEdit.post_id == post.id).order_by(PostEdit.id))).all()
+    )
+
+
+async def delete_post(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> Post:
+    """Delete a post for real (with its boosts, likes, tags and notifications). Replies stay,
+    detached. Returns the deleted post (for "delete and redraft")."""
+    post = await get_visible_post(db, viewer, post_id)
+    if not policy.can_delete_post(viewer, post):
+        raise Forbidden("Only the author can delete this post.")
+    if post.reblog_of_id is not None:
+        raise ValidationFailed("Undo a boost instead of deleting it.", field="id")
+    if post.in_reply_to_id is not None:
+        await db.execute(
+            update(Post)
+            .where(Post.id == post.in_reply_to_id, Post.replies_count > 0)
+            .values(replies_count=Post.replies_count - 1)
+        )
+    await db.execute(delete(Post).where(Post.id == post.id))
+    await db.commit()
+    await runtime_of(db).bus.publish(
+        "posts", {"type": "post.deleted", "post_id": post.id, "account_id": post.account_id}
+    )
+    return post
+
+
+async def like(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> Post:
+    """Like (favourite) a post the viewer can see; liking twice is one like."""
+    post = await _interactable(db, viewer, post_id)
+    assert viewer.account_id is not None
+    if await db.get(Like, (viewer.account_id, post.id)) is None:
+        db.add(Like(account_id=viewer.account_id, post_id=post.id))
+        try:
+            await db.flush()
+        except IntegrityError:
+            await db.rollback()
+            return post
+        await _recount(db, post.id)
+        await notifications.notify(
+            db, recipient_id=post.account_id, type=NotificationType.LIKE,
+            from_account_id=viewer.account_id, post_id=post.id,
+        )  # fmt: skip
+        await db.commit()
+        await notifications.publish_notifications(db)
+    return post
+
+
+async def unlike(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> Post:
+    post = await get_visible_post(db, viewer, post_id)
+    assert viewer.account_id is not None
+    await db.execute(delete(Like).where(Like.account_id == viewer.account_id, Like.post_id == post.id))
+    await notifications.withdraw(db, recipient_id=post.account_id, type=NotificationType.LIKE,
+                                 from_account_id=viewer.account_id, post_id=post.id)  # fmt: skip
+    await _recount(db, post.id)
+    await db.commit()
+    return post
+
+
+async def _interactable(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> Post:
+    post = await get_visible_post(db, viewer, post_id)
+    if post.reblog_of_id is not None:
+        post = await get_visible_post(db, viewer, post.reblog_of_id)
+    if not await policy.can_interact(db, viewer, post):
+        raise NotFound("This post does not exist or is not visible to you.")
+    return post
+
+
+async def _recount(db: AsyncSession, post_id: int) -> None:
+    """Recompute cached counters from the rows (exact even under concurrent clicks)."""
+    likes = select(func.count()).select_from(Like).where(Like.post_id == post_id).scalar_subquery()
+    boosts = (
+        select(func.count()).select_from(Post).where(Post.reblog_of_id == post_id).scalar_subquery()
+    )
+    await db.execute(update(Post).where(Post.id == post_id).values(likes_count=likes, reblogs_count=boosts))
+
+
+async def boost(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> Post:
+    """Boost a public or unlisted post; returns the boost (a Post). Boosting twice is one boost."""
+    post = await _interactable(db, viewer, post_id)
+    assert viewer.account_id is not None
+    if not policy.can_boost(viewer, post):
+        raise ValidationFailed("Followers-only and direct posts can't be boosted.", field="id")
+    existing = await db.scalar(
+        select(Post).where(Post.account_id == viewer.account_id, Post.reblog_of_id == post.id)
+    )
+    if existing is not None:
+        return existing
+    settings = runtime_of(db).settings
+    reblog = Post(id=new_id(), account_id=viewer.account_id, visibility=post.visibility,
+                  reblog_of_id=post.id, created_at=utcnow())  # fmt: skip
+    reblog.uri = f"{settings.base_url}/boosts/{reblog.id}"
+    db.add(reblog)
+    await db.flush()
+    await _recount(db, post.id)
+    await notifications.notify(
+        db, recipient_id=post.account_id, type=NotificationType.BOOST,
+        from_account_id=viewer.account_id, post_id=post.id,
+    )  # fmt: skip
+    await db.commit()
+    await _announce(db, "post.created", reblog)
+    return reblog
+
+
+async def unboost(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> None:
+    assert viewer.account_id is not None
+    original = await db.get(Post, post_id)
+    if original is not None and original.reblog_of_id is not None:
+        original = await db.get(Post, original.reblog_of_id)
+    if original is None:
+        raise NotFound()
+    reblog = await db.scalar(
+        select(Post).where(Post.account_id == viewer.account_id, Post.reblog_of_id == original.id)
+    )
+    if reblog is None:
+        return
+    await db.execute(delete(Post).where(Post.id == reblog.id))
+    await notifications.withdraw(db, recipient_id=original.account_id, type=NotificationType.BOOST,
+                                 from_account_id=viewer.account_id, post_id=original.id)  # fmt: skip
+    await _recount(db, original.id)
+    await db.commit()
+    await runtime_of(db).bus.publish(
+        "posts", {"type": "post.deleted", "post_id": reblog.id, "account_id": reblog.account_id}
+    )
+
+
+async def bookmark(db: AsyncSession, viewer: policy.Viewer, post_id: int, on: bool = True) -> Post:
+    """Bookmark (or un-bookmark) a visible post; private to the viewer."""
+    post = await _interactable(db, viewer, post_id)
+    assert viewer.account_id is not None
+    have = await db.get(Bookmark, (viewer.account_id, post.id))
+    if on and have is None:
+        db.add(Bookmark(account_id=viewer.account_id, post_id=post.id))
+    elif not on and have is not None:
+        await db.delete(have)
+    try:
+        await db.commit()
+    except IntegrityError:
+        await db.rollback()
+    return post
+
+
+async def pin(db: AsyncSession, viewer: policy.Viewer, post_id: int, on: bool = True) -> Post:
+    """Pin one's own public/unlisted/followers-only post to one's profile (at most 5)."""
+    post = await get_visible_post(db, viewer, post_id)
+    if not policy.can_edit_post(viewer, post) or post.reblog_of_id is not None:
+        raise Forbidden("You can only pin your own posts.")
+    if on and post.visibility == Visibility.DIRECT:
+        raise ValidationFailed("Direct posts can't be pinned.", field="id")
+    have = await db.get(Pin, (post.account_id, post.id))
+    if on and have is None:
+        count = await db.scalar(select(func.count()).select_from(Pin).where(Pin.account_id == post.account_id))
+        if (count or 0) >= MAX_PINS:
+            raise ValidationFailed(f"You can pin at most {MAX_PINS} posts.", field="id")
+        db.add(Pin(account_id=post.account_id, post_id=post.id))
+    elif not on and have is not None:
+        await db.delete(have)
+    try:
+        await db.commit()
+    except IntegrityError:
+        await db.rollback()
+    return post
+
+
+async def vote(db: AsyncSession, viewer: policy.Viewer, post_id: int, choices: list[int]) -> Poll:
+    """Vote in a poll once; single-choice polls take one choice."""
+    post = await _interactable(db, viewer, post_id)
+    assert viewer.account_id is not None
+    poll = await db.get(Poll, post.id)
+    if poll is None:
+        raise NotFound("This post has no poll.")
+    if poll.expires_at <= utcnow():
+        raise ValidationFailed("This poll has ended.", field="choices")
+    if post.account_id == viewer.account_id:
+        raise ValidationFailed("You can't vote in your own poll.", field="choices")
+    picked = sorted(set(choices))
+    if not picked or any(c < 0 or c >= len(poll.options) for c in picked):
+        raise ValidationFailed("Pick one of the poll's options.", field="choices")
+    if not poll.multiple and len(picked) > 1:
+        raise ValidationFailed("This poll takes one choice.", field="choices")
+    if await db.scalar(select(PollVote.id).where(PollVote.post_id == post.id, PollVote.account_id == viewer.account_id)):
+        raise ValidationFailed("You have already voted.", field="choices")
+    for c in picked:
+        db.add(PollVote(post_id=post.id, account_id=viewer.account_id, choice=c))
+    try:
+        await db.flush()
+    except IntegrityError:
+        await db.rollback()
+        raise ValidationFailed("You have already voted.", field="choices") from None
+    poll.votes_count = int(await db.scalar(select(func.count()).select_from(PollVote).where(PollVote.post_id == post.id)) or 0)
+    poll.voters_count = int(
+        await db.scalar(select(func.count(func.distinct(PollVote.account_id))).where(PollVote.post_id == post.id)) or 0
+    )
+    await db.commit()
+    return poll
+
+
+async def poll_results(db: AsyncSession, post_id: int) -> list[int]:
+    """Votes per option, in option order."""
+    poll = await db.get(Poll, post_id)
+    if poll is None:
+        return []
+    rows = await db.execute(
+        select(PollVote.choice, func.count()).where(PollVote.post_id == post_id).group_by(PollVote.choice)
+    )
+    counts = dict(rows.all())
+    return [int(counts.get(i, 0)) for i in range(len(poll.options))]
+
+
+async def my_votes(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> list[int]:
+    if viewer.account_id is None:
+        return []
+    return list(
+        (await db.scalars(select(PollVote.choice).where(PollVote.post_id == post_id, PollVote.account_id == viewer.account_id))).all()
+    )
+
+
+@job_handler("poll.ended")
+async def notify_poll_ended(db: AsyncSession, payload: dict[str, object]) -> None:
+    """When a poll ends, notify its author and everyone who voted — once, even if re-run."""
+    post_id = int(str(payload["post_id"]))
+    poll = await db.get(Poll, post_id)
+    post = await db.get(Post, post_id)
+    if poll is None or post is None or poll.ended_notified_at is not None:
+        return
+    if poll.expires_at > utcnow():  # the poll was extended by an edit: try again later
+        await enqueue(db, "poll.ended", {"post_id": post_id}, run_at=poll.expires_at)
+        return
+    voters = set((await db.scalars(select(PollVote.account_id).where(PollVote.post_id == post_id))).all())
+    for account_id in voters - {post.account_id}:
+        await notifications.notify(
+            db, recipient_id=account_id, type=NotificationType.POLL,
+            from_account_id=post.account_id, post_id=post_id,
+        )  # fmt: skip
+    await _notify_self_poll(db, post)
+    poll.ended_notified_at = utcnow()
+
+
+async def _notify_self_poll(db: AsyncSession, post: Post) -> None:
+    """The author's own "your poll has ended" (policy.should_notify skips self-notifications)."""
+    insert_id = new_id()
+    exists = await db.scalar(
+        select(Notification.id).where(
+            Notification.account_id == post.account_id,
+            Notification.type == str(NotificationType.POLL),
+            Notification.post_id == post.id,
+        )
+    )
+    if exists is None:
+        db.add(Notification(id=insert_id, account_id=post.account_id, type=str(NotificationType.POLL),
+                            from_account_id=post.account_id, post_id=post.id))  # fmt: skip
+        db.info.setdefault("new_notifications", []).append((post.account_id, insert_id))

@@ -1,0 +1,1 @@
+"""Timelines: home, local, hashtag and profile lists of posts, cursor-paginated."""

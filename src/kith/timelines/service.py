@@ -1,0 +1,201 @@
+"""Timeline queries (fan-out on read): each one an indexed range scan filtered by kith.policy.
+
+Pagination is by post id (time-sortable): `max_id` pages older, `min_id` pages newer, so a
+page never skips or repeats a post when new ones arrive in between."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, exists, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kith import policy
+from kith.accounts.models import Account
+from kith.graph.models import Follow
+from kith.posts.models import Pin, Post, PostTag, Tag
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 40
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of posts, newest first, with cursors for the next pages."""
+
+    posts: list[Post]
+    older_max_id: int | None  # pass as max_id for the next older page
+    newer_min_id: int | None  # pass as min_id for newer posts
+
+
+def clamp_limit(limit: int | None) -> int:
+    if limit is None:
+        return DEFAULT_LIMIT
+    return max(1, min(MAX_LIMIT, limit))
+
+
+async def _paginate(
+    db: AsyncSession,
+    stmt: Select[Any],
+    *,
+    max_id: int | None,
+    min_id: int | None,
+    since_id: int | None = None,
+    limit: int | None,
+) -> Page:
+    n = clamp_limit(limit)
+    if max_id is not None:
+        stmt = stmt.where(Post.id < max_id)
+    if since_id is not None:
+        stmt = stmt.where(Post.id > since_id)
+    if min_id is not None:
+        # The page just above min_id, oldest first from the database, shown newest first.
+        rows = list((await db.scalars(stmt.where(Post.id > min_id).order_by(Post.id.asc()).limit(n))).all())
+        rows.reverse()
+    else:
+        rows = list((await db.scalars(stmt.order_by(Post.id.desc()).limit(n))).all())
+    return Page(
+        posts=rows,
+        older_max_id=rows[-1].id if len(rows) == n or (min_id is not None and rows) else None,
+        newer_min_id=rows[0].id if rows else min_id or max_id,
+    )
+
+
+def home_query(viewer: policy.Viewer) -> Select[Any]:
+    """Posts for the viewer's Home: their own and those of accounts they follow (boosts only
+    where they kept boosts on), replies only when addressed to them or someone they follow."""
+    me = viewer.account_id
+    assert me is not None
+    followed = select(Follow.followee_id).where(Follow.follower_id == me)
+    followed_with_boosts = select(Follow.followee_id).where(
+        Follow.follower_id == me, Follow.show_reblogs.is_(True)
+    )
+    authors = or_(Post.account_id == me, Post.account_id.in_(followed))
+    boosts_ok = or_(
+        Post.reblog_of_id.is_(None), Post.account_id == me, Post.account_id.in_(followed_with_boosts)
+    )
+    replies_ok = or_(
+        Post.in_reply_to_account_id.is_(None),
+        Post.in_reply_to_account_id == me,
+        Post.in_reply_to_account_id == Post.account_id,
+        Post.in_reply_to_account_id.in_(followed),
+    )
+    return select(Post).where(
+        authors, boosts_ok, replies_ok,
+        policy.post_visible_clause(viewer), policy.not_muted_clause(viewer),
+    )  # fmt: skip
+
+
+async def home(
+    db: AsyncSession, viewer: policy.Viewer, *, max_id: int | None = None,
+    min_id: int | None = None, since_id: int | None = None, limit: int | None = None,
+) -> Page:  # fmt: skip
+    """The viewer's Home timeline."""
+    return await _paginate(db, home_query(viewer), max_id=max_id, min_id=min_id, since_id=since_id, limit=limit)
+
+
+async def local(
+    db: AsyncSession, viewer: policy.Viewer, *, max_id: int | None = None,
+    min_id: int | None = None, since_id: int | None = None, limit: int | None = None,
+) -> Page:  # fmt: skip
+    """All public posts of this instance's people (no unlisted posts, no boosts)."""
+    stmt = select(Post).where(
+        exists().where(Account.id == Post.account_id, Account.domain == ""),
+        policy.publicly_listed_clause(viewer),
+        policy.post_visible_clause(viewer),
+        policy.not_muted_clause(viewer),
+    )
+    return await _paginate(db, stmt, max_id=max_id, min_id=min_id, since_id=since_id, limit=limit)
+
+
+async def hashtag(
+    db: AsyncSession, viewer: policy.Viewer, tag_name: str, *, max_id: int | None = None,
+    min_id: int | None = None, since_id: int | None = None, limit: int | None = None,
+) -> Page:  # fmt: skip
+    """Public posts with this hashtag."""
+    tag_id = await db.scalar(select(Tag.id).where(Tag.name == tag_name.casefold()))
+    if tag_id is None:
+        return Page([], None, None)
+    stmt = (
+        select(Post)
+        .join(PostTag, PostTag.post_id == Post.id)
+        .where(
+            PostTag.tag_id == tag_id,
+            policy.publicly_listed_clause(viewer),
+            policy.post_visible_clause(viewer),
+            policy.not_muted_clause(viewer),
+        )
+    )
+    return await _paginate(db, stmt, max_id=max_id, min_id=min_id, since_id=since_id, limit=limit)
+
+
+async def profile(
+    db: AsyncSession, viewer: policy.Viewer, account: Account, *, tab: str = "posts",
+    max_id: int | None = None, min_id: int | None = None, limit: int | None = None,
+) -> Page:  # fmt: skip
+    """A profile's posts the viewer may see. Tabs: "posts" (with boosts, without replies to
+    others), "replies" (everything), "media" (posts with attachments: none until media lands)."""
+    stmt = select(Post).where(Post.account_id == account.id, policy.post_visible_clause(viewer))
+    if tab == "posts":
+        stmt = stmt.where(
+            or_(Post.in_reply_to_account_id.is_(None), Post.in_reply_to_account_id == account.id)
+        )
+    elif tab == "media":
+        stmt = stmt.where(Post.id.is_(None))  # no attachments exist yet (media issue)
+    return await _paginate(db, stmt, max_id=max_id, min_id=min_id, limit=limit)
+
+
+async def pinned(db: AsyncSession, viewer: policy.Viewer, account: Account) -> list[Post]:
+    """The account's pinned posts the viewer may see, most recently pinned first."""
+    stmt = (
+        select(Post)
+        .join(Pin, Pin.post_id == Post.id)
+        .where(Pin.account_id == account.id, policy.post_visible_clause(viewer))
+        .order_by(Pin.created_at.desc())
+    )
+    return list((await db.scalars(stmt)).all())
+
+
+async def appears_in_home(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> bool:
+    """Would this post be in the viewer's Home? (The live "new posts" stream asks this.)"""
+    stmt = home_query(viewer).where(Post.id == post_id)
+    return (await db.scalars(stmt.limit(1))).first() is not None
+
+
+async def thread(db: AsyncSession, viewer: policy.Viewer, post: Post) -> tuple[list[Post], list[tuple[Post, int]]]:
+    """Context of a post: visible ancestors (root first) and visible descendants in tree order
+    with their depth. Branches under a post the viewer can't see are left out."""
+    ancestors: list[Post] = []
+    seen = {post.id}
+    cursor = post
+    while cursor.in_reply_to_id is not None and len(ancestors) < 200:
+        parent = await db.get(Post, cursor.in_reply_to_id)
+        if parent is None or parent.id in seen:
+            break
+        seen.add(parent.id)
+        if not await policy.can_see_post(db, viewer, parent):
+            break
+        ancestors.append(parent)
+        cursor = parent
+    ancestors.reverse()
+    root_id = post.thread_root_id or post.id
+    stmt = select(Post).where(
+        or_(Post.thread_root_id == root_id, Post.id == root_id),
+        policy.post_visible_clause(viewer),
+        policy.not_muted_clause(viewer) if viewer.account_id else Post.id.isnot(None),
+    ).order_by(Post.id).limit(2000)  # fmt: skip
+    candidates = list((await db.scalars(stmt)).all())
+    children: dict[int, list[Post]] = {}
+    for p in candidates:
+        if p.in_reply_to_id is not None:
+            children.setdefault(p.in_reply_to_id, []).append(p)
+    descendants: list[tuple[Post, int]] = []
+
+    def walk(pid: int, depth: int) -> None:
+        for child in children.get(pid, []):
+            descendants.append((child, depth))
+            walk(child.id, depth + 1)
+
+    walk(post.id, 1)
+    return ancestors, descendants

@@ -1,0 +1,1 @@
+"""HTML pages: server-rendered Jinja2, progressively enhanced with htmx."""

@@ -1,0 +1,92 @@
+"""Server-Sent Events for live pages: "new posts" on Home and Local, new notifications.
+
+Each event on the bus is checked against kith.policy for this viewer before it is sent, so a
+stream never reveals a post the viewer could not open."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kith import policy
+from kith.bus import Event
+from kith.posts.models import Post
+from kith.runtime import Runtime
+from kith.timelines import service as timelines
+from kith.web.deps import Current, current, runtime, signed_in
+
+router = APIRouter()
+HEARTBEAT_SECONDS = 15.0
+
+
+async def _wants(db: AsyncSession, viewer: policy.Viewer, feed: str, event: Event) -> bool:
+    if event.get("type") != "post.created":
+        return False
+    post_id = event.get("post_id")
+    if not isinstance(post_id, int):
+        return False
+    if feed == "home":
+        return await timelines.appears_in_home(db, viewer, post_id)
+    stmt = select(Post.id).where(
+        Post.id == post_id,
+        policy.publicly_listed_clause(viewer),
+        policy.post_visible_clause(viewer),
+        policy.not_muted_clause(viewer),
+    )
+    return (await db.scalar(stmt)) is not None
+
+
+async def _events(rt: Runtime, viewer: policy.Viewer, feed: str) -> AsyncIterator[str]:
+    channels = ["posts"] + ([f"user:{viewer.account_id}"] if viewer.account_id else [])
+    inbox: asyncio.Queue[Event] = asyncio.Queue(maxsize=1000)
+
+    async def pump() -> None:
+        async for ev in rt.bus.subscribe(*channels):
+            with contextlib.suppress(asyncio.QueueFull):
+                inbox.put_nowait(ev)
+
+    task = asyncio.create_task(pump())
+    try:
+        yield "retry: 3000\n\n"
+        yield ": connected\n\n"
+        while True:
+            try:
+                ev = await asyncio.wait_for(inbox.get(), HEARTBEAT_SECONDS)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+                continue
+            if ev.get("type") == "notification":
+                yield f"event: notification\ndata: {json.dumps({'id': str(ev.get('id'))})}\n\n"
+                continue
+            async with rt.sessions() as db:
+                if await _wants(db, viewer, feed, ev):
+                    yield f"event: update\ndata: {json.dumps({'id': str(ev['post_id'])})}\n\n"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+def _sse(rt: Runtime, viewer: policy.Viewer, feed: str) -> StreamingResponse:
+    return StreamingResponse(
+        _events(rt, viewer, feed),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/stream/home")
+async def stream_home(request: Request, me: Current = Depends(signed_in)) -> StreamingResponse:
+    return _sse(runtime(request), me.viewer, "home")
+
+
+@router.get("/stream/local")
+async def stream_local(request: Request, me: Current = Depends(current)) -> StreamingResponse:
+    return _sse(runtime(request), me.viewer, "local")
