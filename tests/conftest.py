@@ -81,7 +81,9 @@ async def _wipe(rt: Runtime) -> None:
         else:
             for t in tables:
                 await conn.execute(text(f'DELETE FROM "{t}"'))
-            extra = await conn.execute(text("SELECT name FROM sqlite_master WHERE name = 'posts_fts'"))
+            extra = await conn.execute(
+                text("SELECT name FROM sqlite_master WHERE name = 'posts_fts'")
+            )
             if extra.first():
                 await conn.execute(text("DELETE FROM posts_fts"))
 

@@ -7,10 +7,16 @@ from tests.world import PASSWORD, Browser, browser
 
 async def sign_up(b: Browser, name: str) -> None:
     await b.get("/auth/sign_up")
-    r = await b.post("/auth/sign_up", {
-        "username": name, "email": f"{name}@example.test", "password": PASSWORD,
-        "password_confirmation": PASSWORD, "agreement": "on",
-    })  # fmt: skip
+    r = await b.post(
+        "/auth/sign_up",
+        {
+            "username": name,
+            "email": f"{name}@example.test",
+            "password": PASSWORD,
+            "password_confirmation": PASSWORD,
+            "agreement": "on",
+        },
+    )
     assert r.status_code == 303, r.text
     await b.get("/home")
 
@@ -40,7 +46,15 @@ async def test_two_people__follow_post_like_notify(settings, rt) -> None:  # typ
 async def test_forged_csrf__is_refused(app_client) -> None:  # type: ignore[no-untyped-def]
     await app_client.get("/auth/sign_up")
     app_client.csrf = "0" * 64
-    r = await app_client.post("/auth/sign_up", {"username": "mallory", "email": "m@example.test",
-                                                "password": PASSWORD, "password_confirmation": PASSWORD, "agreement": "on"})
+    r = await app_client.post(
+        "/auth/sign_up",
+        {
+            "username": "mallory",
+            "email": "m@example.test",
+            "password": PASSWORD,
+            "password_confirmation": PASSWORD,
+            "agreement": "on",
+        },
+    )
     assert r.status_code == 403
     assert "expired" in r.text

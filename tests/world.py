@@ -22,12 +22,18 @@ from kith.posts.service import PostInput
 PASSWORD = "correct horse battery"
 
 
-async def person(db: AsyncSession, name: str, *, admin: bool = False, locked: bool = False) -> Account:
+async def person(
+    db: AsyncSession, name: str, *, admin: bool = False, locked: bool = False
+) -> Account:
     """A local account named `name` (password PASSWORD)."""
     reg = await accounts.register(
-        db, username=name, email=f"{name}@example.test", password=PASSWORD,
-        admin=admin, bypass_mode=True,
-    )  # fmt: skip
+        db,
+        username=name,
+        email=f"{name}@example.test",
+        password=PASSWORD,
+        admin=admin,
+        bypass_mode=True,
+    )
     if locked:
         reg.account.locked = True
         await db.commit()
@@ -35,11 +41,20 @@ async def person(db: AsyncSession, name: str, *, admin: bool = False, locked: bo
 
 
 async def post(
-    db: AsyncSession, author: Account, source: str, *, visibility: Visibility = Visibility.PUBLIC,
-    reply_to: Post | None = None, **kwargs: object,
-) -> Post:  # fmt: skip
-    data = PostInput(source=source, visibility=visibility,
-                     in_reply_to_id=reply_to.id if reply_to else None, **kwargs)  # type: ignore[arg-type]
+    db: AsyncSession,
+    author: Account,
+    source: str,
+    *,
+    visibility: Visibility = Visibility.PUBLIC,
+    reply_to: Post | None = None,
+    **kwargs: object,
+) -> Post:
+    data = PostInput(
+        source=source,
+        visibility=visibility,
+        in_reply_to_id=reply_to.id if reply_to else None,
+        **kwargs,
+    )  # type: ignore[arg-type]
     return await posts.create_post(db, author, data)
 
 
@@ -65,7 +80,9 @@ class Browser:
             self.csrf = m.group(1)
         return r
 
-    async def post(self, url: str, data: dict[str, object] | None = None, **kw: object) -> httpx.Response:
+    async def post(
+        self, url: str, data: dict[str, object] | None = None, **kw: object
+    ) -> httpx.Response:
         if not self.csrf:
             await self.get("/auth/sign_in")
         body = {"csrf_token": self.csrf, **(data or {})}

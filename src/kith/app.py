@@ -28,7 +28,9 @@ STATIC_DIR = Path(__file__).parent / "web" / "static"
 
 
 def _wants_html(request: Request) -> bool:
-    return not request.url.path.startswith("/api/") and "application/json" not in request.headers.get("accept", "")
+    return not request.url.path.startswith(
+        "/api/"
+    ) and "application/json" not in request.headers.get("accept", "")
 
 
 async def _error_page(request: Request, status: int, message: str) -> Response:
@@ -38,7 +40,9 @@ async def _error_page(request: Request, status: int, message: str) -> Response:
         return JSONResponse({"error": message}, status_code=status)
     try:
         async with request.app.state.runtime.sessions() as db:
-            return await render(request, db, "error.html", {"status": status, "message": message}, status=status)
+            return await render(
+                request, db, "error.html", {"status": status, "message": message}, status=status
+            )
     except Exception:  # the error page must never fail itself
         log.exception("error page failed")
         return HTMLResponse(f"<h1>{status}</h1><p>{message}</p>", status_code=status)

@@ -18,7 +18,9 @@ app.add_typer(user_app, name="user")
 
 def _logging() -> None:
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 @app.command()
@@ -45,9 +47,12 @@ def serve(
     settings = get_settings()
     settings.run_worker = worker
     uvicorn.run(
-        create_app(settings), host=host or settings.host, port=port or settings.port,
-        log_level=settings.log_level, proxy_headers=False,
-    )  # fmt: skip
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=settings.log_level,
+        proxy_headers=False,
+    )
 
 
 @app.command("worker")
@@ -70,7 +75,9 @@ def worker_command() -> None:
 
 @app.command()
 def demo(
-    force: Annotated[bool, typer.Option(help="Load even if the database already has accounts.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Load even if the database already has accounts.")
+    ] = False,
 ) -> None:
     """Load demo data (a small living community) into an empty database."""
     from kith.demo import load_demo
@@ -95,9 +102,17 @@ def user_create(
         rt = Runtime.from_settings(get_settings())
         try:
             async with rt.sessions() as db:
-                reg = await accounts.register(db, username=name, email=email, password=password,
-                                              admin=admin or None, bypass_mode=True)  # fmt: skip
-                typer.echo(f"created @{reg.account.username}{' (admin)' if reg.user.is_admin else ''}")
+                reg = await accounts.register(
+                    db,
+                    username=name,
+                    email=email,
+                    password=password,
+                    admin=admin or None,
+                    bypass_mode=True,
+                )
+                typer.echo(
+                    f"created @{reg.account.username}{' (admin)' if reg.user.is_admin else ''}"
+                )
         finally:
             await rt.close()
 
@@ -118,10 +133,21 @@ def user_list() -> None:
         rt = Runtime.from_settings(get_settings())
         try:
             async with rt.sessions() as db:
-                rows = await db.execute(select(Account, User).join(User, User.account_id == Account.id).order_by(Account.id))
+                rows = await db.execute(
+                    select(Account, User)
+                    .join(User, User.account_id == Account.id)
+                    .order_by(Account.id)
+                )
                 for account, user in rows.all():
-                    flags = [f for f, on in (("admin", user.is_admin), ("suspended", account.suspended_at),
-                                             ("pending", user.state == "pending")) if on]  # fmt: skip
+                    flags = [
+                        f
+                        for f, on in (
+                            ("admin", user.is_admin),
+                            ("suspended", account.suspended_at),
+                            ("pending", user.state == "pending"),
+                        )
+                        if on
+                    ]
                     typer.echo(f"{account.username}\t{user.email}\t{','.join(flags) or '-'}")
         finally:
             await rt.close()

@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 class Settings(BaseSettings):
     """Everything an operator can set. Instance-wide choices an admin edits in the web UI
-    (name, rules, registration mode) live in the database instead (`accounts.models.InstanceSettings`)."""
+    (name, rules, registration mode) live in the database (`InstanceSettings`)."""
 
     model_config = SettingsConfigDict(env_prefix="KITH_", env_file=".env", extra="ignore")
 

@@ -1,4 +1,4 @@
-"""Domain errors: raised by services, turned into 422s, form messages or ActivityPub 4xx at the edge."""
+"""Domain errors: raised by services; the edge turns them into 422s, form messages or 4xx."""
 
 from __future__ import annotations
 

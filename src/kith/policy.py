@@ -127,15 +127,15 @@ def not_muted_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bool]:
 def publicly_listed_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bool]:
     """SQL: the post may appear in public listings (Local, hashtag timelines, search):
     public (not unlisted), not a boost, and not by a silenced account the viewer doesn't follow."""
-    not_silenced = exists().where(Account.id == post.account_id, Account.silenced_at.is_(None))
+    not_silenced: ColumnElement[bool] = exists().where(
+        Account.id == post.account_id, Account.silenced_at.is_(None)
+    )
     if viewer.account_id is not None:
         follows = exists().where(
             Follow.follower_id == viewer.account_id, Follow.followee_id == post.account_id
         )
         not_silenced = or_(not_silenced, follows, post.account_id == viewer.account_id)
-    return and_(
-        post.visibility == Visibility.PUBLIC, post.reblog_of_id.is_(None), not_silenced
-    )
+    return and_(post.visibility == Visibility.PUBLIC, post.reblog_of_id.is_(None), not_silenced)
 
 
 def searchable_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bool]:

@@ -43,4 +43,4 @@ def runtime_of(db: AsyncSession) -> Runtime:
     rt = db.info.get("runtime")
     if rt is None:
         raise RuntimeError("session was not made by a Runtime")
-    return rt  # type: ignore[no-any-return]
+    return rt

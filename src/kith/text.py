@@ -27,8 +27,20 @@ _VISIBLE_URL_LENGTH = 30
 _EXTERNAL_LINK_REL = "nofollow noopener noreferrer"
 
 _ALLOWED_TAGS = {
-    "p", "br", "a", "span", "strong", "em", "del", "code", "pre", "blockquote", "ul", "ol", "li",
-}  # fmt: skip
+    "p",
+    "br",
+    "a",
+    "span",
+    "strong",
+    "em",
+    "del",
+    "code",
+    "pre",
+    "blockquote",
+    "ul",
+    "ol",
+    "li",
+}
 # `class` is absent on purpose: nh3 filters it through _ALLOWED_CLASSES instead. `ol start` keeps
 # "3. third" numbered 3 rather than 1.
 _ALLOWED_ATTRIBUTES = {"a": {"href", "rel", "target"}, "ol": {"start"}}
@@ -56,10 +68,35 @@ _REMOTE_CLEANER = nh3.Cleaner(
     set_tag_attribute_values={"a": {"rel": _EXTERNAL_LINK_REL, "target": "_blank"}},
 )
 _BLOCK_TAGS = {
-    "p", "div", "blockquote", "pre", "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6",
-    "table", "tr", "hr", "dl", "dt", "dd", "figure", "figcaption", "section", "article",
-    "header", "footer", "aside", "details", "summary",
-}  # fmt: skip
+    "p",
+    "div",
+    "blockquote",
+    "pre",
+    "ul",
+    "ol",
+    "li",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "table",
+    "tr",
+    "hr",
+    "dl",
+    "dt",
+    "dd",
+    "figure",
+    "figcaption",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "aside",
+    "details",
+    "summary",
+}
 # html_to_text first normalises arbitrary HTML into this well-formed subset, so the stdlib
 # parser below never meets markup it chokes on; script and style lose their content.
 _TEXT_CLEANER = nh3.Cleaner(tags=_BLOCK_TAGS | {"br"}, attributes={}, link_rel=None)

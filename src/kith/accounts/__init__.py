@@ -1,1 +1,1 @@
-"""Accounts: people (local and, later, remote), their logins, sessions, profiles and instance settings."""
+"""Accounts: people (local and remote), logins, sessions, profiles, instance settings."""

@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 
 async def send_later(db: AsyncSession, *, to: str, subject: str, body: str) -> None:
     """Queue a plain-text email in the caller's transaction."""
-    await enqueue(db, "email.send", {"to": to, "subject": subject, "body": body, "key": str(new_id())})
+    await enqueue(
+        db, "email.send", {"to": to, "subject": subject, "body": body, "key": str(new_id())}
+    )
 
 
 def _message(settings: Settings, payload: dict[str, Any]) -> EmailMessage:
@@ -54,4 +56,6 @@ async def send_email(db: AsyncSession, payload: dict[str, Any]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{payload.get('key')}.eml"
     path.write_bytes(bytes(msg))
-    log.info("mail to %s written to %s (no SMTP configured): %s", payload["to"], path, payload["subject"])
+    log.info(
+        "mail to %s written to %s (no SMTP configured): %s", payload["to"], path, payload["subject"]
+    )

@@ -1,4 +1,4 @@
-"""Tables of the accounts domain: Account (public identity), User (local login), sessions, tokens."""
+"""Tables of the accounts domain: Account (identity), User (local login), sessions, tokens."""
 
 from __future__ import annotations
 

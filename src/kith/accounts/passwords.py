@@ -18,10 +18,30 @@ MAX_LENGTH = 256
 # The commonest leaked-password shapes; a real breached list would be a data download we
 # cannot make here, so refuse the obvious patterns instead.
 _COMMON_WORDS = (
-    "password", "passwort", "qwerty", "azerty", "letmein", "welcome", "iloveyou", "admin",
-    "monkey", "dragon", "football", "baseball", "sunshine", "princess", "abc123", "trustno1",
-    "master", "shadow", "superman", "123456", "111111", "000000", "kith",
-)  # fmt: skip
+    "password",
+    "passwort",
+    "qwerty",
+    "azerty",
+    "letmein",
+    "welcome",
+    "iloveyou",
+    "admin",
+    "monkey",
+    "dragon",
+    "football",
+    "baseball",
+    "sunshine",
+    "princess",
+    "abc123",
+    "trustno1",
+    "master",
+    "shadow",
+    "superman",
+    "123456",
+    "111111",
+    "000000",
+    "kith",
+)
 
 
 def check_new_password(password: str, *, username: str = "", email: str = "") -> None:
@@ -34,7 +54,10 @@ def check_new_password(password: str, *, username: str = "", email: str = "") ->
     stripped = re.sub(r"[\d\W_]+$", "", re.sub(r"^[\d\W_]+", "", lowered))
     if len(set(lowered)) < 4:
         raise ValidationFailed("This password is too repetitive.", field="password")
-    if any(stripped == w or stripped.startswith(w) and len(stripped) - len(w) < 3 for w in _COMMON_WORDS):
+    if any(
+        stripped == w or stripped.startswith(w) and len(stripped) - len(w) < 3
+        for w in _COMMON_WORDS
+    ):
         raise ValidationFailed("This password is too common.", field="password")
     if lowered.isdigit() or re.fullmatch(r"(0123456789|1234567890|abcdefghij)+\w{0,3}", lowered):
         raise ValidationFailed("This password is too common.", field="password")

@@ -174,7 +174,9 @@ async def register(
         await db.rollback()
         field = "email" if "email" in str(exc.orig).lower() else "username"
         raise ValidationFailed(
-            "This username is taken." if field == "username" else "An account with this email exists.",
+            "This username is taken."
+            if field == "username"
+            else "An account with this email exists.",
             field=field,
         ) from None
     return Registration(user=user, account=account, needs_approval=user.state == UserState.PENDING)
@@ -211,9 +213,9 @@ async def authenticate(
         user = await db.scalar(select(User).where(User.email_key == login.lower()))
     else:
         user = await db.scalar(
-            select(User).join(Account).where(
-                Account.username_key == normalize_username(login), Account.domain == ""
-            )
+            select(User)
+            .join(Account)
+            .where(Account.username_key == normalize_username(login), Account.domain == "")
         )
     ok = passwords.verify_password(user.password_hash if user else passwords.DUMMY_HASH, password)
     if user is None or not ok:

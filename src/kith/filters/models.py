@@ -20,7 +20,9 @@ class Filter(Base):
         ForeignKey("accounts.id", ondelete="CASCADE"), index=True
     )
     title: Mapped[str] = mapped_column(String(100))
-    contexts: Mapped[list[str]] = mapped_column(JSON)  # home, notifications, public, thread, account
+    contexts: Mapped[list[str]] = mapped_column(
+        JSON
+    )  # home, notifications, public, thread, account
     action: Mapped[str] = mapped_column(String(8), default="warn")
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -20,9 +20,15 @@ MAX_KEYWORDS = 50
 
 
 async def create_filter(
-    db: AsyncSession, viewer: policy.Viewer, *, title: str, keywords: list[tuple[str, bool]],
-    contexts: list[str], action: str = "warn", expires_in: int | None = None,
-) -> Filter:  # fmt: skip
+    db: AsyncSession,
+    viewer: policy.Viewer,
+    *,
+    title: str,
+    keywords: list[tuple[str, bool]],
+    contexts: list[str],
+    action: str = "warn",
+    expires_in: int | None = None,
+) -> Filter:
     """Add a filter with its keywords ((text, whole_word) pairs)."""
     assert viewer.account_id is not None
     title = title.strip()
@@ -34,13 +40,18 @@ async def create_filter(
         raise ValidationFailed("A filter warns or hides.", field="filter_action")
     words = [(k.strip(), w) for k, w in keywords if k.strip()]
     if not words or len(words) > MAX_KEYWORDS or any(len(k) > 200 for k, _ in words):
-        raise ValidationFailed("Add 1–50 words or phrases of at most 200 characters.", field="keywords")
+        raise ValidationFailed(
+            "Add 1–50 words or phrases of at most 200 characters.", field="keywords"
+        )
     if expires_in is not None and not 0 < expires_in <= 365 * 86400:
         raise ValidationFailed("Expire within a year, or never.", field="expires_in")
     f = Filter(
-        account_id=viewer.account_id, title=title, contexts=sorted(set(contexts)), action=action,
+        account_id=viewer.account_id,
+        title=title,
+        contexts=sorted(set(contexts)),
+        action=action,
         expires_at=utcnow() + timedelta(seconds=expires_in) if expires_in else None,
-    )  # fmt: skip
+    )
     db.add(f)
     await db.flush()
     for k, whole in words:
@@ -49,12 +60,24 @@ async def create_filter(
     return f
 
 
-async def list_filters(db: AsyncSession, viewer: policy.Viewer) -> list[tuple[Filter, list[FilterKeyword]]]:
+async def list_filters(
+    db: AsyncSession, viewer: policy.Viewer
+) -> list[tuple[Filter, list[FilterKeyword]]]:
     """The viewer's filters with their keywords, expired ones included (marked by expires_at)."""
-    fs = list((await db.scalars(select(Filter).where(Filter.account_id == viewer.account_id).order_by(Filter.id))).all())
+    fs = list(
+        (
+            await db.scalars(
+                select(Filter).where(Filter.account_id == viewer.account_id).order_by(Filter.id)
+            )
+        ).all()
+    )
     if not fs:
         return []
-    kws = (await db.scalars(select(FilterKeyword).where(FilterKeyword.filter_id.in_([f.id for f in fs])))).all()
+    kws = (
+        await db.scalars(
+            select(FilterKeyword).where(FilterKeyword.filter_id.in_([f.id for f in fs]))
+        )
+    ).all()
     return [(f, [k for k in kws if k.filter_id == f.id]) for f in fs]
 
 
@@ -71,19 +94,32 @@ def _pattern(keyword: str, whole_word: bool) -> re.Pattern[str]:
     return re.compile(rf"(?<!\w){body}(?!\w)" if whole_word else body, re.IGNORECASE)
 
 
-async def active_rules(db: AsyncSession, viewer: policy.Viewer, context: str) -> list[tuple[Filter, list[re.Pattern[str]]]]:
+async def active_rules(
+    db: AsyncSession, viewer: policy.Viewer, context: str
+) -> list[tuple[Filter, list[re.Pattern[str]]]]:
     """The viewer's unexpired filters for a context, compiled."""
     if viewer.account_id is None:
         return []
     now = utcnow()
-    fs = (await db.scalars(
-        select(Filter).where(Filter.account_id == viewer.account_id, or_(Filter.expires_at.is_(None), Filter.expires_at > now))
-    )).all()  # fmt: skip
+    fs = (
+        await db.scalars(
+            select(Filter).where(
+                Filter.account_id == viewer.account_id,
+                or_(Filter.expires_at.is_(None), Filter.expires_at > now),
+            )
+        )
+    ).all()
     fs = [f for f in fs if context in f.contexts]
     if not fs:
         return []
-    kws = (await db.scalars(select(FilterKeyword).where(FilterKeyword.filter_id.in_([f.id for f in fs])))).all()
-    return [(f, [_pattern(k.keyword, k.whole_word) for k in kws if k.filter_id == f.id]) for f in fs]
+    kws = (
+        await db.scalars(
+            select(FilterKeyword).where(FilterKeyword.filter_id.in_([f.id for f in fs]))
+        )
+    ).all()
+    return [
+        (f, [_pattern(k.keyword, k.whole_word) for k in kws if k.filter_id == f.id]) for f in fs
+    ]
 
 
 def matches(view: PostView, patterns: list[re.Pattern[str]]) -> bool:
@@ -92,7 +128,9 @@ def matches(view: PostView, patterns: list[re.Pattern[str]]) -> bool:
     return any(p.search(haystack) for p in patterns)
 
 
-async def apply(db: AsyncSession, viewer: policy.Viewer, views: list[PostView], *, context: str) -> list[PostView]:
+async def apply(
+    db: AsyncSession, viewer: policy.Viewer, views: list[PostView], *, context: str
+) -> list[PostView]:
     """Drop posts a "hide" filter matches; mark those a "warn" filter matches (view.filtered).
     The viewer's own posts are never filtered."""
     rules = await active_rules(db, viewer, context)

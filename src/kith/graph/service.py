@@ -40,13 +40,15 @@ async def follow(db: AsyncSession, me: int, target_id: int) -> str:
     if target.locked:
         if await db.get(FollowRequest, (me, target.id)) is None:
             db.add(FollowRequest(follower_id=me, followee_id=target.id))
-            await notifications.notify(db, recipient_id=target.id, from_account_id=me,
-                                       type=NotificationType.FOLLOW_REQUEST)  # fmt: skip
+            await notifications.notify(
+                db, recipient_id=target.id, from_account_id=me, type=NotificationType.FOLLOW_REQUEST
+            )
         state = "requested"
     else:
         db.add(Follow(follower_id=me, followee_id=target.id))
-        await notifications.notify(db, recipient_id=target.id, from_account_id=me,
-                                   type=NotificationType.FOLLOW)  # fmt: skip
+        await notifications.notify(
+            db, recipient_id=target.id, from_account_id=me, type=NotificationType.FOLLOW
+        )
         state = "following"
     try:
         await db.commit()
@@ -59,12 +61,18 @@ async def follow(db: AsyncSession, me: int, target_id: int) -> str:
 
 async def unfollow(db: AsyncSession, me: int, target_id: int) -> None:
     """Stop following (or withdraw a pending request)."""
-    await db.execute(delete(Follow).where(Follow.follower_id == me, Follow.followee_id == target_id))
     await db.execute(
-        delete(FollowRequest).where(FollowRequest.follower_id == me, FollowRequest.followee_id == target_id)
+        delete(Follow).where(Follow.follower_id == me, Follow.followee_id == target_id)
+    )
+    await db.execute(
+        delete(FollowRequest).where(
+            FollowRequest.follower_id == me, FollowRequest.followee_id == target_id
+        )
     )
     for t in (NotificationType.FOLLOW, NotificationType.FOLLOW_REQUEST):
-        await notifications.withdraw(db, recipient_id=target_id, type=t, from_account_id=me, post_id=None)
+        await notifications.withdraw(
+            db, recipient_id=target_id, type=t, from_account_id=me, post_id=None
+        )
     await db.commit()
 
 
@@ -74,19 +82,27 @@ async def answer_request(db: AsyncSession, me: int, follower_id: int, *, accept:
     if req is None:
         raise NotFound("No such follow request.")
     await db.delete(req)
-    await notifications.withdraw(db, recipient_id=me, type=NotificationType.FOLLOW_REQUEST,
-                                 from_account_id=follower_id, post_id=None)  # fmt: skip
+    await notifications.withdraw(
+        db,
+        recipient_id=me,
+        type=NotificationType.FOLLOW_REQUEST,
+        from_account_id=follower_id,
+        post_id=None,
+    )
     if accept and await db.get(Follow, (follower_id, me)) is None:
         db.add(Follow(follower_id=follower_id, followee_id=me))
-        await notifications.notify(db, recipient_id=me, from_account_id=follower_id,
-                                   type=NotificationType.FOLLOW)  # fmt: skip
+        await notifications.notify(
+            db, recipient_id=me, from_account_id=follower_id, type=NotificationType.FOLLOW
+        )
     await db.commit()
     await notifications.publish_notifications(db)
 
 
 async def remove_follower(db: AsyncSession, me: int, follower_id: int) -> None:
     """Make someone stop following me (a "soft block")."""
-    await db.execute(delete(Follow).where(Follow.follower_id == follower_id, Follow.followee_id == me))
+    await db.execute(
+        delete(Follow).where(Follow.follower_id == follower_id, Follow.followee_id == me)
+    )
     await db.commit()
 
 
@@ -120,18 +136,31 @@ async def unblock(db: AsyncSession, me: int, target_id: int) -> None:
 
 
 async def mute(
-    db: AsyncSession, me: int, target_id: int, *, duration: int | None = None, notifications_too: bool = True
+    db: AsyncSession,
+    me: int,
+    target_id: int,
+    *,
+    duration: int | None = None,
+    notifications_too: bool = True,
 ) -> None:
     """Mute an account: its posts leave my lists, optionally its notifications too,
     optionally for `duration` seconds. Muting again updates the mute."""
     target = await _target(db, me, target_id)
     if duration is not None and not 0 < duration <= MAX_MUTE_SECONDS:
-        raise ValidationFailed("Mute for between 1 second and a year, or indefinitely.", field="duration")
+        raise ValidationFailed(
+            "Mute for between 1 second and a year, or indefinitely.", field="duration"
+        )
     expires = utcnow() + timedelta(seconds=duration) if duration else None
     existing = await db.get(Mute, (me, target.id))
     if existing is None:
-        db.add(Mute(account_id=me, target_id=target.id, expires_at=expires,
-                    hide_notifications=notifications_too))  # fmt: skip
+        db.add(
+            Mute(
+                account_id=me,
+                target_id=target.id,
+                expires_at=expires,
+                hide_notifications=notifications_too,
+            )
+        )
     else:
         existing.expires_at = expires
         existing.hide_notifications = notifications_too
@@ -165,7 +194,9 @@ async def relationship(db: AsyncSession, me: int | None, other: int) -> Relation
     if me is None or me == other:
         return Relationship()
     mute_row = await db.get(Mute, (me, other))
-    muting = mute_row is not None and (mute_row.expires_at is None or mute_row.expires_at > utcnow())
+    muting = mute_row is not None and (
+        mute_row.expires_at is None or mute_row.expires_at > utcnow()
+    )
     return Relationship(
         following=await db.get(Follow, (me, other)) is not None,
         followed_by=await db.get(Follow, (other, me)) is not None,
@@ -179,7 +210,12 @@ async def relationship(db: AsyncSession, me: int | None, other: int) -> Relation
 
 
 async def followers(
-    db: AsyncSession, viewer: policy.Viewer, account: Account, *, max_id: int | None = None, limit: int = 40
+    db: AsyncSession,
+    viewer: policy.Viewer,
+    account: Account,
+    *,
+    max_id: int | None = None,
+    limit: int = 40,
 ) -> list[Account]:
     """Who follows `account`, newest first — empty when the account hides its network."""
     if not await policy.can_see_network(db, viewer, account):
@@ -196,7 +232,12 @@ async def followers(
 
 
 async def following(
-    db: AsyncSession, viewer: policy.Viewer, account: Account, *, max_id: int | None = None, limit: int = 40
+    db: AsyncSession,
+    viewer: policy.Viewer,
+    account: Account,
+    *,
+    max_id: int | None = None,
+    limit: int = 40,
 ) -> list[Account]:
     """Whom `account` follows, newest first — empty when the account hides its network."""
     if not await policy.can_see_network(db, viewer, account):

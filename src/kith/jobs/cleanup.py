@@ -22,4 +22,6 @@ async def cleanup(db: AsyncSession, payload: dict[str, Any]) -> None:
     await db.execute(delete(UserSession).where(UserSession.expires_at < now))
     await db.execute(delete(Mute).where(Mute.expires_at.is_not(None), Mute.expires_at < now))
     await db.execute(delete(EmailToken).where(EmailToken.expires_at < now - timedelta(days=1)))
-    await db.execute(delete(Job).where(Job.failed_at.is_not(None), Job.failed_at < now - timedelta(days=30)))
+    await db.execute(
+        delete(Job).where(Job.failed_at.is_not(None), Job.failed_at < now - timedelta(days=30))
+    )

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -54,14 +55,16 @@ async def enqueue(
     }
     dialect = db.get_bind().dialect.name
     if dedupe_key is None:
-        await db.execute(Job.__table__.insert().values(**values))
+        await db.execute(sa_insert(Job).values(**values))
         return
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     stmt = insert(Job).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
     await db.execute(stmt)
 
 
-async def claim(db: AsyncSession, worker_id: str, *, limit: int = 10, lease: float = 60.0) -> list[Job]:
+async def claim(
+    db: AsyncSession, worker_id: str, *, limit: int = 10, lease: float = 60.0
+) -> list[Job]:
     """Lease up to `limit` due jobs to this worker and commit the lease.
 
     PostgreSQL: FOR UPDATE SKIP LOCKED, so workers never wait on each other. SQLite: the

@@ -54,7 +54,9 @@ async def schedule_periodic(factory: async_sessionmaker[AsyncSession]) -> None:
         await db.commit()
 
 
-async def run_once(factory: async_sessionmaker[AsyncSession], worker_id: str, limit: int = 10) -> int:
+async def run_once(
+    factory: async_sessionmaker[AsyncSession], worker_id: str, limit: int = 10
+) -> int:
     """Claim and run one batch of due jobs; returns how many ran (tests call this directly)."""
     async with factory() as db:
         jobs = await queue.claim(db, worker_id, limit=limit)
@@ -64,7 +66,10 @@ async def run_once(factory: async_sessionmaker[AsyncSession], worker_id: str, li
 
 
 async def work_forever(
-    factory: async_sessionmaker[AsyncSession], *, idle_sleep: float = 1.0, worker_id: str | None = None
+    factory: async_sessionmaker[AsyncSession],
+    *,
+    idle_sleep: float = 1.0,
+    worker_id: str | None = None,
 ) -> None:
     """Run jobs until cancelled. Sleeps `idle_sleep` when nothing is due."""
     from kith import handlers  # noqa: F401  (registers every job handler)

@@ -19,9 +19,14 @@ MAX_COMMENT = 1000
 
 
 async def file_report(
-    db: AsyncSession, viewer: policy.Viewer, *, account_id: int, post_ids: list[int],
-    category: str = "other", comment: str = "",
-) -> Report:  # fmt: skip
+    db: AsyncSession,
+    viewer: policy.Viewer,
+    *,
+    account_id: int,
+    post_ids: list[int],
+    category: str = "other",
+    comment: str = "",
+) -> Report:
     """Report an account (and some of its posts the reporter can see) to the moderators."""
     if viewer.account_id is None:
         raise Forbidden("Sign in to report.")
@@ -35,28 +40,50 @@ async def file_report(
     checked: list[int] = []
     for pid in dict.fromkeys(post_ids[:20]):
         post = await db.get(Post, pid)
-        if post is None or post.account_id != target.id or not await policy.can_see_post(db, viewer, post):
-            raise ValidationFailed("You can only report posts of this account that you can see.", field="status_ids")
+        if (
+            post is None
+            or post.account_id != target.id
+            or not await policy.can_see_post(db, viewer, post)
+        ):
+            raise ValidationFailed(
+                "You can only report posts of this account that you can see.", field="status_ids"
+            )
         checked.append(pid)
-    report = Report(reporter_id=viewer.account_id, target_account_id=target.id, post_ids=checked,
-                    category=category, comment=comment.strip())  # fmt: skip
+    report = Report(
+        reporter_id=viewer.account_id,
+        target_account_id=target.id,
+        post_ids=checked,
+        category=category,
+        comment=comment.strip(),
+    )
     db.add(report)
     await db.flush()
     admins = (await db.scalars(select(User.account_id).where(User.is_admin.is_(True)))).all()
     for admin_id in admins:
         if admin_id != target.id:
-            await notifications.notify(db, recipient_id=admin_id, type=NotificationType.ADMIN_REPORT,
-                                       from_account_id=viewer.account_id, report_id=report.id)  # fmt: skip
+            await notifications.notify(
+                db,
+                recipient_id=admin_id,
+                type=NotificationType.ADMIN_REPORT,
+                from_account_id=viewer.account_id,
+                report_id=report.id,
+            )
     await db.commit()
     await notifications.publish_notifications(db)
     return report
 
 
 async def open_reports(db: AsyncSession) -> list[Report]:
-    return list((await db.scalars(select(Report).where(Report.resolved_at.is_(None)).order_by(Report.id))).all())
+    return list(
+        (
+            await db.scalars(select(Report).where(Report.resolved_at.is_(None)).order_by(Report.id))
+        ).all()
+    )
 
 
-async def resolve_report(db: AsyncSession, moderator: policy.Viewer, report_id: int, resolution: str = "resolved") -> Report:
+async def resolve_report(
+    db: AsyncSession, moderator: policy.Viewer, report_id: int, resolution: str = "resolved"
+) -> Report:
     if not moderator.is_admin:
         raise Forbidden("Only moderators resolve reports.")
     report = await db.get(Report, report_id)

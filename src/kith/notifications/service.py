@@ -66,7 +66,12 @@ async def publish_notifications(db: AsyncSession) -> None:
 
 
 async def withdraw(
-    db: AsyncSession, *, recipient_id: int, type: NotificationType, from_account_id: int, post_id: int | None
+    db: AsyncSession,
+    *,
+    recipient_id: int,
+    type: NotificationType,
+    from_account_id: int,
+    post_id: int | None,
 ) -> None:
     """Remove a notification whose cause was undone (unlike, unfollow, unboost)."""
     await db.execute(
@@ -74,7 +79,9 @@ async def withdraw(
             Notification.account_id == recipient_id,
             Notification.type == str(type),
             Notification.from_account_id == from_account_id,
-            Notification.post_id == post_id if post_id is not None else Notification.post_id.is_(None),
+            Notification.post_id == post_id
+            if post_id is not None
+            else Notification.post_id.is_(None),
         )
     )
 
@@ -94,9 +101,7 @@ def _list_query(viewer_id: int, types: Sequence[str] | None):  # type: ignore[no
         .where((Mute.expires_at.is_(None)) | (Mute.expires_at > utcnow()))
         .exists()
     )
-    stmt = stmt.where(
-        ~policy.blocked_between_clause(viewer_id, Notification.from_account_id)
-    )
+    stmt = stmt.where(~policy.blocked_between_clause(viewer_id, Notification.from_account_id))
     return stmt
 
 

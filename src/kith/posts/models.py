@@ -61,7 +61,9 @@ class Mention(Base):
 
     __tablename__ = "mentions"
 
-    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True)
+    post_id: Mapped[int] = mapped_column(
+        ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True
+    )
     account_id: Mapped[int] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True, index=True
     )
@@ -111,7 +113,9 @@ class Bookmark(Base):
     account_id: Mapped[int] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
     )
-    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True)
+    post_id: Mapped[int] = mapped_column(
+        ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True
+    )
     id: Mapped[int] = mapped_column(default=new_id, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -124,7 +128,9 @@ class Pin(Base):
     account_id: Mapped[int] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
     )
-    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True)
+    post_id: Mapped[int] = mapped_column(
+        ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -148,7 +154,9 @@ class Poll(Base):
 
     __tablename__ = "polls"
 
-    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True)
+    post_id: Mapped[int] = mapped_column(
+        ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True
+    )
     options: Mapped[list[str]] = mapped_column(JSON)
     multiple: Mapped[bool] = mapped_column(Boolean, default=False)
     hide_totals: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -165,7 +173,9 @@ class PollVote(Base):
     __table_args__ = (UniqueConstraint("post_id", "account_id", "choice"),)
 
     id: Mapped[int] = mapped_column(primary_key=True, default=new_id)
-    post_id: Mapped[int] = mapped_column(ForeignKey("polls.post_id", ondelete="CASCADE"), index=True)
+    post_id: Mapped[int] = mapped_column(
+        ForeignKey("polls.post_id", ondelete="CASCADE"), index=True
+    )
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     choice: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

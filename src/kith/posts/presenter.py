@@ -11,7 +11,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kith import policy
 from kith.accounts.models import Account
 from kith.db import utcnow
-from kith.posts.models import Bookmark, Like, Mention, Pin, Poll, PollVote, Post, PostTag, Tag, Visibility
+from kith.posts.models import (
+    Bookmark,
+    Like,
+    Mention,
+    Pin,
+    Poll,
+    PollVote,
+    Post,
+    PostTag,
+    Tag,
+    Visibility,
+)
 
 
 @dataclass
@@ -64,15 +75,31 @@ async def present(db: AsyncSession, viewer: policy.Viewer, posts: list[Post]) ->
     originals_ids = {p.reblog_of_id for p in posts if p.reblog_of_id is not None}
     originals: dict[int, Post] = {}
     if originals_ids:
-        originals = {p.id: p for p in (await db.scalars(select(Post).where(Post.id.in_(originals_ids)))).all()}
+        originals = {
+            p.id: p
+            for p in (await db.scalars(select(Post).where(Post.id.in_(originals_ids)))).all()
+        }
     all_posts = {p.id: p for p in posts} | originals
     ids = list(all_posts)
     account_ids = {p.account_id for p in all_posts.values()}
-    mention_rows = (await db.execute(select(Mention.post_id, Mention.account_id).where(Mention.post_id.in_(ids)))).all()
+    mention_rows = (
+        await db.execute(
+            select(Mention.post_id, Mention.account_id).where(Mention.post_id.in_(ids))
+        )
+    ).all()
     account_ids |= {a for _, a in mention_rows}
-    accounts = {a.id: a for a in (await db.scalars(select(Account).where(Account.id.in_(account_ids)))).all()}
-    tag_rows = (await db.execute(select(PostTag.post_id, Tag.name).join(Tag).where(PostTag.post_id.in_(ids)))).all()
-    polls = {p.post_id: p for p in (await db.scalars(select(Poll).where(Poll.post_id.in_(ids)))).all()}
+    accounts = {
+        a.id: a
+        for a in (await db.scalars(select(Account).where(Account.id.in_(account_ids)))).all()
+    }
+    tag_rows = (
+        await db.execute(
+            select(PostTag.post_id, Tag.name).join(Tag).where(PostTag.post_id.in_(ids))
+        )
+    ).all()
+    polls = {
+        p.post_id: p for p in (await db.scalars(select(Poll).where(Poll.post_id.in_(ids)))).all()
+    }
     pins = set((await db.scalars(select(Pin.post_id).where(Pin.post_id.in_(ids)))).all())
     liked: set[int] = set()
     boosted: set[int] = set()
@@ -81,25 +108,50 @@ async def present(db: AsyncSession, viewer: policy.Viewer, posts: list[Post]) ->
     counts: dict[int, list[int]] = {}
     me = viewer.account_id
     if me is not None:
-        liked = set((await db.scalars(select(Like.post_id).where(Like.account_id == me, Like.post_id.in_(ids)))).all())
+        liked = set(
+            (
+                await db.scalars(
+                    select(Like.post_id).where(Like.account_id == me, Like.post_id.in_(ids))
+                )
+            ).all()
+        )
         boosted = set(
-            (await db.scalars(select(Post.reblog_of_id).where(Post.account_id == me, Post.reblog_of_id.in_(ids)))).all()  # type: ignore[arg-type]
+            (
+                await db.scalars(
+                    select(Post.reblog_of_id).where(
+                        Post.account_id == me, Post.reblog_of_id.in_(ids)
+                    )
+                )
+            ).all()  # type: ignore[arg-type]
         )
         bookmarked = set(
-            (await db.scalars(select(Bookmark.post_id).where(Bookmark.account_id == me, Bookmark.post_id.in_(ids)))).all()
+            (
+                await db.scalars(
+                    select(Bookmark.post_id).where(
+                        Bookmark.account_id == me, Bookmark.post_id.in_(ids)
+                    )
+                )
+            ).all()
         )
         if polls:
-            for pid, choice in (await db.execute(
-                select(PollVote.post_id, PollVote.choice).where(PollVote.account_id == me, PollVote.post_id.in_(list(polls)))
-            )).all():  # fmt: skip
+            for pid, choice in (
+                await db.execute(
+                    select(PollVote.post_id, PollVote.choice).where(
+                        PollVote.account_id == me, PollVote.post_id.in_(list(polls))
+                    )
+                )
+            ).all():
                 votes.setdefault(pid, []).append(choice)
     if polls:
         from sqlalchemy import func
 
-        for pid, choice, n in (await db.execute(
-            select(PollVote.post_id, PollVote.choice, func.count())
-            .where(PollVote.post_id.in_(list(polls))).group_by(PollVote.post_id, PollVote.choice)
-        )).all():  # fmt: skip
+        for pid, choice, n in (
+            await db.execute(
+                select(PollVote.post_id, PollVote.choice, func.count())
+                .where(PollVote.post_id.in_(list(polls)))
+                .group_by(PollVote.post_id, PollVote.choice)
+            )
+        ).all():
             counts.setdefault(pid, [0] * len(polls[pid].options))
             if 0 <= choice < len(counts[pid]):
                 counts[pid][choice] = int(n)

@@ -79,7 +79,9 @@ def _check_poll(poll: PollInput, max_options: int) -> PollInput:
     if any(not o for o in options):
         raise ValidationFailed("Poll options can't be empty.", field="poll")
     if any(len(o) > POLL_OPTION_MAX for o in options):
-        raise ValidationFailed(f"Poll options are at most {POLL_OPTION_MAX} characters.", field="poll")
+        raise ValidationFailed(
+            f"Poll options are at most {POLL_OPTION_MAX} characters.", field="poll"
+        )
     if len({o.casefold() for o in options}) != len(options):
         raise ValidationFailed("Poll options must differ.", field="poll")
     if not POLL_MIN_SECONDS <= poll.expires_in <= POLL_MAX_SECONDS:
@@ -94,7 +96,9 @@ def _check_content(db: AsyncSession, data: PostInput) -> None:
     if text.count_characters(data.source) + len(data.spoiler_text) > limit:
         raise ValidationFailed(f"Posts are at most {limit} characters.", field="status")
     if len(data.spoiler_text) > MAX_SPOILER:
-        raise ValidationFailed(f"Content warnings are at most {MAX_SPOILER} characters.", field="spoiler_text")
+        raise ValidationFailed(
+            f"Content warnings are at most {MAX_SPOILER} characters.", field="spoiler_text"
+        )
     try:
         Visibility(data.visibility)
     except ValueError:
@@ -210,16 +214,22 @@ async def create_post(db: AsyncSession, author: Account, data: PostInput) -> Pos
             update(Post).where(Post.id == parent.id).values(replies_count=Post.replies_count + 1)
         )
         await notifications.notify(
-            db, recipient_id=parent.account_id, type=NotificationType.REPLY,
-            from_account_id=author.id, post_id=post.id,
-        )  # fmt: skip
+            db,
+            recipient_id=parent.account_id,
+            type=NotificationType.REPLY,
+            from_account_id=author.id,
+            post_id=post.id,
+        )
     for acc in mentioned:
         if parent is not None and acc.id == parent.account_id:
             continue
         await notifications.notify(
-            db, recipient_id=acc.id, type=NotificationType.MENTION,
-            from_account_id=author.id, post_id=post.id,
-        )  # fmt: skip
+            db,
+            recipient_id=acc.id,
+            type=NotificationType.MENTION,
+            from_account_id=author.id,
+            post_id=post.id,
+        )
     await db.commit()
     await _announce(db, "post.created", post)
     return post
@@ -249,9 +259,16 @@ async def edit_post(db: AsyncSession, viewer: policy.Viewer, post_id: int, data:
     language = _check_language(data.language) if data.language is not None else post.language
     if not post.edited_at:
         # Keep the original as the first history entry, as Mastodon shows it.
-        db.add(PostEdit(post_id=post.id, source=post.source, content_html=post.content_html,
-                        spoiler_text=post.spoiler_text, sensitive=post.sensitive,
-                        created_at=post.created_at))  # fmt: skip
+        db.add(
+            PostEdit(
+                post_id=post.id,
+                source=post.source,
+                content_html=post.content_html,
+                spoiler_text=post.spoiler_text,
+                sensitive=post.sensitive,
+                created_at=post.created_at,
+            )
+        )
     html, mentioned, tags = await _render(db, data.source)
     now = utcnow()
     post.source = data.source
@@ -260,9 +277,19 @@ async def edit_post(db: AsyncSession, viewer: policy.Viewer, post_id: int, data:
     post.sensitive = data.sensitive or bool(post.spoiler_text)
     post.language = language
     post.edited_at = now
-    db.add(PostEdit(post_id=post.id, source=post.source, content_html=html,
-                    spoiler_text=post.spoiler_text, sensitive=post.sensitive, created_at=now))  # fmt: skip
-    existing = set((await db.scalars(select(Mention.account_id).where(Mention.post_id == post.id))).all())
+    db.add(
+        PostEdit(
+            post_id=post.id,
+            source=post.source,
+            content_html=html,
+            spoiler_text=post.spoiler_text,
+            sensitive=post.sensitive,
+            created_at=now,
+        )
+    )
+    existing = set(
+        (await db.scalars(select(Mention.account_id).where(Mention.post_id == post.id))).all()
+    )
     for acc in mentioned:
         if acc.id not in existing:
             # Direct posts must not gain readers by editing: only widen non-direct mentions.
@@ -273,9 +300,12 @@ async def edit_post(db: AsyncSession, viewer: policy.Viewer, post_id: int, data:
     boosters = (await db.scalars(select(Post.account_id).where(Post.reblog_of_id == post.id))).all()
     for booster in set(boosters):
         await notifications.notify(
-            db, recipient_id=booster, type=NotificationType.UPDATE,
-            from_account_id=post.account_id, post_id=post.id,
-        )  # fmt: skip
+            db,
+            recipient_id=booster,
+            type=NotificationType.UPDATE,
+            from_account_id=post.account_id,
+            post_id=post.id,
+        )
     await db.commit()
     await _announce(db, "post.updated", post)
     return post
@@ -285,7 +315,11 @@ async def edit_history(db: AsyncSession, viewer: policy.Viewer, post_id: int) ->
     """Versions of a post, oldest first (empty if never edited)."""
     post = await get_visible_post(db, viewer, post_id)
     return list(
-        (await db.scalars(select(PostEdit).where(PostEdit.post_id == post.id).order_by(PostEdit.id))).all()
+        (
+            await db.scalars(
+                select(PostEdit).where(PostEdit.post_id == post.id).order_by(PostEdit.id)
+            )
+        ).all()
     )
 
 
@@ -324,9 +358,12 @@ async def like(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> Post:
             return post
         await _recount(db, post.id)
         await notifications.notify(
-            db, recipient_id=post.account_id, type=NotificationType.LIKE,
-            from_account_id=viewer.account_id, post_id=post.id,
-        )  # fmt: skip
+            db,
+            recipient_id=post.account_id,
+            type=NotificationType.LIKE,
+            from_account_id=viewer.account_id,
+            post_id=post.id,
+        )
         await db.commit()
         await notifications.publish_notifications(db)
     return post
@@ -335,9 +372,16 @@ async def like(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> Post:
 async def unlike(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> Post:
     post = await get_visible_post(db, viewer, post_id)
     assert viewer.account_id is not None
-    await db.execute(delete(Like).where(Like.account_id == viewer.account_id, Like.post_id == post.id))
-    await notifications.withdraw(db, recipient_id=post.account_id, type=NotificationType.LIKE,
-                                 from_account_id=viewer.account_id, post_id=post.id)  # fmt: skip
+    await db.execute(
+        delete(Like).where(Like.account_id == viewer.account_id, Like.post_id == post.id)
+    )
+    await notifications.withdraw(
+        db,
+        recipient_id=post.account_id,
+        type=NotificationType.LIKE,
+        from_account_id=viewer.account_id,
+        post_id=post.id,
+    )
     await _recount(db, post.id)
     await db.commit()
     return post
@@ -358,7 +402,9 @@ async def _recount(db: AsyncSession, post_id: int) -> None:
     boosts = (
         select(func.count()).select_from(Post).where(Post.reblog_of_id == post_id).scalar_subquery()
     )
-    await db.execute(update(Post).where(Post.id == post_id).values(likes_count=likes, reblogs_count=boosts))
+    await db.execute(
+        update(Post).where(Post.id == post_id).values(likes_count=likes, reblogs_count=boosts)
+    )
 
 
 async def boost(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> Post:
@@ -373,16 +419,24 @@ async def boost(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> Post:
     if existing is not None:
         return existing
     settings = runtime_of(db).settings
-    reblog = Post(id=new_id(), account_id=viewer.account_id, visibility=post.visibility,
-                  reblog_of_id=post.id, created_at=utcnow())  # fmt: skip
+    reblog = Post(
+        id=new_id(),
+        account_id=viewer.account_id,
+        visibility=post.visibility,
+        reblog_of_id=post.id,
+        created_at=utcnow(),
+    )
     reblog.uri = f"{settings.base_url}/boosts/{reblog.id}"
     db.add(reblog)
     await db.flush()
     await _recount(db, post.id)
     await notifications.notify(
-        db, recipient_id=post.account_id, type=NotificationType.BOOST,
-        from_account_id=viewer.account_id, post_id=post.id,
-    )  # fmt: skip
+        db,
+        recipient_id=post.account_id,
+        type=NotificationType.BOOST,
+        from_account_id=viewer.account_id,
+        post_id=post.id,
+    )
     await db.commit()
     await _announce(db, "post.created", reblog)
     return reblog
@@ -401,8 +455,13 @@ async def unboost(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> None
     if reblog is None:
         return
     await db.execute(delete(Post).where(Post.id == reblog.id))
-    await notifications.withdraw(db, recipient_id=original.account_id, type=NotificationType.BOOST,
-                                 from_account_id=viewer.account_id, post_id=original.id)  # fmt: skip
+    await notifications.withdraw(
+        db,
+        recipient_id=original.account_id,
+        type=NotificationType.BOOST,
+        from_account_id=viewer.account_id,
+        post_id=original.id,
+    )
     await _recount(db, original.id)
     await db.commit()
     await runtime_of(db).bus.publish(
@@ -435,7 +494,9 @@ async def pin(db: AsyncSession, viewer: policy.Viewer, post_id: int, on: bool = 
         raise ValidationFailed("Direct posts can't be pinned.", field="id")
     have = await db.get(Pin, (post.account_id, post.id))
     if on and have is None:
-        count = await db.scalar(select(func.count()).select_from(Pin).where(Pin.account_id == post.account_id))
+        count = await db.scalar(
+            select(func.count()).select_from(Pin).where(Pin.account_id == post.account_id)
+        )
         if (count or 0) >= MAX_PINS:
             raise ValidationFailed(f"You can pin at most {MAX_PINS} posts.", field="id")
         db.add(Pin(account_id=post.account_id, post_id=post.id))
@@ -464,7 +525,11 @@ async def vote(db: AsyncSession, viewer: policy.Viewer, post_id: int, choices: l
         raise ValidationFailed("Pick one of the poll's options.", field="choices")
     if not poll.multiple and len(picked) > 1:
         raise ValidationFailed("This poll takes one choice.", field="choices")
-    if await db.scalar(select(PollVote.id).where(PollVote.post_id == post.id, PollVote.account_id == viewer.account_id)):
+    if await db.scalar(
+        select(PollVote.id).where(
+            PollVote.post_id == post.id, PollVote.account_id == viewer.account_id
+        )
+    ):
         raise ValidationFailed("You have already voted.", field="choices")
     for c in picked:
         db.add(PollVote(post_id=post.id, account_id=viewer.account_id, choice=c))
@@ -473,9 +538,19 @@ async def vote(db: AsyncSession, viewer: policy.Viewer, post_id: int, choices: l
     except IntegrityError:
         await db.rollback()
         raise ValidationFailed("You have already voted.", field="choices") from None
-    poll.votes_count = int(await db.scalar(select(func.count()).select_from(PollVote).where(PollVote.post_id == post.id)) or 0)
+    poll.votes_count = int(
+        await db.scalar(
+            select(func.count()).select_from(PollVote).where(PollVote.post_id == post.id)
+        )
+        or 0
+    )
     poll.voters_count = int(
-        await db.scalar(select(func.count(func.distinct(PollVote.account_id))).where(PollVote.post_id == post.id)) or 0
+        await db.scalar(
+            select(func.count(func.distinct(PollVote.account_id))).where(
+                PollVote.post_id == post.id
+            )
+        )
+        or 0
     )
     await db.commit()
     return poll
@@ -487,7 +562,9 @@ async def poll_results(db: AsyncSession, post_id: int) -> list[int]:
     if poll is None:
         return []
     rows = await db.execute(
-        select(PollVote.choice, func.count()).where(PollVote.post_id == post_id).group_by(PollVote.choice)
+        select(PollVote.choice, func.count())
+        .where(PollVote.post_id == post_id)
+        .group_by(PollVote.choice)
     )
     counts = dict(rows.all())
     return [int(counts.get(i, 0)) for i in range(len(poll.options))]
@@ -497,7 +574,13 @@ async def my_votes(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> lis
     if viewer.account_id is None:
         return []
     return list(
-        (await db.scalars(select(PollVote.choice).where(PollVote.post_id == post_id, PollVote.account_id == viewer.account_id))).all()
+        (
+            await db.scalars(
+                select(PollVote.choice).where(
+                    PollVote.post_id == post_id, PollVote.account_id == viewer.account_id
+                )
+            )
+        ).all()
     )
 
 
@@ -512,12 +595,17 @@ async def notify_poll_ended(db: AsyncSession, payload: dict[str, object]) -> Non
     if poll.expires_at > utcnow():  # the poll was extended by an edit: try again later
         await enqueue(db, "poll.ended", {"post_id": post_id}, run_at=poll.expires_at)
         return
-    voters = set((await db.scalars(select(PollVote.account_id).where(PollVote.post_id == post_id))).all())
+    voters = set(
+        (await db.scalars(select(PollVote.account_id).where(PollVote.post_id == post_id))).all()
+    )
     for account_id in voters - {post.account_id}:
         await notifications.notify(
-            db, recipient_id=account_id, type=NotificationType.POLL,
-            from_account_id=post.account_id, post_id=post_id,
-        )  # fmt: skip
+            db,
+            recipient_id=account_id,
+            type=NotificationType.POLL,
+            from_account_id=post.account_id,
+            post_id=post_id,
+        )
     await _notify_self_poll(db, post)
     poll.ended_notified_at = utcnow()
 
@@ -533,6 +621,13 @@ async def _notify_self_poll(db: AsyncSession, post: Post) -> None:
         )
     )
     if exists is None:
-        db.add(Notification(id=insert_id, account_id=post.account_id, type=str(NotificationType.POLL),
-                            from_account_id=post.account_id, post_id=post.id))  # fmt: skip
+        db.add(
+            Notification(
+                id=insert_id,
+                account_id=post.account_id,
+                type=str(NotificationType.POLL),
+                from_account_id=post.account_id,
+                post_id=post.id,
+            )
+        )
         db.info.setdefault("new_notifications", []).append((post.account_id, insert_id))

@@ -51,7 +51,9 @@ async def _paginate(
         stmt = stmt.where(Post.id > since_id)
     if min_id is not None:
         # The page just above min_id, oldest first from the database, shown newest first.
-        rows = list((await db.scalars(stmt.where(Post.id > min_id).order_by(Post.id.asc()).limit(n))).all())
+        rows = list(
+            (await db.scalars(stmt.where(Post.id > min_id).order_by(Post.id.asc()).limit(n))).all()
+        )
         rows.reverse()
     else:
         rows = list((await db.scalars(stmt.order_by(Post.id.desc()).limit(n))).all())
@@ -73,7 +75,9 @@ def home_query(viewer: policy.Viewer) -> Select[Any]:
     )
     authors = or_(Post.account_id == me, Post.account_id.in_(followed))
     boosts_ok = or_(
-        Post.reblog_of_id.is_(None), Post.account_id == me, Post.account_id.in_(followed_with_boosts)
+        Post.reblog_of_id.is_(None),
+        Post.account_id == me,
+        Post.account_id.in_(followed_with_boosts),
     )
     replies_ok = or_(
         Post.in_reply_to_account_id.is_(None),
@@ -82,23 +86,38 @@ def home_query(viewer: policy.Viewer) -> Select[Any]:
         Post.in_reply_to_account_id.in_(followed),
     )
     return select(Post).where(
-        authors, boosts_ok, replies_ok,
-        policy.post_visible_clause(viewer), policy.not_muted_clause(viewer),
-    )  # fmt: skip
+        authors,
+        boosts_ok,
+        replies_ok,
+        policy.post_visible_clause(viewer),
+        policy.not_muted_clause(viewer),
+    )
 
 
 async def home(
-    db: AsyncSession, viewer: policy.Viewer, *, max_id: int | None = None,
-    min_id: int | None = None, since_id: int | None = None, limit: int | None = None,
-) -> Page:  # fmt: skip
+    db: AsyncSession,
+    viewer: policy.Viewer,
+    *,
+    max_id: int | None = None,
+    min_id: int | None = None,
+    since_id: int | None = None,
+    limit: int | None = None,
+) -> Page:
     """The viewer's Home timeline."""
-    return await _paginate(db, home_query(viewer), max_id=max_id, min_id=min_id, since_id=since_id, limit=limit)
+    return await _paginate(
+        db, home_query(viewer), max_id=max_id, min_id=min_id, since_id=since_id, limit=limit
+    )
 
 
 async def local(
-    db: AsyncSession, viewer: policy.Viewer, *, max_id: int | None = None,
-    min_id: int | None = None, since_id: int | None = None, limit: int | None = None,
-) -> Page:  # fmt: skip
+    db: AsyncSession,
+    viewer: policy.Viewer,
+    *,
+    max_id: int | None = None,
+    min_id: int | None = None,
+    since_id: int | None = None,
+    limit: int | None = None,
+) -> Page:
     """All public posts of this instance's people (no unlisted posts, no boosts)."""
     stmt = select(Post).where(
         exists().where(Account.id == Post.account_id, Account.domain == ""),
@@ -110,9 +129,15 @@ async def local(
 
 
 async def hashtag(
-    db: AsyncSession, viewer: policy.Viewer, tag_name: str, *, max_id: int | None = None,
-    min_id: int | None = None, since_id: int | None = None, limit: int | None = None,
-) -> Page:  # fmt: skip
+    db: AsyncSession,
+    viewer: policy.Viewer,
+    tag_name: str,
+    *,
+    max_id: int | None = None,
+    min_id: int | None = None,
+    since_id: int | None = None,
+    limit: int | None = None,
+) -> Page:
     """Public posts with this hashtag."""
     tag_id = await db.scalar(select(Tag.id).where(Tag.name == tag_name.casefold()))
     if tag_id is None:
@@ -131,9 +156,15 @@ async def hashtag(
 
 
 async def profile(
-    db: AsyncSession, viewer: policy.Viewer, account: Account, *, tab: str = "posts",
-    max_id: int | None = None, min_id: int | None = None, limit: int | None = None,
-) -> Page:  # fmt: skip
+    db: AsyncSession,
+    viewer: policy.Viewer,
+    account: Account,
+    *,
+    tab: str = "posts",
+    max_id: int | None = None,
+    min_id: int | None = None,
+    limit: int | None = None,
+) -> Page:
     """A profile's posts the viewer may see. Tabs: "posts" (with boosts, without replies to
     others), "replies" (everything), "media" (posts with attachments: none until media lands)."""
     stmt = select(Post).where(Post.account_id == account.id, policy.post_visible_clause(viewer))
@@ -163,7 +194,9 @@ async def appears_in_home(db: AsyncSession, viewer: policy.Viewer, post_id: int)
     return (await db.scalars(stmt.limit(1))).first() is not None
 
 
-async def thread(db: AsyncSession, viewer: policy.Viewer, post: Post) -> tuple[list[Post], list[tuple[Post, int]]]:
+async def thread(
+    db: AsyncSession, viewer: policy.Viewer, post: Post
+) -> tuple[list[Post], list[tuple[Post, int]]]:
     """Context of a post: visible ancestors (root first) and visible descendants in tree order
     with their depth. Branches under a post the viewer can't see are left out."""
     ancestors: list[Post] = []
@@ -180,11 +213,16 @@ async def thread(db: AsyncSession, viewer: policy.Viewer, post: Post) -> tuple[l
         cursor = parent
     ancestors.reverse()
     root_id = post.thread_root_id or post.id
-    stmt = select(Post).where(
-        or_(Post.thread_root_id == root_id, Post.id == root_id),
-        policy.post_visible_clause(viewer),
-        policy.not_muted_clause(viewer) if viewer.account_id else Post.id.isnot(None),
-    ).order_by(Post.id).limit(2000)  # fmt: skip
+    stmt = (
+        select(Post)
+        .where(
+            or_(Post.thread_root_id == root_id, Post.id == root_id),
+            policy.post_visible_clause(viewer),
+            policy.not_muted_clause(viewer) if viewer.account_id else Post.id.isnot(None),
+        )
+        .order_by(Post.id)
+        .limit(2000)
+    )
     candidates = list((await db.scalars(stmt)).all())
     children: dict[int, list[Post]] = {}
     for p in candidates:

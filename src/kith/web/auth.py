@@ -25,15 +25,22 @@ def safe_next(url: str | None) -> str:
 def signed_in_response(request: Request, token: str, to: str) -> Response:
     response = RedirectResponse(to, status_code=303)
     response.set_cookie(
-        SESSION_COOKIE, token, httponly=True, samesite="lax",
-        secure=runtime(request).settings.https, max_age=int(accounts.SESSION_LIFETIME.total_seconds()),
-    )  # fmt: skip
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        samesite="lax",
+        secure=runtime(request).settings.https,
+        max_age=int(accounts.SESSION_LIFETIME.total_seconds()),
+    )
     return response
 
 
 @router.get("/auth/sign_up")
 async def sign_up_page(
-    request: Request, invite: str = "", db: AsyncSession = Depends(get_db), me: Current = Depends(current)
+    request: Request,
+    invite: str = "",
+    db: AsyncSession = Depends(get_db),
+    me: Current = Depends(current),
 ) -> Response:
     if me.user:
         return RedirectResponse("/home", status_code=303)
@@ -59,20 +66,35 @@ async def sign_up(
         if not agreement:
             raise ValidationFailed("Please accept the rules to join.", field="agreement")
         reg = await accounts.register(
-            db, username=username, email=email, password=password, invite_code=invite or None, reason=reason
+            db,
+            username=username,
+            email=email,
+            password=password,
+            invite_code=invite or None,
+            reason=reason,
         )
     except ValidationFailed as err:
-        return await render(request, db, "auth/sign_up.html",
-                            {"form": form, "errors": {err.field: err.message}}, status=422)  # fmt: skip
+        return await render(
+            request,
+            db,
+            "auth/sign_up.html",
+            {"form": form, "errors": {err.field: err.message}},
+            status=422,
+        )
     if reg.needs_approval:
         return await render(request, db, "auth/pending.html", {"account": reg.account})
-    token = await accounts.start_session(db, reg.user, user_agent=request.headers.get("user-agent", ""))
+    token = await accounts.start_session(
+        db, reg.user, user_agent=request.headers.get("user-agent", "")
+    )
     return signed_in_response(request, token, "/home")
 
 
 @router.get("/auth/sign_in")
 async def sign_in_page(
-    request: Request, next: str = "", db: AsyncSession = Depends(get_db), me: Current = Depends(current)
+    request: Request,
+    next: str = "",
+    db: AsyncSession = Depends(get_db),
+    me: Current = Depends(current),
 ) -> Response:
     if me.user:
         return RedirectResponse(safe_next(next), status_code=303)
@@ -89,12 +111,18 @@ async def sign_in(
 ) -> Response:
     throttle = request.app.state.login_throttle
     try:
-        user = await accounts.authenticate(db, throttle, login=login, password=password, ip=client_ip(request))
+        user = await accounts.authenticate(
+            db, throttle, login=login, password=password, ip=client_ip(request)
+        )
     except (ValidationFailed, RateLimited) as err:
         status = 429 if isinstance(err, RateLimited) else 422
-        resp = await render(request, db, "auth/sign_in.html",
-                            {"form": {"login": login, "next": next}, "errors": {"login": err.message}},
-                            status=status)  # fmt: skip
+        resp = await render(
+            request,
+            db,
+            "auth/sign_in.html",
+            {"form": {"login": login, "next": next}, "errors": {"login": err.message}},
+            status=status,
+        )
         if isinstance(err, RateLimited):
             resp.headers["Retry-After"] = str(err.retry_after)
         return resp

@@ -24,7 +24,7 @@ CSRF_HEADER = "x-csrf-token"
 
 
 def runtime(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    return request.app.state.runtime
 
 
 async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
@@ -56,7 +56,7 @@ async def current(request: Request, db: AsyncSession = Depends(get_db)) -> Curre
     """Who is signed in, from the session cookie (a half-finished 2FA sign-in is nobody yet)."""
     cached = getattr(request.state, "current", None)
     if cached is not None:
-        return cached  # type: ignore[no-any-return]
+        return cached
     token = request.cookies.get(SESSION_COOKIE, "")
     result = Current()
     sess = await accounts.session_for_token(db, token) if token else None
@@ -111,7 +111,9 @@ class CsrfFailed(KithError):
     status = 403
 
     def __init__(self) -> None:
-        super().__init__("This form has expired or did not come from this site. Reload the page and try again.")
+        super().__init__(
+            "This form has expired or did not come from this site. Reload the page and try again."
+        )
 
 
 async def check_csrf(request: Request) -> None:

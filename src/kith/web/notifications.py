@@ -32,25 +32,54 @@ TYPE_GROUPS = {
 
 @router.get("/notifications")
 async def notifications_page(
-    request: Request, type: str = "", max_id: str | None = None,
-    db: AsyncSession = Depends(get_db), me: Current = Depends(signed_in),
-) -> Response:  # fmt: skip
+    request: Request,
+    type: str = "",
+    max_id: str | None = None,
+    db: AsyncSession = Depends(get_db),
+    me: Current = Depends(signed_in),
+) -> Response:
     types = TYPE_GROUPS.get(type)
     assert me.user is not None
-    items = await notifications.list_notifications(db, me.viewer, types=types, max_id=_cursor(max_id))
-    accounts = {a.id: a for a in (await db.scalars(
-        select(Account).where(Account.id.in_({n.from_account_id for n in items})))).all()}  # fmt: skip
+    items = await notifications.list_notifications(
+        db, me.viewer, types=types, max_id=_cursor(max_id)
+    )
+    accounts = {
+        a.id: a
+        for a in (
+            await db.scalars(
+                select(Account).where(Account.id.in_({n.from_account_id for n in items}))
+            )
+        ).all()
+    }
     post_ids = [n.post_id for n in items if n.post_id]
-    posts = list((await db.scalars(select(Post).where(Post.id.in_(post_ids)))).all()) if post_ids else []
-    views = await filters.apply(db, me.viewer, await presenter.present(db, me.viewer, posts), context="notifications")
+    posts = (
+        list((await db.scalars(select(Post).where(Post.id.in_(post_ids)))).all())
+        if post_ids
+        else []
+    )
+    views = await filters.apply(
+        db, me.viewer, await presenter.present(db, me.viewer, posts), context="notifications"
+    )
     by_id = {v.post.id: v for v in views}
-    rows = [(n, accounts.get(n.from_account_id), by_id.get(n.post_id) if n.post_id else None) for n in items]
+    rows = [
+        (n, accounts.get(n.from_account_id), by_id.get(n.post_id) if n.post_id else None)
+        for n in items
+    ]
     rows = [r for r in rows if r[0].post_id is None or r[2] is not None]
     read_up_to = me.user.notifications_read_id
-    return await render(request, db, "notifications.html", {
-        "rows": rows, "type": type, "groups": list(TYPE_GROUPS), "read_up_to": read_up_to,
-        "older": items[-1].id if len(items) == 40 else None, "title": "Notifications",
-    })  # fmt: skip
+    return await render(
+        request,
+        db,
+        "notifications.html",
+        {
+            "rows": rows,
+            "type": type,
+            "groups": list(TYPE_GROUPS),
+            "read_up_to": read_up_to,
+            "older": items[-1].id if len(items) == 40 else None,
+            "title": "Notifications",
+        },
+    )
 
 
 @router.post("/notifications/read")

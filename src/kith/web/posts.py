@@ -36,9 +36,16 @@ async def compose(
         data = post_input(form)
         post = await posts.create_post(db, me.account, data)
     except ValidationFailed as err:
-        return await render(request, db, "compose.html", {
-            "errors": {err.field: err.message}, "form": dict(form.items()),
-        }, status=422)  # fmt: skip
+        return await render(
+            request,
+            db,
+            "compose.html",
+            {
+                "errors": {err.field: err.message},
+                "form": dict(form.items()),
+            },
+            status=422,
+        )
     if request.headers.get("hx-request"):
         return RedirectResponse(form_str(form, "next") or "/home", status_code=303)
     return back(request, form_str(form, "next"), f"/@{me.account.username}/{post.id}")
@@ -46,9 +53,11 @@ async def compose(
 
 @router.get("/compose")
 async def compose_page(
-    request: Request, in_reply_to_id: str = "", db: AsyncSession = Depends(get_db),
+    request: Request,
+    in_reply_to_id: str = "",
+    db: AsyncSession = Depends(get_db),
     me: Current = Depends(signed_in),
-) -> Response:  # fmt: skip
+) -> Response:
     return await render(request, db, "compose.html", {"form": {"in_reply_to_id": in_reply_to_id}})
 
 
@@ -67,61 +76,106 @@ async def _load_post_page(
     ancestors, descendants = await timelines.thread(db, me.viewer, post)
     everything = ancestors + [post] + [p for p, _ in descendants]
     views = {v.post.id: v for v in await presenter.present(db, me.viewer, everything)}
-    filtered = {v.post.id for v in await filters.apply(db, me.viewer, list(views.values()), context="thread")}
-    return await render(request, db, "post.html", {
-        "focus": views[post.id],
-        "ancestors": [views[p.id] for p in ancestors if p.id in filtered],
-        "descendants": [(views[p.id], depth) for p, depth in descendants if p.id in filtered],
-        "title": f"{author.name_to_show}: post",
-    })  # fmt: skip
+    filtered = {
+        v.post.id
+        for v in await filters.apply(db, me.viewer, list(views.values()), context="thread")
+    }
+    return await render(
+        request,
+        db,
+        "post.html",
+        {
+            "focus": views[post.id],
+            "ancestors": [views[p.id] for p in ancestors if p.id in filtered],
+            "descendants": [(views[p.id], depth) for p, depth in descendants if p.id in filtered],
+            "title": f"{author.name_to_show}: post",
+        },
+    )
 
 
 @router.get("/@{username}/{post_id:int}")
 async def post_page(
-    request: Request, username: str, post_id: int, db: AsyncSession = Depends(get_db),
+    request: Request,
+    username: str,
+    post_id: int,
+    db: AsyncSession = Depends(get_db),
     me: Current = Depends(current),
-) -> Response:  # fmt: skip
+) -> Response:
     return await _load_post_page(request, db, me, username, post_id)
 
 
 @router.get("/@{username}/{post_id:int}/history")
 async def post_history(
-    request: Request, username: str, post_id: int, db: AsyncSession = Depends(get_db),
+    request: Request,
+    username: str,
+    post_id: int,
+    db: AsyncSession = Depends(get_db),
     me: Current = Depends(current),
-) -> Response:  # fmt: skip
+) -> Response:
     versions = await posts.edit_history(db, me.viewer, post_id)
-    return await render(request, db, "history.html", {"versions": versions, "username": username, "post_id": post_id})
+    return await render(
+        request,
+        db,
+        "history.html",
+        {"versions": versions, "username": username, "post_id": post_id},
+    )
 
 
 @router.get("/posts/{post_id:int}/edit")
 async def edit_page(
-    request: Request, post_id: int, db: AsyncSession = Depends(get_db), me: Current = Depends(signed_in)
+    request: Request,
+    post_id: int,
+    db: AsyncSession = Depends(get_db),
+    me: Current = Depends(signed_in),
 ) -> Response:
     post = await posts.get_visible_post(db, me.viewer, post_id)
     if post.account_id != me.viewer.account_id:
         raise NotFound()
-    return await render(request, db, "edit.html", {"post": post, "form": {
-        "status": post.source, "spoiler_text": post.spoiler_text, "language": post.language or "",
-    }})  # fmt: skip
+    return await render(
+        request,
+        db,
+        "edit.html",
+        {
+            "post": post,
+            "form": {
+                "status": post.source,
+                "spoiler_text": post.spoiler_text,
+                "language": post.language or "",
+            },
+        },
+    )
 
 
 @router.post("/posts/{post_id:int}/edit")
 async def edit(
-    request: Request, post_id: int, db: AsyncSession = Depends(get_db), me: Current = Depends(signed_in)
+    request: Request,
+    post_id: int,
+    db: AsyncSession = Depends(get_db),
+    me: Current = Depends(signed_in),
 ) -> Response:
     form = await request.form()
     assert me.account is not None
     data = PostInput(
-        source=form_str(form, "status"), spoiler_text=form_str(form, "spoiler_text"),
-        sensitive=form_str(form, "sensitive") == "on", language=form_str(form, "language") or None,
-    )  # fmt: skip
+        source=form_str(form, "status"),
+        spoiler_text=form_str(form, "spoiler_text"),
+        sensitive=form_str(form, "sensitive") == "on",
+        language=form_str(form, "language") or None,
+    )
     try:
         post = await posts.edit_post(db, me.viewer, post_id, data)
     except ValidationFailed as err:
         post = await posts.get_visible_post(db, me.viewer, post_id)
-        return await render(request, db, "edit.html", {
-            "post": post, "form": dict(form.items()), "errors": {err.field: err.message},
-        }, status=422)  # fmt: skip
+        return await render(
+            request,
+            db,
+            "edit.html",
+            {
+                "post": post,
+                "form": dict(form.items()),
+                "errors": {err.field: err.message},
+            },
+            status=422,
+        )
     return RedirectResponse(f"/@{me.account.username}/{post.id}", status_code=303)
 
 
@@ -138,9 +192,12 @@ ACTIONS = {
 
 @router.post("/posts/{post_id:int}/{action}")
 async def act(
-    request: Request, post_id: int, action: str, db: AsyncSession = Depends(get_db),
+    request: Request,
+    post_id: int,
+    action: str,
+    db: AsyncSession = Depends(get_db),
     me: Current = Depends(signed_in),
-) -> Response:  # fmt: skip
+) -> Response:
     """One-click actions on a post. Errors come back as a page with the message (422/404)."""
     form = await request.form()
     if action == "unboost":
@@ -149,7 +206,11 @@ async def act(
         await posts.delete_post(db, me.viewer, post_id)
         return back(request, form_str(form, "next"), "/home")
     elif action == "vote":
-        choices = [int(c) for c in form.getlist("choice") if isinstance(c, str) and c.isdigit() and len(c) < 4]
+        choices = [
+            int(c)
+            for c in form.getlist("choice")
+            if isinstance(c, str) and c.isdigit() and len(c) < 4
+        ]
         await posts.vote(db, me.viewer, post_id, choices)
     elif action in ACTIONS:
         await ACTIONS[action](db, me.viewer, post_id)

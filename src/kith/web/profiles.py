@@ -33,9 +33,14 @@ async def _profile_account(db: AsyncSession, me: Current, username: str):  # typ
 @router.get("/@{username}")
 @router.get("/@{username}/{tab:str}")
 async def profile(
-    request: Request, username: str, tab: str = "", max_id: str | None = None,
-    min_id: str | None = None, db: AsyncSession = Depends(get_db), me: Current = Depends(current),
-) -> Response:  # fmt: skip
+    request: Request,
+    username: str,
+    tab: str = "",
+    max_id: str | None = None,
+    min_id: str | None = None,
+    db: AsyncSession = Depends(get_db),
+    me: Current = Depends(current),
+) -> Response:
     if tab in ("followers", "following"):
         return await network(request, username, tab, db, me)
     if tab not in TABS:
@@ -45,17 +50,33 @@ async def profile(
     page = timelines.Page([], None, None)
     pinned: list[presenter.PostView] = []
     if not (rel.blocked_by or rel.blocking):
-        page = await timelines.profile(db, me.viewer, account, tab=TABS[tab],
-                                       max_id=_cursor(max_id), min_id=_cursor(min_id))  # fmt: skip
+        page = await timelines.profile(
+            db, me.viewer, account, tab=TABS[tab], max_id=_cursor(max_id), min_id=_cursor(min_id)
+        )
         if not tab and max_id is None and min_id is None:
-            pinned = await presenter.present(db, me.viewer, await timelines.pinned(db, me.viewer, account))
-    views = await filters.apply(db, me.viewer, await presenter.present(db, me.viewer, page.posts), context="account")
+            pinned = await presenter.present(
+                db, me.viewer, await timelines.pinned(db, me.viewer, account)
+            )
+    views = await filters.apply(
+        db, me.viewer, await presenter.present(db, me.viewer, page.posts), context="account"
+    )
     counts = await accounts_counts(db, account.id)
-    return await render(request, db, "profile.html", {
-        "account": account, "rel": rel, "views": views, "pinned": pinned, "page": page,
-        "tab": tab, "counts": counts, "title": account.name_to_show,
-        "show_network": await policy.can_see_network(db, me.viewer, account),
-    })  # fmt: skip
+    return await render(
+        request,
+        db,
+        "profile.html",
+        {
+            "account": account,
+            "rel": rel,
+            "views": views,
+            "pinned": pinned,
+            "page": page,
+            "tab": tab,
+            "counts": counts,
+            "title": account.name_to_show,
+            "show_network": await policy.can_see_network(db, me.viewer, account),
+        },
+    )
 
 
 async def accounts_counts(db: AsyncSession, account_id: int) -> dict[str, int]:
@@ -65,33 +86,70 @@ async def accounts_counts(db: AsyncSession, account_id: int) -> dict[str, int]:
     from kith.posts.models import Post
 
     return {
-        "posts": int(await db.scalar(select(func.count()).select_from(Post).where(
-            Post.account_id == account_id, Post.reblog_of_id.is_(None))) or 0),  # fmt: skip
-        "followers": int(await db.scalar(select(func.count()).select_from(Follow).where(Follow.followee_id == account_id)) or 0),
-        "following": int(await db.scalar(select(func.count()).select_from(Follow).where(Follow.follower_id == account_id)) or 0),
+        "posts": int(
+            await db.scalar(
+                select(func.count())
+                .select_from(Post)
+                .where(Post.account_id == account_id, Post.reblog_of_id.is_(None))
+            )
+            or 0
+        ),
+        "followers": int(
+            await db.scalar(
+                select(func.count()).select_from(Follow).where(Follow.followee_id == account_id)
+            )
+            or 0
+        ),
+        "following": int(
+            await db.scalar(
+                select(func.count()).select_from(Follow).where(Follow.follower_id == account_id)
+            )
+            or 0
+        ),
     }
 
 
-async def network(request: Request, username: str, which: str, db: AsyncSession, me: Current) -> Response:
+async def network(
+    request: Request, username: str, which: str, db: AsyncSession, me: Current
+) -> Response:
     account = await _profile_account(db, me, username)
     fn = graph.followers if which == "followers" else graph.following
     people = await fn(db, me.viewer, account)
-    return await render(request, db, "people.html", {
-        "account": account, "people": people, "which": which,
-        "hidden": not await policy.can_see_network(db, me.viewer, account),
-        "title": f"{account.name_to_show}: {which}",
-    })  # fmt: skip
+    return await render(
+        request,
+        db,
+        "people.html",
+        {
+            "account": account,
+            "people": people,
+            "which": which,
+            "hidden": not await policy.can_see_network(db, me.viewer, account),
+            "title": f"{account.name_to_show}: {which}",
+        },
+    )
 
 
-GRAPH_ACTIONS = {"follow", "unfollow", "block", "unblock", "mute", "unmute", "remove_follower",
-                 "authorize", "reject"}  # fmt: skip
+GRAPH_ACTIONS = {
+    "follow",
+    "unfollow",
+    "block",
+    "unblock",
+    "mute",
+    "unmute",
+    "remove_follower",
+    "authorize",
+    "reject",
+}
 
 
 @router.post("/@{username}/{action}")
 async def graph_action(
-    request: Request, username: str, action: str, db: AsyncSession = Depends(get_db),
+    request: Request,
+    username: str,
+    action: str,
+    db: AsyncSession = Depends(get_db),
     me: Current = Depends(signed_in),
-) -> Response:  # fmt: skip
+) -> Response:
     if action not in GRAPH_ACTIONS:
         raise NotFound()
     form = await request.form()
@@ -107,8 +165,13 @@ async def graph_action(
     elif action == "unblock":
         await graph.unblock(db, mine, target.id)
     elif action == "mute":
-        await graph.mute(db, mine, target.id, duration=form_int(form, "duration"),
-                         notifications_too=form_str(form, "notifications", "on") == "on")  # fmt: skip
+        await graph.mute(
+            db,
+            mine,
+            target.id,
+            duration=form_int(form, "duration"),
+            notifications_too=form_str(form, "notifications", "on") == "on",
+        )
     elif action == "unmute":
         await graph.unmute(db, mine, target.id)
     elif action == "remove_follower":
@@ -125,4 +188,6 @@ async def follow_requests(
 ) -> Response:
     assert me.viewer.account_id is not None
     people = await graph.follow_requests(db, me.viewer.account_id)
-    return await render(request, db, "follow_requests.html", {"people": people, "title": "Follow requests"})
+    return await render(
+        request, db, "follow_requests.html", {"people": people, "title": "Follow requests"}
+    )

@@ -22,14 +22,30 @@ def _cursor(value: str | None) -> int | None:
 
 
 async def _timeline_page(
-    request: Request, db: AsyncSession, me: Current, page: Page, *, title: str, context: str,
-    live: str | None = None, extra: dict[str, object] | None = None,
-) -> Response:  # fmt: skip
+    request: Request,
+    db: AsyncSession,
+    me: Current,
+    page: Page,
+    *,
+    title: str,
+    context: str,
+    live: str | None = None,
+    extra: dict[str, object] | None = None,
+) -> Response:
     views = await presenter.present(db, me.viewer, page.posts)
     views = await filters.apply(db, me.viewer, views, context=context)
-    return await render(request, db, "timeline.html", {
-        "title": title, "views": views, "page": page, "live": live, **(extra or {}),
-    })  # fmt: skip
+    return await render(
+        request,
+        db,
+        "timeline.html",
+        {
+            "title": title,
+            "views": views,
+            "page": page,
+            "live": live,
+            **(extra or {}),
+        },
+    )
 
 
 @router.get("/")
@@ -39,27 +55,49 @@ async def index(me: Current = Depends(current)) -> Response:
 
 @router.get("/home")
 async def home(
-    request: Request, max_id: str | None = None, min_id: str | None = None,
-    db: AsyncSession = Depends(get_db), me: Current = Depends(signed_in),
-) -> Response:  # fmt: skip
+    request: Request,
+    max_id: str | None = None,
+    min_id: str | None = None,
+    db: AsyncSession = Depends(get_db),
+    me: Current = Depends(signed_in),
+) -> Response:
     page = await timelines.home(db, me.viewer, max_id=_cursor(max_id), min_id=_cursor(min_id))
-    return await _timeline_page(request, db, me, page, title="Home", context="home", live="/stream/home",
-                                extra={"compose": True})  # fmt: skip
+    return await _timeline_page(
+        request,
+        db,
+        me,
+        page,
+        title="Home",
+        context="home",
+        live="/stream/home",
+        extra={"compose": True},
+    )
 
 
 @router.get("/local")
 async def local(
-    request: Request, max_id: str | None = None, min_id: str | None = None,
-    db: AsyncSession = Depends(get_db), me: Current = Depends(current),
-) -> Response:  # fmt: skip
+    request: Request,
+    max_id: str | None = None,
+    min_id: str | None = None,
+    db: AsyncSession = Depends(get_db),
+    me: Current = Depends(current),
+) -> Response:
     page = await timelines.local(db, me.viewer, max_id=_cursor(max_id), min_id=_cursor(min_id))
-    return await _timeline_page(request, db, me, page, title="Local", context="public", live="/stream/local")
+    return await _timeline_page(
+        request, db, me, page, title="Local", context="public", live="/stream/local"
+    )
 
 
 @router.get("/tags/{name}")
 async def tag(
-    request: Request, name: str, max_id: str | None = None, min_id: str | None = None,
-    db: AsyncSession = Depends(get_db), me: Current = Depends(current),
-) -> Response:  # fmt: skip
-    page = await timelines.hashtag(db, me.viewer, name[:100], max_id=_cursor(max_id), min_id=_cursor(min_id))
+    request: Request,
+    name: str,
+    max_id: str | None = None,
+    min_id: str | None = None,
+    db: AsyncSession = Depends(get_db),
+    me: Current = Depends(current),
+) -> Response:
+    page = await timelines.hashtag(
+        db, me.viewer, name[:100], max_id=_cursor(max_id), min_id=_cursor(min_id)
+    )
     return await _timeline_page(request, db, me, page, title=f"#{name[:100]}", context="public")
