@@ -17,30 +17,10 @@ MAX_LENGTH = 256
 
 # The commonest leaked-password shapes; a real breached list would be a data download we
 # cannot make here, so refuse the obvious patterns instead.
-_COMMON_WORDS = (
-    "password",
-    "passwort",
-    "qwerty",
-    "azerty",
-    "letmein",
-    "welcome",
-    "iloveyou",
-    "admin",
-    "monkey",
-    "dragon",
-    "football",
-    "baseball",
-    "sunshine",
-    "princess",
-    "abc123",
-    "trustno1",
-    "master",
-    "shadow",
-    "superman",
-    "123456",
-    "111111",
-    "000000",
-    "kith",
+_COMMON_WORDS = tuple(
+    """password passwort qwerty azerty qwertyuiop asdfghjkl zxcvbnm 1q2w3e4r letmein welcome
+    iloveyou admin monkey dragon football baseball sunshine princess abc123 trustno1 master
+    shadow superman changeme secret 123456 111111 000000 kith""".split()
 )
 
 

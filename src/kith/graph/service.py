@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,6 +16,7 @@ from kith.errors import NotFound, ValidationFailed
 from kith.graph.models import Block, Follow, FollowRequest, Mute
 from kith.notifications import service as notifications
 from kith.notifications.models import NotificationType
+from kith.posts.models import Post
 
 MAX_MUTE_SECONDS = 365 * 24 * 3600
 
@@ -262,3 +263,18 @@ async def follow_requests(db: AsyncSession, me: int) -> list[Account]:
         .order_by(FollowRequest.id)
     )
     return list(rows.all())
+
+
+async def profile_counts(db: AsyncSession, account_id: int) -> dict[str, int]:
+    """Posts (without boosts), followers and following of an account, for its profile."""
+
+    async def count(stmt) -> int:  # type: ignore[no-untyped-def]
+        return int(await db.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+
+    return {
+        "posts": await count(
+            select(Post.id).where(Post.account_id == account_id, Post.reblog_of_id.is_(None))
+        ),
+        "followers": await count(select(Follow.id).where(Follow.followee_id == account_id)),
+        "following": await count(select(Follow.id).where(Follow.follower_id == account_id)),
+    }

@@ -60,7 +60,7 @@ async def profile(
     views = await filters.apply(
         db, me.viewer, await presenter.present(db, me.viewer, page.posts), context="account"
     )
-    counts = await accounts_counts(db, account.id)
+    counts = await graph.profile_counts(db, account.id)
     return await render(
         request,
         db,
@@ -77,36 +77,6 @@ async def profile(
             "show_network": await policy.can_see_network(db, me.viewer, account),
         },
     )
-
-
-async def accounts_counts(db: AsyncSession, account_id: int) -> dict[str, int]:
-    from sqlalchemy import func, select
-
-    from kith.graph.models import Follow
-    from kith.posts.models import Post
-
-    return {
-        "posts": int(
-            await db.scalar(
-                select(func.count())
-                .select_from(Post)
-                .where(Post.account_id == account_id, Post.reblog_of_id.is_(None))
-            )
-            or 0
-        ),
-        "followers": int(
-            await db.scalar(
-                select(func.count()).select_from(Follow).where(Follow.followee_id == account_id)
-            )
-            or 0
-        ),
-        "following": int(
-            await db.scalar(
-                select(func.count()).select_from(Follow).where(Follow.follower_id == account_id)
-            )
-            or 0
-        ),
-    }
 
 
 async def network(
