@@ -228,12 +228,12 @@ async def thread(
     for p in candidates:
         if p.in_reply_to_id is not None:
             children.setdefault(p.in_reply_to_id, []).append(p)
+    # Depth-first, oldest reply first, with an explicit stack: threads can be deeper than
+    # Python's recursion limit.
     descendants: list[tuple[Post, int]] = []
-
-    def walk(pid: int, depth: int) -> None:
-        for child in children.get(pid, []):
-            descendants.append((child, depth))
-            walk(child.id, depth + 1)
-
-    walk(post.id, 1)
+    stack = [(child, 1) for child in reversed(children.get(post.id, []))]
+    while stack:
+        child, depth = stack.pop()
+        descendants.append((child, depth))
+        stack.extend((c, depth + 1) for c in reversed(children.get(child.id, [])))
     return ancestors, descendants
