@@ -39,6 +39,7 @@ lint: setup
 
 test: setup chromium
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 	KITH_TEST_DB=postgres KITH_TEST_POSTGRES_URL="$$(scripts/test-postgres-url)" \
 		$(BIN)/python -m pytest -q -p no:cacheprovider -m "not browser"
