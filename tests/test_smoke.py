@@ -58,3 +58,21 @@ async def test_forged_csrf__is_refused(app_client) -> None:  # type: ignore[no-u
     )
     assert r.status_code == 403
     assert "expired" in r.text
+
+
+async def test_like_with_htmx__returns_just_the_updated_card(settings, rt) -> None:  # type: ignore[no-untyped-def]
+    # Given a post by alice that bob can see
+    async with browser(settings) as alice, browser(settings) as bob:
+        await sign_up(alice, "alice")
+        await sign_up(bob, "bob")
+        await alice.post("/posts", {"status": "htmx please", "visibility": "public"})
+        local = await bob.get("/local")
+        post_id = local.text.split('data-id="')[1].split('"')[0]
+        # When bob likes it through htmx
+        r = await bob.post(
+            f"/posts/{post_id}/like", {"card": post_id}, headers={"HX-Request": "true"}
+        )
+        # Then the response is the card alone, showing the like
+        assert r.status_code == 200
+        assert r.text.lstrip().startswith("<article") and 'aria-pressed="true"' in r.text
+        assert "<html" not in r.text

@@ -216,7 +216,20 @@ async def act(
         await ACTIONS[action](db, me.viewer, post_id)
     else:
         raise NotFound()
+    if request.headers.get("hx-request"):
+        return await _card(request, db, me, form_int(form, "card") or post_id)
     return back(request, form_str(form, "next"), "/home")
+
+
+async def _card(request: Request, db: AsyncSession, me: Current, post_id: int) -> Response:
+    """The re-rendered post card htmx swaps in after an action (the boost row may be gone
+    after an un-boost: then the original's card)."""
+    try:
+        post = await posts.get_visible_post(db, me.viewer, post_id)
+    except NotFound:
+        return await render(request, db, "_card.html", {"view": None})
+    views = await presenter.present(db, me.viewer, [post])
+    return await render(request, db, "_card.html", {"view": views[0]})
 
 
 __all__ = ["router", "KithError", "form_int"]
