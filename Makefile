@@ -40,8 +40,9 @@ lint: setup
 test: setup chromium
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	KITH_TEST_REDIS_URL="$$(scripts/test-redis-url)" $(BIN)/python -m pytest -q -p no:cacheprovider
 	KITH_TEST_DB=postgres KITH_TEST_POSTGRES_URL="$$(scripts/test-postgres-url)" \
+		KITH_TEST_REDIS_URL="$$(scripts/test-redis-url)" \
 		$(BIN)/python -m pytest -q -p no:cacheprovider -m "not browser"
 
 test-sqlite: setup
@@ -55,10 +56,16 @@ bench: setup
 
 # While the schema is young: rebuild the single initial migration from the models.
 migration: setup
-	rm -f /tmp/kith-migration.db src/kith/migrations/versions/0001_initial_schema.py
+	# Regenerate 0001 from the models in a scratch copy of the migrations (later, hand-written
+	# migrations depend on 0001 and must not be touched), then move only 0001 back.
+	rm -rf /tmp/kith-migration && mkdir -p /tmp/kith-migration
+	cp -r src/kith/migrations /tmp/kith-migration/migrations
+	rm -f /tmp/kith-migration/migrations/versions/0*.py
 	$(BIN)/python -c "from alembic import command; from kith.migrate import alembic_config; \
-		command.revision(alembic_config('sqlite+aiosqlite:////tmp/kith-migration.db'), \
-		message='initial schema', autogenerate=True, rev_id='0001')"
+		cfg = alembic_config('sqlite+aiosqlite:////tmp/kith-migration/scratch.db'); \
+		cfg.set_main_option('script_location', '/tmp/kith-migration/migrations'); \
+		command.revision(cfg, message='initial schema', autogenerate=True, rev_id='0001')"
+	mv /tmp/kith-migration/migrations/versions/0001_initial_schema.py src/kith/migrations/versions/
 	$(BIN)/ruff format src/kith/migrations/versions
 
 clean:

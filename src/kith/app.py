@@ -14,13 +14,36 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kith import handlers  # noqa: F401  (job handlers)
+from kith import (
+    handlers,  # noqa: F401  (job handlers)
+    mastodon_api,
+)
+from kith.accounts.credentials import MailThrottle
 from kith.accounts.service import LoginThrottle
+from kith.accounts.two_factor import SecondFactorThrottle
 from kith.config import Settings, get_settings
 from kith.errors import KithError, RateLimited
 from kith.jobs.worker import work_forever
+from kith.mastodon_api.ratelimit import ApiRateLimiter
 from kith.runtime import Runtime
-from kith.web import auth, notifications, posts, profiles, stream, timelines
+from kith.web import (
+    about,
+    admin,
+    applications,
+    auth,
+    media,
+    notifications,
+    posts,
+    profiles,
+    reports,
+    search,
+    stream,
+    timelines,
+    trends_admin,
+)
+from kith.web import filters as filter_settings
+from kith.web import oauth as oauth_pages
+from kith.web import settings as settings_pages  # `settings` is create_app's argument
 from kith.web.deps import SignInRequired
 
 log = logging.getLogger(__name__)
@@ -61,6 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.login_throttle = LoginThrottle(
             settings.login_ip_limit, settings.login_account_limit, settings.login_window_seconds
         )
+        app.state.second_factor_throttle = SecondFactorThrottle()
+        app.state.mail_throttle = MailThrottle()
         worker = asyncio.create_task(work_forever(rt.sessions)) if settings.run_worker else None
         try:
             yield
@@ -73,8 +98,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Kith", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (auth, timelines, posts, profiles, notifications, stream):
+    for module in (auth, timelines, posts, profiles, notifications, stream, settings_pages, media):
         app.include_router(module.router)
+    app.include_router(oauth_pages.router)
+    app.include_router(applications.router)
+    for module in (search, filter_settings, reports, admin, trends_admin, about):
+        app.include_router(module.router)
+    for router in mastodon_api.routers():
+        app.include_router(router)
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:
@@ -98,6 +129,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         return await _error_page(request, exc.status_code, str(exc.detail))
+
+    app.middleware("http")(ApiRateLimiter().middleware)
 
     @app.middleware("http")
     async def _security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]

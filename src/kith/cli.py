@@ -14,6 +14,8 @@ from kith.config import get_settings
 app = typer.Typer(help="Kith: a self-hostable, federated social platform.", no_args_is_help=True)
 user_app = typer.Typer(help="Manage local accounts (non-interactive, for operators and scripts).")
 app.add_typer(user_app, name="user")
+token_app = typer.Typer(help="Access tokens for scripts and bots (Mastodon API).")
+app.add_typer(token_app, name="token")
 
 
 def _logging() -> None:
@@ -51,6 +53,8 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         log_level=settings.log_level,
+        # Open streams would hold a shutdown forever: give them a few seconds, then close.
+        timeout_graceful_shutdown=5,
         proxy_headers=False,
     )
 
@@ -173,6 +177,40 @@ def user_suspend(name: str) -> None:
         typer.echo(f"error: no local account named {name}", err=True)
         raise typer.Exit(2)
     typer.echo(f"suspended @{name}")
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Argument(help="Application name the token belongs to.")],
+    user: Annotated[str, typer.Option(help="Local account the token acts as.")],
+    scopes: Annotated[
+        str, typer.Option(help='Space-separated scopes, e.g. "read write follow".')
+    ] = "read",
+) -> None:
+    """Create an application owned by USER and print its access token (as the Development
+    settings page does)."""
+    from kith.accounts import service as accounts
+    from kith.errors import KithError
+    from kith.oauth import service as oauth
+    from kith.runtime import Runtime
+
+    async def main() -> str:
+        rt = Runtime.from_settings(get_settings())
+        try:
+            async with rt.sessions() as db:
+                account = await accounts.find_local_account(db, user)
+                if account is None:
+                    raise KithError(f"no local account named {user}", field="user")
+                issued = await oauth.create_personal_token(db, account, name, scopes)
+                return issued.access_token
+        finally:
+            await rt.close()
+
+    try:
+        typer.echo(asyncio.run(main()))
+    except KithError as err:
+        typer.echo(f"error: {err.field or ''}: {err.message}", err=True)
+        raise typer.Exit(2) from None
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     var_dir: Path = Path("var")
     database_url: str = ""
     redis_url: str = ""
+    # Namespace of this instance's Redis channels: instances (or test runs) sharing a Redis
+    # server must each have their own.
+    redis_prefix: str = "kith:"
     secret_key: str = ""
     media_dir: Path | None = None
     mail_dir: Path | None = None
@@ -35,11 +38,13 @@ class Settings(BaseSettings):
     max_post_chars: int = Field(default=5000, ge=100, le=100_000)
     max_poll_options: int = 10
     max_avatar_bytes: int = 8 * 1024 * 1024
+    max_image_bytes: int = 16 * 1024 * 1024  # an image attached to a post
     run_worker: bool = True
     login_ip_limit: int = 25
     login_account_limit: int = 10
     login_window_seconds: int = 300
     log_level: str = "info"
+    stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=60)
 
     @property
     def base_url(self) -> str:

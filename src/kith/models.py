@@ -13,8 +13,12 @@ from kith.db import Base  # noqa: F401
 from kith.filters.models import Filter, FilterKeyword  # noqa: F401
 from kith.graph.models import Block, Follow, FollowRequest, Mute  # noqa: F401
 from kith.jobs.models import Job  # noqa: F401
+from kith.lists.models import List, ListMember  # noqa: F401
+from kith.mastodon_api.models import IdempotencyKey, ScheduledStatus  # noqa: F401
+from kith.media.models import MediaAttachment  # noqa: F401
 from kith.moderation.models import Report  # noqa: F401
 from kith.notifications.models import Notification  # noqa: F401
+from kith.oauth.models import OAuthApp, OAuthCode, OAuthToken  # noqa: F401
 from kith.posts.models import (  # noqa: F401
     Bookmark,
     Like,
@@ -27,3 +31,5 @@ from kith.posts.models import (  # noqa: F401
     PostTag,
     Tag,
 )
+from kith.timelines.models import Marker, TagFollow  # noqa: F401
+from kith.trends.models import TrendLink, TrendSettings, TrendStatus, TrendTag  # noqa: F401

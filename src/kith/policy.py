@@ -25,9 +25,11 @@ from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from kith.accounts.models import Account
+from kith.accounts.models import Account, User, UserState
 from kith.db import utcnow
 from kith.graph.models import Block, Follow, Mute
+from kith.media.models import MediaAttachment
+from kith.moderation.models import Report
 from kith.posts.models import Mention, Post, Visibility
 
 
@@ -84,8 +86,13 @@ def _audience_clause(viewer: Viewer, post: Any) -> ColumnElement[bool]:
     )
 
 
+def account_not_suspended_clause(account_id_col: Any) -> ColumnElement[bool]:
+    """SQL: the account is not suspended (while it is, everything it did is hidden)."""
+    return exists().where(Account.id == account_id_col, Account.suspended_at.is_(None))
+
+
 def _author_not_suspended(post: Any) -> ColumnElement[bool]:
-    return exists().where(Account.id == post.account_id, Account.suspended_at.is_(None))
+    return account_not_suspended_clause(post.account_id)
 
 
 def post_visible_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bool]:
@@ -138,6 +145,18 @@ def publicly_listed_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bo
     return and_(post.visibility == Visibility.PUBLIC, post.reblog_of_id.is_(None), not_silenced)
 
 
+def trendable_clause(post: Any = Post) -> ColumnElement[bool]:
+    """SQL: the post may count toward the instance's trends and appear in them: listed for
+    everyone (public, not a boost, author neither silenced nor suspended) by an author who
+    chose to be discoverable. The same for every viewer, so trends are computed once."""
+    discoverable = exists().where(Account.id == post.account_id, Account.discoverable.is_(True))
+    return and_(
+        publicly_listed_clause(ANONYMOUS, post),
+        account_not_suspended_clause(post.account_id),
+        discoverable,
+    )
+
+
 def searchable_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bool]:
     """SQL: the post may be found by full-text search by this viewer.
 
@@ -155,6 +174,19 @@ def searchable_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bool]:
     )
 
 
+def account_search_clause(viewer: Viewer, exact_match: ColumnElement[bool]) -> ColumnElement[bool]:
+    """SQL: the account may appear in this viewer's account search. Suspended accounts, sign-ups
+    still waiting for approval, and accounts blocking or blocked by the viewer never do; an
+    account that opted out of discovery shows up only for its exact handle (`exact_match`)."""
+    pending = exists().where(User.account_id == Account.id, User.state == UserState.PENDING)
+    clause = and_(Account.suspended_at.is_(None), ~pending)
+    findable = or_(Account.discoverable.is_(True), exact_match)
+    if viewer.account_id is not None:
+        clause = and_(clause, ~blocked_between_clause(viewer.account_id, Account.id))
+        findable = or_(findable, Account.id == viewer.account_id)
+    return and_(clause, findable)
+
+
 # --- checks for one object ----------------------------------------------------------------
 
 
@@ -162,6 +194,16 @@ async def can_see_post(db: AsyncSession, viewer: Viewer, post: Post) -> bool:
     """May `viewer` see this post (post page, thread, notification, stream event)?"""
     stmt = select(true()).where(Post.id == post.id, post_visible_clause(viewer, Post))
     return (await db.execute(stmt)).first() is not None
+
+
+async def can_see_media(db: AsyncSession, viewer: Viewer, media: MediaAttachment) -> bool:
+    """May `viewer` see this attachment? Exactly when they may see its post; an upload not
+    yet attached to a post is seen by its uploader only. (The files themselves are served
+    under unguessable names to whoever holds the URL: see docs/architecture.md.)"""
+    if media.post_id is None:
+        return viewer.account_id is not None and viewer.account_id == media.account_id
+    post = await db.get(Post, media.post_id)
+    return post is not None and await can_see_post(db, viewer, post)
 
 
 async def is_blocked_between(db: AsyncSession, a: int | None, b: int) -> bool:
@@ -231,6 +273,17 @@ async def should_notify(db: AsyncSession, recipient_id: int, actor_id: int) -> b
         )
     )
     return not muted
+
+
+def can_moderator_see_reported_post(viewer: Viewer, report: Report, post: Post) -> bool:
+    """May a moderator see this post through this report? Admins see the posts attached to a
+    report whatever their audience (even followers-only, even of a suspended account), and
+    nothing else that way: no other post of the account, no post of another account."""
+    return (
+        viewer.is_admin
+        and post.id in report.post_ids
+        and post.account_id == report.target_account_id
+    )
 
 
 def nobody() -> ColumnElement[bool]:

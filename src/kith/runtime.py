@@ -27,7 +27,7 @@ class Runtime:
         self.sessions = async_sessionmaker(
             self.engine, expire_on_commit=False, info={"runtime": self}
         )
-        self.bus = make_bus(self.settings.redis_url)
+        self.bus = make_bus(self.settings.redis_url, self.settings.redis_prefix)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:

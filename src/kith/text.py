@@ -539,7 +539,8 @@ def html_to_text(html: str) -> str:
     extractor = _TextExtractor()
     extractor.feed(str(_TEXT_CLEANER.clean(_clean_source(html))))
     extractor.close()
-    return "".join(extractor.parts).rstrip()
+    # Preformatted text can carry its own blank lines next to a block break: keep at most one.
+    return re.sub(r"\n{3,}", "\n\n", "".join(extractor.parts)).rstrip()
 
 
 def count_characters(source: str) -> int:

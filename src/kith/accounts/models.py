@@ -87,6 +87,8 @@ class User(Base):
     email_confirmed_at: Mapped[datetime | None] = mapped_column(default=None)
     totp_secret: Mapped[str | None] = mapped_column(String(64), default=None)
     totp_enabled_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The last TOTP time step accepted: a code is refused unless its step is later (no replay).
+    totp_last_step: Mapped[int | None] = mapped_column(default=None)
     notifications_read_id: Mapped[int] = mapped_column(default=0)
     invite_id: Mapped[int | None] = mapped_column(
         ForeignKey("invites.id", ondelete="SET NULL"), default=None

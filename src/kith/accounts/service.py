@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kith.accounts import passwords
+from kith.accounts import email_tokens, passwords
 from kith.accounts.models import (
     Account,
     InstanceSettings,
@@ -25,10 +25,14 @@ from kith.accounts.models import (
 from kith.accounts.throttle import SlidingWindow
 from kith.db import utcnow
 from kith.errors import NotFound, RateLimited, ValidationFailed
+from kith.moderation import sign_ups
+from kith.notifications import service as notifications
 
 USERNAME_RE = re.compile(r"^[a-z0-9_]{1,30}$")
 EMAIL_RE = re.compile(r"^[^@\s<>\"']{1,64}@[^@\s<>\"']+\.[^@\s<>\"']{2,}$")
 SESSION_LIFETIME = timedelta(days=30)
+# A half-finished sign-in (password right, second factor due) is only good for a few minutes.
+SECOND_FACTOR_WINDOW = timedelta(minutes=10)
 
 # Names that would impersonate the instance or collide with routes and protocol endpoints.
 RESERVED_USERNAMES = frozenset(
@@ -132,7 +136,9 @@ async def register(
     """Create a local account and its login, following the instance's registration mode.
 
     The first account of an instance becomes its admin. `bypass_mode` is for operators
-    (CLI, demo): it ignores the registration mode. Commits, or raises with nothing written."""
+    (CLI, demo): it ignores the registration mode, and the operator vouches for the address, so
+    it counts as confirmed. Everyone else is mailed a confirmation link, queued in the same
+    transaction. Commits, or raises with nothing written."""
     key = check_username(username)
     email = check_email(email)
     passwords.check_new_password(password, username=key, email=email)
@@ -157,6 +163,7 @@ async def register(
     await db.flush()
     user = User(
         account_id=account.id,
+        account=account,
         email=email,
         email_key=email.lower(),
         password_hash=passwords.hash_password(password),
@@ -164,11 +171,17 @@ async def register(
         state=UserState.PENDING if needs_approval and not is_first else UserState.ACTIVE,
         signup_reason=reason[:1000],
         invite_id=invite.id if invite else None,
+        email_confirmed_at=utcnow() if bypass_mode else None,
     )
     db.add(user)
     if invite is not None:
         await db.execute(update(Invite).where(Invite.id == invite.id).values(uses=Invite.uses + 1))
     try:
+        if not bypass_mode:
+            await db.flush()
+            await email_tokens.queue_confirmation_mail(db, user)
+            if user.state == UserState.PENDING:
+                await sign_ups.notify_admins_of_sign_up(db, account.id)
         await db.commit()
     except IntegrityError as exc:  # two sign-ups raced for the same name or address
         await db.rollback()
@@ -179,6 +192,7 @@ async def register(
             else "An account with this email exists.",
             field=field,
         ) from None
+    await notifications.publish_notifications(db)
     return Registration(user=user, account=account, needs_approval=user.state == UserState.PENDING)
 
 
@@ -247,7 +261,7 @@ async def start_session(
             user_id=user.id,
             created_at=now,
             last_seen_at=now,
-            expires_at=now + SESSION_LIFETIME,
+            expires_at=now + (SECOND_FACTOR_WINDOW if second_factor_due else SESSION_LIFETIME),
             awaiting_second_factor=second_factor_due,
             user_agent=user_agent[:200],
         )
@@ -278,8 +292,51 @@ async def end_all_sessions(db: AsyncSession, user_id: int) -> None:
     await db.commit()
 
 
+async def end_other_sessions(db: AsyncSession, user_id: int, keep_token: str | None) -> None:
+    """Sign out every browser of this user but the one holding `keep_token` (not committed)."""
+    stmt = delete(UserSession).where(UserSession.user_id == user_id)
+    if keep_token:
+        stmt = stmt.where(UserSession.token_hash != _token_hash(keep_token))
+    await db.execute(stmt)
+
+
+async def finish_second_factor(db: AsyncSession, half_token: str, *, user_agent: str = "") -> str:
+    """Turn a half-finished sign-in into a full session under a new token (the old one dies,
+    so a token seen before the second factor is worth nothing after it). Commits."""
+    sess = await session_for_token(db, half_token)
+    if sess is None or not sess.awaiting_second_factor:
+        raise ValidationFailed("Your sign-in expired. Sign in again.", field="code")
+    user = await db.get(User, sess.user_id)
+    assert user is not None
+    await db.delete(sess)
+    return await start_session(db, user, user_agent=user_agent)
+
+
+class EmailNotConfirmed(ValidationFailed):
+    """This instance lets only people with a confirmed address post."""
+
+    status = 403
+    field = "status"  # the composer shows it next to the text, which it keeps
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Confirm your email address before posting: open the link we mailed you, "
+            "or ask for a new one in Settings → Account."
+        )
+
+
 async def require_local_account(db: AsyncSession, username: str) -> Account:
     account = await find_local_account(db, username)
     if account is None:
         raise NotFound("No such account")
     return account
+
+
+async def require_confirmed(db: AsyncSession, user: User) -> None:
+    """Refuse to let an unconfirmed address post when the instance demands confirmation.
+
+    Called by every path that publishes on a person's behalf (the web composer today)."""
+    if user.email_confirmed_at is not None:
+        return
+    if (await get_instance_settings(db)).require_email_confirmation:
+        raise EmailNotConfirmed()

@@ -278,3 +278,48 @@ async def profile_counts(db: AsyncSession, account_id: int) -> dict[str, int]:
         "followers": await count(select(Follow.id).where(Follow.followee_id == account_id)),
         "following": await count(select(Follow.id).where(Follow.follower_id == account_id)),
     }
+
+
+async def blocked_accounts(db: AsyncSession, me: int, *, limit: int = 40) -> list[Account]:
+    """Accounts I block, most recent first."""
+    rows = await db.scalars(
+        select(Account)
+        .join(Block, Block.target_id == Account.id)
+        .where(Block.account_id == me)
+        .order_by(Block.id.desc())
+        .limit(limit)
+    )
+    return list(rows.all())
+
+
+async def muted_accounts(db: AsyncSession, me: int, *, limit: int = 40) -> list[Account]:
+    """Accounts I mute (unexpired), most recent first."""
+    rows = await db.scalars(
+        select(Account)
+        .join(Mute, Mute.target_id == Account.id)
+        .where(Mute.account_id == me, or_(Mute.expires_at.is_(None), Mute.expires_at > utcnow()))
+        .order_by(Mute.id.desc())
+        .limit(limit)
+    )
+    return list(rows.all())
+
+
+async def familiar_followers(
+    db: AsyncSession, viewer: policy.Viewer, account: Account, *, limit: int = 10
+) -> list[Account]:
+    """People I follow who follow `account` (respecting hidden networks and blocks)."""
+    if viewer.account_id is None or not await policy.can_see_network(db, viewer, account):
+        return []
+    mine = select(Follow.followee_id).where(Follow.follower_id == viewer.account_id)
+    rows = await db.scalars(
+        select(Account)
+        .join(Follow, Follow.follower_id == Account.id)
+        .where(
+            Follow.followee_id == account.id,
+            Account.id.in_(mine),
+            Account.suspended_at.is_(None),
+            Account.hide_network.is_(False),
+        )
+        .limit(limit)
+    )
+    return list(rows.all())

@@ -13,11 +13,13 @@ from kith.db import utcnow
 from kith.graph.models import Mute
 from kith.jobs.models import Job
 from kith.jobs.queue import job_handler
+from kith.media import service as media
 
 
 @job_handler("cleanup")
 async def cleanup(db: AsyncSession, payload: dict[str, Any]) -> None:
-    """Delete expired sessions, mutes and mail tokens, and jobs that gave up a month ago."""
+    """Delete expired sessions, mutes and mail tokens, jobs that gave up a month ago, and
+    uploads never attached to a post within a day."""
     now = utcnow()
     await db.execute(delete(UserSession).where(UserSession.expires_at < now))
     await db.execute(delete(Mute).where(Mute.expires_at.is_not(None), Mute.expires_at < now))
@@ -25,3 +27,4 @@ async def cleanup(db: AsyncSession, payload: dict[str, Any]) -> None:
     await db.execute(
         delete(Job).where(Job.failed_at.is_not(None), Job.failed_at < now - timedelta(days=30))
     )
+    await media.forget_stale_uploads(db)

@@ -91,16 +91,29 @@ async def claim(
             attempts=Job.attempts + 1,
         )
         .returning(Job)
-        .execution_options(synchronize_session=False)
+        # populate_existing: a session that saw these jobs before gets the new lease, not
+        # its stale copy.
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
     jobs = list((await db.execute(stmt)).scalars().all())
     await db.commit()
     return jobs
 
 
+async def release(db: AsyncSession, job: Job, worker_id: str) -> bool:
+    """Delete a job that ran, in the caller's transaction, if this worker still holds its
+    lease; False when it doesn't (the caller must then not commit the job's effects)."""
+    result = await db.execute(
+        delete(Job)
+        .where(and_(Job.id == job.id, Job.locked_by == worker_id))
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
 async def finish(db: AsyncSession, job: Job, worker_id: str) -> None:
-    """Remove a job that ran (only if this worker still holds its lease)."""
-    await db.execute(delete(Job).where(and_(Job.id == job.id, Job.locked_by == worker_id)))
+    """Remove a job that ran (only if this worker still holds its lease) and commit."""
+    await release(db, job, worker_id)
     await db.commit()
 
 
@@ -111,12 +124,14 @@ def backoff_seconds(attempts: int) -> float:
 
 
 async def retry_later(db: AsyncSession, job: Job, error: str) -> None:
-    """Record a failure; schedule the next try, or give up after max_attempts."""
+    """Record a failure; schedule the next try, or give up after max_attempts. Does nothing
+    if the job's lease passed to another worker meanwhile (that worker decides)."""
     now = utcnow()
     values: dict[str, Any] = {"last_error": error[:2000], "locked_until": None, "locked_by": None}
     if job.attempts >= job.max_attempts:
         values["failed_at"] = now
     else:
         values["run_at"] = now + timedelta(seconds=backoff_seconds(job.attempts))
-    await db.execute(update(Job).where(Job.id == job.id).values(**values))
+    held = Job.locked_by.is_(None) if job.locked_by is None else Job.locked_by == job.locked_by
+    await db.execute(update(Job).where(Job.id == job.id, held).values(**values))
     await db.commit()

@@ -17,7 +17,14 @@ from kith.jobs.models import Job
 
 log = logging.getLogger(__name__)
 
-PERIODIC_JOBS: dict[str, timedelta] = {"cleanup": timedelta(minutes=10)}
+PERIODIC_JOBS: dict[str, timedelta] = {
+    "cleanup": timedelta(minutes=10),
+    "trends.refresh": timedelta(minutes=10),
+}
+# How long a claimed job stays a worker's: if the worker dies, another runs the job after this.
+# Longer than any job should take (a delivery times out well before), short enough that a
+# crash delays work by a minute at most.
+DEFAULT_LEASE_SECONDS = 60.0
 
 
 def new_worker_id() -> str:
@@ -34,13 +41,19 @@ async def run_job(factory: async_sessionmaker[AsyncSession], job: Job, worker_id
             return False
         try:
             await handler(db, job.payload)
+            # Remove the job in the transaction that holds its effects: a crash before the
+            # commit loses both (the job runs again), never only one of them.
+            if not await queue.release(db, job, worker_id):
+                # The lease ran out and another worker has the job: leave it to that one.
+                await db.rollback()
+                log.warning("job %s (%s) outlived its lease; not committed", job.id, job.kind)
+                return False
             await db.commit()
         except Exception as exc:  # a job's failure must not kill the worker
             await db.rollback()
             log.warning("job %s (%s) failed: %r", job.id, job.kind, exc)
             await queue.retry_later(db, job, repr(exc))
             return False
-        await queue.finish(db, job, worker_id)
         return True
 
 
@@ -55,11 +68,15 @@ async def schedule_periodic(factory: async_sessionmaker[AsyncSession]) -> None:
 
 
 async def run_once(
-    factory: async_sessionmaker[AsyncSession], worker_id: str, limit: int = 10
+    factory: async_sessionmaker[AsyncSession],
+    worker_id: str,
+    limit: int = 10,
+    *,
+    lease: float = DEFAULT_LEASE_SECONDS,
 ) -> int:
     """Claim and run one batch of due jobs; returns how many ran (tests call this directly)."""
     async with factory() as db:
-        jobs = await queue.claim(db, worker_id, limit=limit)
+        jobs = await queue.claim(db, worker_id, limit=limit, lease=lease)
     for job in jobs:
         await run_job(factory, job, worker_id)
     return len(jobs)
@@ -70,8 +87,10 @@ async def work_forever(
     *,
     idle_sleep: float = 1.0,
     worker_id: str | None = None,
+    lease: float = DEFAULT_LEASE_SECONDS,
 ) -> None:
-    """Run jobs until cancelled. Sleeps `idle_sleep` when nothing is due."""
+    """Run jobs until cancelled. Sleeps `idle_sleep` when nothing is due; each claimed job is
+    leased for `lease` seconds."""
     from kith import handlers  # noqa: F401  (registers every job handler)
 
     worker_id = worker_id or new_worker_id()
@@ -83,7 +102,7 @@ async def work_forever(
             if loop.time() - last_periodic > 60:
                 await schedule_periodic(factory)
                 last_periodic = loop.time()
-            ran = await run_once(factory, worker_id)
+            ran = await run_once(factory, worker_id, lease=lease)
         except asyncio.CancelledError:
             raise
         except Exception:  # database briefly unavailable, say: keep the worker alive

@@ -87,6 +87,7 @@ async def withdraw(
 
 
 def _list_query(viewer_id: int, types: Sequence[str] | None):  # type: ignore[no-untyped-def]
+    viewer = policy.Viewer(viewer_id)
     stmt = select(Notification).where(Notification.account_id == viewer_id)
     if types:
         stmt = stmt.where(Notification.type.in_(list(types)))
@@ -102,6 +103,15 @@ def _list_query(viewer_id: int, types: Sequence[str] | None):  # type: ignore[no
         .exists()
     )
     stmt = stmt.where(~policy.blocked_between_clause(viewer_id, Notification.from_account_id))
+    stmt = stmt.where(policy.account_not_suspended_clause(Notification.from_account_id))
+    # Ones about posts the viewer can no longer see (removed as a follower, author suspended)
+    # are left out — of the list and of the unread count alike.
+    stmt = stmt.where(
+        Notification.post_id.is_(None)
+        | select(Post.id)
+        .where(Post.id == Notification.post_id, policy.post_visible_clause(viewer, Post))
+        .exists()
+    )
     return stmt
 
 
@@ -115,15 +125,9 @@ async def list_notifications(
     limit: int = 40,
 ) -> list[Notification]:
     """The viewer's notifications, newest first, cursor-paginated. Ones about posts the viewer
-    can no longer see (made followers-only, author blocked) are left out."""
+    can no longer see, or from blocked, muted or suspended accounts, are left out."""
     assert viewer.account_id is not None
     stmt = _list_query(viewer.account_id, types)
-    stmt = stmt.where(
-        Notification.post_id.is_(None)
-        | select(Post.id)
-        .where(Post.id == Notification.post_id, policy.post_visible_clause(viewer, Post))
-        .exists()
-    )
     if max_id is not None:
         stmt = stmt.where(Notification.id < max_id)
     if min_id is not None:
@@ -132,6 +136,17 @@ async def list_notifications(
         return rows[::-1]
     stmt = stmt.order_by(Notification.id.desc()).limit(limit)
     return list((await db.scalars(stmt)).all())
+
+
+async def get_notification(
+    db: AsyncSession, viewer: policy.Viewer, notification_id: int
+) -> Notification | None:
+    """One of the viewer's notifications, if the list would show it (the same rules: not about
+    a post they can no longer see, not from a blocked, muted or suspended account)."""
+    if viewer.account_id is None:
+        return None
+    stmt = _list_query(viewer.account_id, None).where(Notification.id == notification_id)
+    return (await db.scalars(stmt)).first()
 
 
 async def unread_count(db: AsyncSession, user: User) -> int:

@@ -54,6 +54,9 @@ class Post(Base):
 # Profile and home timelines: "posts by these authors, newest first" is an index range scan.
 Index("ix_posts_account_id_id", Post.account_id, Post.id)
 Index("ix_posts_visibility_id", Post.visibility, Post.id)
+# One boost per person and post: two racing clicks cannot make two (NULLs — ordinary posts —
+# never collide).
+Index("uq_posts_account_id_reblog_of_id", Post.account_id, Post.reblog_of_id, unique=True)
 
 
 class Mention(Base):

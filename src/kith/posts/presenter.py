@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
 from kith.accounts.models import Account
 from kith.db import utcnow
+from kith.media import service as media_service
+from kith.media.models import MediaAttachment
 from kith.posts.models import (
     Bookmark,
     Like,
@@ -57,6 +60,8 @@ class PostView:
     can_boost: bool = False
     is_own: bool = False
     filtered: list[str] = field(default_factory=list)  # titles of "warn" filters that matched
+    filter_hits: list[Any] = field(default_factory=list)  # the Filter rows behind `filtered`
+    media: list[MediaAttachment] = field(default_factory=list)  # attachments, in order
 
     @property
     def shown(self) -> PostView:
@@ -80,6 +85,11 @@ async def present(db: AsyncSession, viewer: policy.Viewer, posts: list[Post]) ->
             for p in (await db.scalars(select(Post).where(Post.id.in_(originals_ids)))).all()
         }
     all_posts = {p.id: p for p in posts} | originals
+    for p in all_posts.values():
+        # Counters updated by SQL expressions are expired in the session: reload them here,
+        # where awaiting is possible, rather than on attribute access.
+        if inspect(p).expired_attributes:
+            await db.refresh(p)
     ids = list(all_posts)
     account_ids = {p.account_id for p in all_posts.values()}
     mention_rows = (
@@ -101,6 +111,7 @@ async def present(db: AsyncSession, viewer: policy.Viewer, posts: list[Post]) ->
         p.post_id: p for p in (await db.scalars(select(Poll).where(Poll.post_id.in_(ids)))).all()
     }
     pins = set((await db.scalars(select(Pin.post_id).where(Pin.post_id.in_(ids)))).all())
+    attachments = await media_service.for_posts(db, ids)
     liked: set[int] = set()
     boosted: set[int] = set()
     bookmarked: set[int] = set()
@@ -167,6 +178,7 @@ async def present(db: AsyncSession, viewer: policy.Viewer, posts: list[Post]) ->
         v.mentions = [accounts[a] for pid, a in mention_rows if pid == p.id and a in accounts]
         v.tags = [name for pid, name in tag_rows if pid == p.id]
         v.can_boost = me is not None and policy.can_boost(viewer, p)
+        v.media = attachments.get(p.id, [])
         poll = polls.get(p.id)
         if poll is not None:
             expired = poll.expires_at <= now

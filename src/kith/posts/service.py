@@ -14,6 +14,7 @@ from kith.accounts.models import Account
 from kith.db import new_id, utcnow
 from kith.errors import Forbidden, NotFound, ValidationFailed
 from kith.jobs.queue import enqueue, job_handler
+from kith.media import service as media
 from kith.notifications import service as notifications
 from kith.notifications.models import Notification, NotificationType
 from kith.posts.models import (
@@ -30,6 +31,7 @@ from kith.posts.models import (
     Visibility,
 )
 from kith.runtime import runtime_of
+from kith.search import service as search
 
 MAX_PINS = 5
 MAX_SPOILER = 500
@@ -61,6 +63,11 @@ class PostInput:
     in_reply_to_id: int | None = None
     poll: PollInput | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # Uploads (media.service.upload) to attach, in order. On an edit: the post's current
+    # attachments or empty (attachments can't be added or removed by editing) …
+    media_ids: list[int] = field(default_factory=list)
+    # … but their alt text may change: attachment id → new description.
+    media_descriptions: dict[int, str] = field(default_factory=dict)
 
 
 def _check_language(lang: str | None) -> str | None:
@@ -89,10 +96,14 @@ def _check_poll(poll: PollInput, max_options: int) -> PollInput:
     return PollInput(options, poll.expires_in, poll.multiple, poll.hide_totals)
 
 
-def _check_content(db: AsyncSession, data: PostInput) -> None:
+def _check_content(db: AsyncSession, data: PostInput, *, may_be_empty: bool = False) -> None:
     limit = runtime_of(db).settings.max_post_chars
-    if not data.source.strip() and data.poll is None:
+    if not (may_be_empty or data.source.strip() or data.poll is not None or data.media_ids):
         raise ValidationFailed("Write something first.", field="status")
+    if data.poll is not None and data.media_ids:
+        raise ValidationFailed(
+            "A post can have a poll or attachments, not both.", field="media_ids"
+        )
     if text.count_characters(data.source) + len(data.spoiler_text) > limit:
         raise ValidationFailed(f"Posts are at most {limit} characters.", field="status")
     if len(data.spoiler_text) > MAX_SPOILER:
@@ -160,6 +171,7 @@ async def create_post(db: AsyncSession, author: Account, data: PostInput) -> Pos
     _check_content(db, data)
     language = _check_language(data.language)
     poll = _check_poll(data.poll, settings.max_poll_options) if data.poll else None
+    await media.check_attachable(db, author, data.media_ids)  # before anything is written
     viewer = policy.Viewer(author.id)
     parent: Post | None = None
     if data.in_reply_to_id is not None:
@@ -192,6 +204,12 @@ async def create_post(db: AsyncSession, author: Account, data: PostInput) -> Pos
     for acc in mentioned:
         db.add(Mention(post_id=post.id, account_id=acc.id))
     await _attach_tags(db, post.id, tags)
+    if data.media_ids:
+        try:
+            await media.attach(db, author, post, data.media_ids)
+        except ValidationFailed:
+            await db.rollback()  # an upload was taken by a concurrent post: write nothing
+            raise
     if poll:
         db.add(
             Poll(
@@ -230,6 +248,7 @@ async def create_post(db: AsyncSession, author: Account, data: PostInput) -> Pos
             from_account_id=author.id,
             post_id=post.id,
         )
+    await search.index_post(db, post)
     await db.commit()
     await _announce(db, "post.created", post)
     return post
@@ -253,10 +272,18 @@ async def edit_post(db: AsyncSession, viewer: policy.Viewer, post_id: int, data:
     data.visibility = Visibility(post.visibility)
     data.poll = None
     poll = await db.get(Poll, post.id)
-    if not data.source.strip() and poll is None:
+    attachments = await media.for_post(db, post.id)
+    if data.media_ids and list(dict.fromkeys(data.media_ids)) != [m.id for m in attachments]:
+        raise ValidationFailed(
+            "Attachments can't be added, removed or reordered by editing.", field="media_ids"
+        )
+    if not data.source.strip() and poll is None and not attachments:
         raise ValidationFailed("Write something first.", field="status")
-    _check_content(db, PostInput(source=data.source or " ", spoiler_text=data.spoiler_text))
+    _check_content(
+        db, PostInput(source=data.source, spoiler_text=data.spoiler_text), may_be_empty=True
+    )
     language = _check_language(data.language) if data.language is not None else post.language
+    await media.describe(db, attachments, data.media_descriptions)
     if not post.edited_at:
         # Keep the original as the first history entry, as Mastodon shows it.
         db.add(
@@ -299,6 +326,15 @@ async def edit_post(db: AsyncSession, viewer: policy.Viewer, post_id: int, data:
     await _attach_tags(db, post.id, tags)
     boosters = (await db.scalars(select(Post.account_id).where(Post.reblog_of_id == post.id))).all()
     for booster in set(boosters):
+        # One "edited" notification per booster and post, always the latest edit's (the
+        # unique key would otherwise keep the first one and drop every later edit's).
+        await notifications.withdraw(
+            db,
+            recipient_id=booster,
+            type=NotificationType.UPDATE,
+            from_account_id=post.account_id,
+            post_id=post.id,
+        )
         await notifications.notify(
             db,
             recipient_id=booster,
@@ -306,6 +342,7 @@ async def edit_post(db: AsyncSession, viewer: policy.Viewer, post_id: int, data:
             from_account_id=post.account_id,
             post_id=post.id,
         )
+    await search.index_post(db, post)
     await db.commit()
     await _announce(db, "post.updated", post)
     return post
@@ -337,8 +374,11 @@ async def delete_post(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> 
             .where(Post.id == post.in_reply_to_id, Post.replies_count > 0)
             .values(replies_count=Post.replies_count - 1)
         )
+    await search.unindex_post(db, post)
+    files = await media.forget_post_media(db, post.id)
     await db.execute(delete(Post).where(Post.id == post.id))
     await db.commit()
+    await media.remove_files(db, files)
     await runtime_of(db).bus.publish(
         "posts", {"type": "post.deleted", "post_id": post.id, "account_id": post.account_id}
     )
@@ -428,7 +468,16 @@ async def boost(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> Post:
     )
     reblog.uri = f"{settings.base_url}/boosts/{reblog.id}"
     db.add(reblog)
-    await db.flush()
+    try:
+        await db.flush()
+    except IntegrityError:  # a racing click boosted first: that boost stands
+        await db.rollback()
+        existing = await db.scalar(
+            select(Post).where(Post.account_id == viewer.account_id, Post.reblog_of_id == post.id)
+        )
+        if existing is None:
+            raise
+        return existing
     await _recount(db, post.id)
     await notifications.notify(
         db,

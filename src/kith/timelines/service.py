@@ -8,13 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, exists, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
 from kith.accounts.models import Account
 from kith.graph.models import Follow
+from kith.media.models import MediaAttachment
 from kith.posts.models import Pin, Post, PostTag, Tag
+from kith.timelines.models import TagFollow
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 40
@@ -35,7 +37,7 @@ def clamp_limit(limit: int | None) -> int:
     return max(1, min(MAX_LIMIT, limit))
 
 
-async def _paginate(
+async def paginate(
     db: AsyncSession,
     stmt: Select[Any],
     *,
@@ -44,6 +46,8 @@ async def _paginate(
     since_id: int | None = None,
     limit: int | None,
 ) -> Page:
+    """Run a post query as one page: `max_id` older, `min_id` the page just newer,
+    `since_id` everything newer (newest first)."""
     n = clamp_limit(limit)
     if max_id is not None:
         stmt = stmt.where(Post.id < max_id)
@@ -64,9 +68,15 @@ async def _paginate(
     )
 
 
-def home_query(viewer: policy.Viewer) -> Select[Any]:
+def with_media_clause() -> ColumnElement[bool]:
+    """SQL: the post has at least one attachment (only_media, the profile's Media tab)."""
+    return exists().where(MediaAttachment.post_id == Post.id)
+
+
+def home_query(viewer: policy.Viewer, *, followed_tags: bool = False) -> Select[Any]:
     """Posts for the viewer's Home: their own and those of accounts they follow (boosts only
-    where they kept boosts on), replies only when addressed to them or someone they follow."""
+    where they kept boosts on), replies only when their own or addressed to them or someone
+    they follow."""
     me = viewer.account_id
     assert me is not None
     followed = select(Follow.followee_id).where(Follow.follower_id == me)
@@ -74,6 +84,15 @@ def home_query(viewer: policy.Viewer) -> Select[Any]:
         Follow.follower_id == me, Follow.show_reblogs.is_(True)
     )
     authors = or_(Post.account_id == me, Post.account_id.in_(followed))
+    if followed_tags:
+        # Public posts with a hashtag I follow join my Home (only asked for when I follow one,
+        # so the common Home query stays a plain author scan).
+        tagged = (
+            select(PostTag.post_id)
+            .join(TagFollow, TagFollow.tag_id == PostTag.tag_id)
+            .where(TagFollow.account_id == me)
+        )
+        authors = or_(authors, and_(Post.id.in_(tagged), policy.publicly_listed_clause(viewer)))
     boosts_ok = or_(
         Post.reblog_of_id.is_(None),
         Post.account_id == me,
@@ -81,6 +100,7 @@ def home_query(viewer: policy.Viewer) -> Select[Any]:
     )
     replies_ok = or_(
         Post.in_reply_to_account_id.is_(None),
+        Post.account_id == me,  # one's own replies, to anyone, are in one's Home
         Post.in_reply_to_account_id == me,
         Post.in_reply_to_account_id == Post.account_id,
         Post.in_reply_to_account_id.in_(followed),
@@ -104,9 +124,16 @@ async def home(
     limit: int | None = None,
 ) -> Page:
     """The viewer's Home timeline."""
-    return await _paginate(
-        db, home_query(viewer), max_id=max_id, min_id=min_id, since_id=since_id, limit=limit
-    )
+    stmt = home_query(viewer, followed_tags=await follows_any_tag(db, viewer))
+    return await paginate(db, stmt, max_id=max_id, min_id=min_id, since_id=since_id, limit=limit)
+
+
+async def follows_any_tag(db: AsyncSession, viewer: policy.Viewer) -> bool:
+    """Does the viewer follow at least one hashtag?"""
+    if viewer.account_id is None:
+        return False
+    stmt = select(TagFollow.tag_id).where(TagFollow.account_id == viewer.account_id).limit(1)
+    return (await db.scalar(stmt)) is not None
 
 
 async def local(
@@ -117,15 +144,19 @@ async def local(
     min_id: int | None = None,
     since_id: int | None = None,
     limit: int | None = None,
+    only_media: bool = False,
 ) -> Page:
-    """All public posts of this instance's people (no unlisted posts, no boosts)."""
+    """All public posts of this instance's people (no unlisted posts, no boosts); with
+    `only_media`, only those with attachments."""
     stmt = select(Post).where(
         exists().where(Account.id == Post.account_id, Account.domain == ""),
         policy.publicly_listed_clause(viewer),
         policy.post_visible_clause(viewer),
         policy.not_muted_clause(viewer),
     )
-    return await _paginate(db, stmt, max_id=max_id, min_id=min_id, since_id=since_id, limit=limit)
+    if only_media:
+        stmt = stmt.where(with_media_clause())
+    return await paginate(db, stmt, max_id=max_id, min_id=min_id, since_id=since_id, limit=limit)
 
 
 async def hashtag(
@@ -137,8 +168,9 @@ async def hashtag(
     min_id: int | None = None,
     since_id: int | None = None,
     limit: int | None = None,
+    only_media: bool = False,
 ) -> Page:
-    """Public posts with this hashtag."""
+    """Public posts with this hashtag (with `only_media`, only those with attachments)."""
     tag_id = await db.scalar(select(Tag.id).where(Tag.name == tag_name.casefold()))
     if tag_id is None:
         return Page([], None, None)
@@ -152,7 +184,9 @@ async def hashtag(
             policy.not_muted_clause(viewer),
         )
     )
-    return await _paginate(db, stmt, max_id=max_id, min_id=min_id, since_id=since_id, limit=limit)
+    if only_media:
+        stmt = stmt.where(with_media_clause())
+    return await paginate(db, stmt, max_id=max_id, min_id=min_id, since_id=since_id, limit=limit)
 
 
 async def profile(
@@ -166,15 +200,15 @@ async def profile(
     limit: int | None = None,
 ) -> Page:
     """A profile's posts the viewer may see. Tabs: "posts" (with boosts, without replies to
-    others), "replies" (everything), "media" (posts with attachments: none until media lands)."""
+    others), "replies" (everything), "media" (their own posts with attachments, no boosts)."""
     stmt = select(Post).where(Post.account_id == account.id, policy.post_visible_clause(viewer))
     if tab == "posts":
         stmt = stmt.where(
             or_(Post.in_reply_to_account_id.is_(None), Post.in_reply_to_account_id == account.id)
         )
     elif tab == "media":
-        stmt = stmt.where(Post.id.is_(None))  # no attachments exist yet (media issue)
-    return await _paginate(db, stmt, max_id=max_id, min_id=min_id, limit=limit)
+        stmt = stmt.where(with_media_clause())
+    return await paginate(db, stmt, max_id=max_id, min_id=min_id, limit=limit)
 
 
 async def pinned(db: AsyncSession, viewer: policy.Viewer, account: Account) -> list[Post]:
@@ -190,7 +224,8 @@ async def pinned(db: AsyncSession, viewer: policy.Viewer, account: Account) -> l
 
 async def appears_in_home(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> bool:
     """Would this post be in the viewer's Home? (The live "new posts" stream asks this.)"""
-    stmt = home_query(viewer).where(Post.id == post_id)
+    stmt = home_query(viewer, followed_tags=await follows_any_tag(db, viewer))
+    stmt = stmt.where(Post.id == post_id)
     return (await db.scalars(stmt.limit(1))).first() is not None
 
 

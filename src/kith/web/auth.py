@@ -1,4 +1,5 @@
-"""Sign-up, sign-in and sign-out pages."""
+"""Sign-up, sign-in (with its two-factor step), sign-out, email confirmation and password
+reset pages."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kith.accounts import credentials, two_factor
 from kith.accounts import service as accounts
 from kith.accounts.models import RegistrationMode
 from kith.errors import RateLimited, ValidationFailed
@@ -89,16 +91,29 @@ async def sign_up(
     return signed_in_response(request, token, "/home")
 
 
+# Messages the sign-in page may show after a redirect (a key, so no text is reflected).
+SIGN_IN_NOTICES = {
+    "reset": "Your password was changed and every session signed out. Sign in with the new one.",
+    "expired": "Your sign-in took too long. Sign in again.",
+}
+
+
 @router.get("/auth/sign_in")
 async def sign_in_page(
     request: Request,
     next: str = "",
+    notice: str = "",
     db: AsyncSession = Depends(get_db),
     me: Current = Depends(current),
 ) -> Response:
     if me.user:
         return RedirectResponse(safe_next(next), status_code=303)
-    return await render(request, db, "auth/sign_in.html", {"form": {"next": next}})
+    return await render(
+        request,
+        db,
+        "auth/sign_in.html",
+        {"form": {"next": next}, "notice": SIGN_IN_NOTICES.get(notice)},
+    )
 
 
 @router.post("/auth/sign_in")
@@ -140,6 +155,136 @@ async def sign_out(request: Request, db: AsyncSession = Depends(get_db)) -> Resp
     if token:
         await accounts.end_session(db, token)
     response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+# --- the second step of signing in --------------------------------------------------------
+
+
+@router.get("/auth/two_factor")
+async def two_factor_page(
+    request: Request,
+    next: str = "",
+    db: AsyncSession = Depends(get_db),
+    me: Current = Depends(current),
+) -> Response:
+    if me.user:
+        return RedirectResponse(safe_next(next), status_code=303)
+    if not me.awaiting_second_factor:
+        return RedirectResponse("/auth/sign_in?notice=expired", status_code=303)
+    return await render(request, db, "auth/two_factor.html", {"form": {"next": safe_next(next)}})
+
+
+@router.post("/auth/two_factor")
+async def two_factor_submit(
+    request: Request,
+    code: str = Form(""),
+    next: str = Form(""),
+    db: AsyncSession = Depends(get_db),
+    me: Current = Depends(current),
+) -> Response:
+    half = await accounts.session_for_token(db, me.session_token or "")
+    user = await accounts.get_user(db, half.user_id) if half else None
+    if half is None or user is None or not half.awaiting_second_factor:
+        return RedirectResponse("/auth/sign_in?notice=expired", status_code=303)
+    try:
+        await two_factor.verify_sign_in(db, user, code, request.app.state.second_factor_throttle)
+        token = await accounts.finish_second_factor(
+            db, me.session_token or "", user_agent=request.headers.get("user-agent", "")
+        )
+    except (ValidationFailed, RateLimited) as err:
+        resp = await render(
+            request,
+            db,
+            "auth/two_factor.html",
+            {"form": {"next": safe_next(next)}, "errors": {"code": err.message}},
+            status=429 if isinstance(err, RateLimited) else 422,
+        )
+        if isinstance(err, RateLimited):
+            resp.headers["Retry-After"] = str(err.retry_after)
+        return resp
+    return signed_in_response(request, token, safe_next(next))
+
+
+# --- email confirmation and password reset ------------------------------------------------
+
+
+@router.get("/auth/confirm")
+async def confirm(
+    request: Request, token: str = "", db: AsyncSession = Depends(get_db)
+) -> Response:
+    try:
+        await credentials.confirm_email(db, token)
+    except ValidationFailed as err:
+        return await render(request, db, "auth/confirmed.html", {"error": err.message}, status=400)
+    return await render(request, db, "auth/confirmed.html", {})
+
+
+@router.get("/auth/password/forgot")
+async def forgot_page(request: Request, db: AsyncSession = Depends(get_db)) -> Response:
+    return await render(request, db, "auth/forgot.html", {})
+
+
+@router.post("/auth/password/forgot")
+async def forgot(
+    request: Request, email: str = Form(""), db: AsyncSession = Depends(get_db)
+) -> Response:
+    throttle: credentials.MailThrottle = request.app.state.mail_throttle
+    try:
+        throttle.check_ip(client_ip(request))
+        await credentials.request_password_reset(db, email, throttle)
+    except (ValidationFailed, RateLimited) as err:
+        resp = await render(
+            request,
+            db,
+            "auth/forgot.html",
+            {"form": {"email": email}, "errors": {"email": err.message}},
+            status=429 if isinstance(err, RateLimited) else 422,
+        )
+        if isinstance(err, RateLimited):
+            resp.headers["Retry-After"] = str(err.retry_after)
+        return resp
+    return await render(request, db, "auth/forgot.html", {"sent": True})
+
+
+@router.get("/auth/password/reset")
+async def reset_page(
+    request: Request, token: str = "", db: AsyncSession = Depends(get_db)
+) -> Response:
+    try:
+        await credentials.check_reset_token(db, token)
+    except ValidationFailed as err:
+        return await render(request, db, "auth/reset.html", {"invalid": err.message}, status=400)
+    return await render(request, db, "auth/reset.html", {"token": token})
+
+
+@router.post("/auth/password/reset")
+async def reset(
+    request: Request,
+    token: str = Form(""),
+    password: str = Form(""),
+    password_confirmation: str = Form(""),
+    db: AsyncSession = Depends(get_db),
+) -> Response:
+    try:
+        if password != password_confirmation:
+            await credentials.check_reset_token(db, token)
+            raise ValidationFailed("The passwords don't match.", field="password_confirmation")
+        await credentials.reset_password(db, token, password)
+    except ValidationFailed as err:
+        if err.field == "token":
+            return await render(
+                request, db, "auth/reset.html", {"invalid": err.message}, status=400
+            )
+        return await render(
+            request,
+            db,
+            "auth/reset.html",
+            {"token": token, "errors": {err.field: err.message}},
+            status=422,
+        )
+    response = RedirectResponse("/auth/sign_in?notice=reset", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from starlette.datastructures import FormData
+from dataclasses import dataclass
+
+from starlette.datastructures import FormData, UploadFile
 
 from kith.errors import ValidationFailed
 from kith.posts.models import Visibility
@@ -21,6 +23,31 @@ def form_int(form: FormData, name: str, *, field: str | None = None) -> int | No
     if not raw.isdigit() or len(raw) > 19:
         raise ValidationFailed("Expected a number.", field=field or name)
     return int(raw)
+
+
+# The composer has this many image inputs (media_file_<i>), each with its alt text
+# (media_description_<i>); Mastodon allows four attachments per post.
+COMPOSER_IMAGES = 4
+
+
+@dataclass
+class ImageUpload:
+    """One image chosen in the composer, with its alt text and its place among the inputs."""
+
+    index: int
+    file: UploadFile
+    description: str
+
+
+def image_uploads(form: FormData) -> list[ImageUpload]:
+    """The composer's chosen images (empty file inputs are skipped), in input order."""
+    out = []
+    for i in range(COMPOSER_IMAGES):
+        upload = form.get(f"media_file_{i}")
+        # A browser sends an empty part for a file input left empty: no name, no bytes.
+        if isinstance(upload, UploadFile) and (upload.filename or upload.size):
+            out.append(ImageUpload(i, upload, form_str(form, f"media_description_{i}")))
+    return out
 
 
 def post_input(form: FormData) -> PostInput:

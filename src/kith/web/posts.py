@@ -9,13 +9,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kith.accounts import service as accounts
 from kith.errors import KithError, NotFound, ValidationFailed
 from kith.filters import service as filters
+from kith.media import service as media
 from kith.posts import presenter
 from kith.posts import service as posts
 from kith.posts.service import PostInput
 from kith.timelines import service as timelines
 from kith.web.auth import safe_next
-from kith.web.deps import Current, check_csrf, current, get_db, signed_in
-from kith.web.forms import form_int, form_str, post_input
+from kith.web.deps import Current, check_csrf, current, get_db, runtime, signed_in
+from kith.web.forms import form_int, form_str, image_uploads, post_input
 from kith.web.templating import render
 
 router = APIRouter(dependencies=[Depends(check_csrf)])
@@ -31,11 +32,30 @@ async def compose(
     request: Request, db: AsyncSession = Depends(get_db), me: Current = Depends(signed_in)
 ) -> Response:
     form = await request.form()
-    assert me.account is not None
+    assert me.account is not None and me.user is not None
+    uploaded: list[int] = []
     try:
         data = post_input(form)
+        await accounts.require_confirmed(db, me.user)
+        limit = runtime(request).settings.max_image_bytes
+        for image in image_uploads(form):
+            try:
+                row = await media.upload(
+                    db,
+                    me.account,
+                    await image.file.read(limit + 1),  # a byte past the limit is enough
+                    image.file.content_type,
+                    description=image.description,
+                )
+            except ValidationFailed as err:
+                message = f"Image {image.index + 1}: {err.message}"
+                raise ValidationFailed(message, field="media") from None
+            uploaded.append(row.id)
+        data.media_ids = uploaded
         post = await posts.create_post(db, me.account, data)
     except ValidationFailed as err:
+        # The files can't come back into the form: drop what was uploaded for this post.
+        await media.discard(db, me.account, uploaded)
         return await render(
             request,
             db,
@@ -131,17 +151,20 @@ async def edit_page(
     post = await posts.get_visible_post(db, me.viewer, post_id)
     if post.account_id != me.viewer.account_id:
         raise NotFound()
+    attachments = await media.for_post(db, post.id)
     return await render(
         request,
         db,
         "edit.html",
         {
             "post": post,
+            "media": attachments,
             "form": {
                 "status": post.source,
                 "spoiler_text": post.spoiler_text,
                 "language": post.language or "",
-            },
+            }
+            | {f"alt_{m.id}": m.description for m in attachments},
         },
     )
 
@@ -160,6 +183,11 @@ async def edit(
         spoiler_text=form_str(form, "spoiler_text"),
         sensitive=form_str(form, "sensitive") == "on",
         language=form_str(form, "language") or None,
+        media_descriptions={
+            int(key[4:]): form_str(form, key)
+            for key in form
+            if key.startswith("alt_") and key[4:].isdigit() and len(key) < 24
+        },
     )
     try:
         post = await posts.edit_post(db, me.viewer, post_id, data)
@@ -171,6 +199,7 @@ async def edit(
             "edit.html",
             {
                 "post": post,
+                "media": await media.for_post(db, post.id),
                 "form": dict(form.items()),
                 "errors": {err.field: err.message},
             },

@@ -1,13 +1,17 @@
 """Server-Sent Events for live pages: "new posts" on Home and Local, new notifications.
 
 Each event on the bus is checked against kith.policy for this viewer before it is sent, so a
-stream never reveals a post the viewer could not open."""
+stream never reveals a post the viewer could not open.
+
+Events: `ready` (the stream listens; sent once per connection), `update` ({"id": post id}: a
+new post for this feed) and `notification` ({"id": ...}: the viewer has a new notification)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Request
@@ -22,6 +26,7 @@ from kith.runtime import Runtime
 from kith.timelines import service as timelines
 from kith.web.deps import Current, current, runtime, signed_in
 
+log = logging.getLogger(__name__)
 router = APIRouter()
 HEARTBEAT_SECONDS = 15.0
 
@@ -44,24 +49,44 @@ async def _wants(db: AsyncSession, viewer: policy.Viewer, feed: str, event: Even
 
 
 async def _events(rt: Runtime, viewer: policy.Viewer, feed: str) -> AsyncIterator[str]:
+    """The frames of one connection: `ready`, then the updates and notifications this viewer
+    may see, with a comment every HEARTBEAT_SECONDS so proxies keep the connection open."""
     channels = ["posts"] + ([f"user:{viewer.account_id}"] if viewer.account_id else [])
-    inbox: asyncio.Queue[Event] = asyncio.Queue(maxsize=1000)
+    # None in the inbox means the subscription ended: the stream closes and the browser's
+    # EventSource connects again after `retry`.
+    inbox: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=1000)
+    subscribed = asyncio.Event()
 
     async def pump() -> None:
-        async for ev in rt.bus.subscribe(*channels):
+        try:
+            async for ev in rt.bus.subscribe(*channels, ready=subscribed):
+                with contextlib.suppress(asyncio.QueueFull):
+                    inbox.put_nowait(ev)
+        except Exception:
+            log.exception("stream: bus subscription failed")
+        finally:
             with contextlib.suppress(asyncio.QueueFull):
-                inbox.put_nowait(ev)
+                inbox.put_nowait(None)
 
     task = asyncio.create_task(pump())
     try:
         yield "retry: 3000\n\n"
-        yield ": connected\n\n"
+        # `ready` only once the bus listens: a client that acts on it (a page, a test) must
+        # not miss what happens right after.
+        while not subscribed.is_set() and not task.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(subscribed.wait(), HEARTBEAT_SECONDS)
+            if not subscribed.is_set():
+                yield ": waiting for the bus\n\n"
+        yield "event: ready\ndata: {}\n\n"
         while True:
             try:
                 ev = await asyncio.wait_for(inbox.get(), HEARTBEAT_SECONDS)
             except TimeoutError:
                 yield ": keep-alive\n\n"
                 continue
+            if ev is None:
+                return
             if ev.get("type") == "notification":
                 yield f"event: notification\ndata: {json.dumps({'id': str(ev.get('id'))})}\n\n"
                 continue

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 21:51:51.667433
+Create Date: 2026-11-25 22:43:41.963223
 """
 
 from collections.abc import Sequence
@@ -84,6 +84,13 @@ def upgrade() -> None:
         sa.Column("display_name", sa.String(length=100), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tags")),
         sa.UniqueConstraint("name", name=op.f("uq_tags_name")),
+    )
+    op.create_table(
+        "trend_settings",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("auto_approve", sa.Boolean(), nullable=False),
+        sa.Column("updated_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_trend_settings")),
     )
     op.create_table(
         "blocks",
@@ -181,6 +188,24 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "idempotency_keys",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("account_id", sa.BigInteger(), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
+        sa.Column("post_id", sa.BigInteger(), nullable=True),
+        sa.Column("scheduled_id", sa.BigInteger(), nullable=True),
+        sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_idempotency_keys_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_idempotency_keys")),
+        sa.UniqueConstraint("account_id", "key", name=op.f("uq_idempotency_keys_account_id_key")),
+    )
+    op.create_table(
         "invites",
         sa.Column("id", sa.BigInteger(), nullable=False),
         sa.Column("code", sa.String(length=32), nullable=False),
@@ -197,6 +222,40 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_invites")),
         sa.UniqueConstraint("code", name=op.f("uq_invites_code")),
+    )
+    op.create_table(
+        "lists",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("account_id", sa.BigInteger(), nullable=False),
+        sa.Column("title", sa.String(length=100), nullable=False),
+        sa.Column("replies_policy", sa.String(length=16), nullable=False),
+        sa.Column("exclusive", sa.Boolean(), nullable=False),
+        sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_lists_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_lists")),
+    )
+    with op.batch_alter_table("lists", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_lists_account_id"), ["account_id"], unique=False)
+
+    op.create_table(
+        "markers",
+        sa.Column("account_id", sa.BigInteger(), nullable=False),
+        sa.Column("timeline", sa.String(length=16), nullable=False),
+        sa.Column("last_read_id", sa.BigInteger(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("updated_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_markers_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("account_id", "timeline", name=op.f("pk_markers")),
     )
     op.create_table(
         "mutes",
@@ -223,6 +282,26 @@ def upgrade() -> None:
     with op.batch_alter_table("mutes", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_mutes_target_id"), ["target_id"], unique=False)
 
+    op.create_table(
+        "oauth_apps",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("website", sa.String(length=500), nullable=True),
+        sa.Column("client_id", sa.String(length=64), nullable=False),
+        sa.Column("client_secret_hash", sa.String(length=64), nullable=False),
+        sa.Column("redirect_uris", sa.JSON(), nullable=False),
+        sa.Column("scopes", sa.String(length=1000), nullable=False),
+        sa.Column("owner_account_id", sa.BigInteger(), nullable=True),
+        sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["owner_account_id"],
+            ["accounts.id"],
+            name=op.f("fk_oauth_apps_owner_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_oauth_apps")),
+        sa.UniqueConstraint("client_id", name=op.f("uq_oauth_apps_client_id")),
+    )
     op.create_table(
         "posts",
         sa.Column("id", sa.BigInteger(), nullable=False),
@@ -280,6 +359,9 @@ def upgrade() -> None:
             batch_op.f("ix_posts_thread_root_id"), ["thread_root_id"], unique=False
         )
         batch_op.create_index("ix_posts_visibility_id", ["visibility", "id"], unique=False)
+        batch_op.create_index(
+            "uq_posts_account_id_reblog_of_id", ["account_id", "reblog_of_id"], unique=True
+        )
 
     op.create_table(
         "reports",
@@ -317,6 +399,100 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_reports_target_account_id"), ["target_account_id"], unique=False
         )
+
+    op.create_table(
+        "scheduled_statuses",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("account_id", sa.BigInteger(), nullable=False),
+        sa.Column("scheduled_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("params", sa.JSON(), nullable=False),
+        sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_scheduled_statuses_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_scheduled_statuses")),
+    )
+    with op.batch_alter_table("scheduled_statuses", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_scheduled_statuses_account_id"), ["account_id"], unique=False
+        )
+
+    op.create_table(
+        "tag_follows",
+        sa.Column("account_id", sa.BigInteger(), nullable=False),
+        sa.Column("tag_id", sa.BigInteger(), nullable=False),
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_tag_follows_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["tag_id"], ["tags.id"], name=op.f("fk_tag_follows_tag_id_tags"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("account_id", "tag_id", name=op.f("pk_tag_follows")),
+    )
+    with op.batch_alter_table("tag_follows", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_tag_follows_tag_id"), ["tag_id"], unique=False)
+
+    op.create_table(
+        "trend_links",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("url_key", sa.String(length=64), nullable=False),
+        sa.Column("url", sa.Text(), nullable=False),
+        sa.Column("accounts", sa.Integer(), nullable=False),
+        sa.Column("uses", sa.Integer(), nullable=False),
+        sa.Column("expected", sa.Float(), nullable=False),
+        sa.Column("history", sa.JSON(), nullable=False),
+        sa.Column("score", sa.Float(), nullable=False),
+        sa.Column("computed_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("review", sa.String(length=16), nullable=False),
+        sa.Column("reviewed_at", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("reviewed_by_id", sa.BigInteger(), nullable=True),
+        sa.Column("first_seen_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["reviewed_by_id"],
+            ["accounts.id"],
+            name=op.f("fk_trend_links_reviewed_by_id_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_trend_links")),
+        sa.UniqueConstraint("url_key", name=op.f("uq_trend_links_url_key")),
+    )
+    with op.batch_alter_table("trend_links", schema=None) as batch_op:
+        batch_op.create_index("ix_trend_links_score", ["review", "score"], unique=False)
+
+    op.create_table(
+        "trend_tags",
+        sa.Column("tag_id", sa.BigInteger(), nullable=False),
+        sa.Column("accounts", sa.Integer(), nullable=False),
+        sa.Column("uses", sa.Integer(), nullable=False),
+        sa.Column("expected", sa.Float(), nullable=False),
+        sa.Column("history", sa.JSON(), nullable=False),
+        sa.Column("score", sa.Float(), nullable=False),
+        sa.Column("computed_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("review", sa.String(length=16), nullable=False),
+        sa.Column("reviewed_at", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("reviewed_by_id", sa.BigInteger(), nullable=True),
+        sa.Column("first_seen_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["reviewed_by_id"],
+            ["accounts.id"],
+            name=op.f("fk_trend_tags_reviewed_by_id_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["tag_id"], ["tags.id"], name=op.f("fk_trend_tags_tag_id_tags"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("tag_id", name=op.f("pk_trend_tags")),
+    )
+    with op.batch_alter_table("trend_tags", schema=None) as batch_op:
+        batch_op.create_index("ix_trend_tags_score", ["review", "score"], unique=False)
 
     op.create_table(
         "bookmarks",
@@ -379,6 +555,70 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_likes_post_id"), ["post_id"], unique=False)
 
     op.create_table(
+        "list_members",
+        sa.Column("list_id", sa.BigInteger(), nullable=False),
+        sa.Column("account_id", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_list_members_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["list_id"],
+            ["lists.id"],
+            name=op.f("fk_list_members_list_id_lists"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("list_id", "account_id", name=op.f("pk_list_members")),
+    )
+    with op.batch_alter_table("list_members", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_list_members_account_id"), ["account_id"], unique=False
+        )
+
+    op.create_table(
+        "media_attachments",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("account_id", sa.BigInteger(), nullable=False),
+        sa.Column("post_id", sa.BigInteger(), nullable=True),
+        sa.Column("type", sa.String(length=16), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("file_path", sa.String(length=255), nullable=True),
+        sa.Column("preview_path", sa.String(length=255), nullable=True),
+        sa.Column("width", sa.Integer(), nullable=True),
+        sa.Column("height", sa.Integer(), nullable=True),
+        sa.Column("preview_width", sa.Integer(), nullable=True),
+        sa.Column("preview_height", sa.Integer(), nullable=True),
+        sa.Column("blurhash", sa.String(length=100), nullable=True),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("focus_x", sa.Float(), nullable=False),
+        sa.Column("focus_y", sa.Float(), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_media_attachments_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["post_id"],
+            ["posts.id"],
+            name=op.f("fk_media_attachments_post_id_posts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_media_attachments")),
+    )
+    with op.batch_alter_table("media_attachments", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_media_attachments_account_id"), ["account_id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_media_attachments_post_id_created_at", ["post_id", "created_at"], unique=False
+        )
+
+    op.create_table(
         "mentions",
         sa.Column("post_id", sa.BigInteger(), nullable=False),
         sa.Column("account_id", sa.BigInteger(), nullable=False),
@@ -434,6 +674,68 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.create_index("ix_notifications_account_id_id", ["account_id", "id"], unique=False)
+
+    op.create_table(
+        "oauth_codes",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("code_hash", sa.String(length=64), nullable=False),
+        sa.Column("app_id", sa.BigInteger(), nullable=False),
+        sa.Column("account_id", sa.BigInteger(), nullable=False),
+        sa.Column("redirect_uri", sa.Text(), nullable=False),
+        sa.Column("scopes", sa.String(length=1000), nullable=False),
+        sa.Column("code_challenge", sa.String(length=128), nullable=True),
+        sa.Column("code_challenge_method", sa.String(length=16), nullable=True),
+        sa.Column("expires_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("used_at", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_oauth_codes_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["app_id"],
+            ["oauth_apps.id"],
+            name=op.f("fk_oauth_codes_app_id_oauth_apps"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_oauth_codes")),
+        sa.UniqueConstraint("code_hash", name=op.f("uq_oauth_codes_code_hash")),
+    )
+    op.create_table(
+        "oauth_tokens",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("refresh_hash", sa.String(length=64), nullable=True),
+        sa.Column("app_id", sa.BigInteger(), nullable=False),
+        sa.Column("account_id", sa.BigInteger(), nullable=True),
+        sa.Column("scopes", sa.String(length=1000), nullable=False),
+        sa.Column("code_id", sa.BigInteger(), nullable=True),
+        sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_used_at", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("expires_at", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_oauth_tokens_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["app_id"],
+            ["oauth_apps.id"],
+            name=op.f("fk_oauth_tokens_app_id_oauth_apps"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_oauth_tokens")),
+        sa.UniqueConstraint("refresh_hash", name=op.f("uq_oauth_tokens_refresh_hash")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_oauth_tokens_token_hash")),
+    )
+    with op.batch_alter_table("oauth_tokens", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_oauth_tokens_account_id"), ["account_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_oauth_tokens_app_id"), ["app_id"], unique=False)
 
     op.create_table(
         "pins",
@@ -500,6 +802,43 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_post_tags_post_id"), ["post_id"], unique=False)
 
     op.create_table(
+        "trend_statuses",
+        sa.Column("post_id", sa.BigInteger(), nullable=False),
+        sa.Column("account_id", sa.BigInteger(), nullable=False),
+        sa.Column("engaged", sa.Integer(), nullable=False),
+        sa.Column("score", sa.Float(), nullable=False),
+        sa.Column("computed_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("review", sa.String(length=16), nullable=False),
+        sa.Column("reviewed_at", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("reviewed_by_id", sa.BigInteger(), nullable=True),
+        sa.Column("first_seen_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_trend_statuses_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["post_id"],
+            ["posts.id"],
+            name=op.f("fk_trend_statuses_post_id_posts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["reviewed_by_id"],
+            ["accounts.id"],
+            name=op.f("fk_trend_statuses_reviewed_by_id_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("post_id", name=op.f("pk_trend_statuses")),
+    )
+    with op.batch_alter_table("trend_statuses", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_trend_statuses_account_id"), ["account_id"], unique=False
+        )
+        batch_op.create_index("ix_trend_statuses_score", ["review", "score"], unique=False)
+
+    op.create_table(
         "users",
         sa.Column("id", sa.BigInteger(), nullable=False),
         sa.Column("account_id", sa.BigInteger(), nullable=False),
@@ -512,6 +851,7 @@ def upgrade() -> None:
         sa.Column("email_confirmed_at", kith.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("totp_secret", sa.String(length=64), nullable=True),
         sa.Column("totp_enabled_at", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("totp_last_step", sa.BigInteger(), nullable=True),
         sa.Column("notifications_read_id", sa.BigInteger(), nullable=False),
         sa.Column("invite_id", sa.BigInteger(), nullable=True),
         sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
@@ -639,6 +979,11 @@ def downgrade() -> None:
 
     op.drop_table("email_tokens")
     op.drop_table("users")
+    with op.batch_alter_table("trend_statuses", schema=None) as batch_op:
+        batch_op.drop_index("ix_trend_statuses_score")
+        batch_op.drop_index(batch_op.f("ix_trend_statuses_account_id"))
+
+    op.drop_table("trend_statuses")
     with op.batch_alter_table("post_tags", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_post_tags_post_id"))
 
@@ -649,6 +994,12 @@ def downgrade() -> None:
     op.drop_table("post_edits")
     op.drop_table("polls")
     op.drop_table("pins")
+    with op.batch_alter_table("oauth_tokens", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_oauth_tokens_app_id"))
+        batch_op.drop_index(batch_op.f("ix_oauth_tokens_account_id"))
+
+    op.drop_table("oauth_tokens")
+    op.drop_table("oauth_codes")
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.drop_index("ix_notifications_account_id_id")
 
@@ -657,6 +1008,15 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_mentions_account_id"))
 
     op.drop_table("mentions")
+    with op.batch_alter_table("media_attachments", schema=None) as batch_op:
+        batch_op.drop_index("ix_media_attachments_post_id_created_at")
+        batch_op.drop_index(batch_op.f("ix_media_attachments_account_id"))
+
+    op.drop_table("media_attachments")
+    with op.batch_alter_table("list_members", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_list_members_account_id"))
+
+    op.drop_table("list_members")
     with op.batch_alter_table("likes", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_likes_post_id"))
         batch_op.drop_index(batch_op.f("ix_likes_id"))
@@ -670,11 +1030,28 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_bookmarks_id"))
 
     op.drop_table("bookmarks")
+    with op.batch_alter_table("trend_tags", schema=None) as batch_op:
+        batch_op.drop_index("ix_trend_tags_score")
+
+    op.drop_table("trend_tags")
+    with op.batch_alter_table("trend_links", schema=None) as batch_op:
+        batch_op.drop_index("ix_trend_links_score")
+
+    op.drop_table("trend_links")
+    with op.batch_alter_table("tag_follows", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_tag_follows_tag_id"))
+
+    op.drop_table("tag_follows")
+    with op.batch_alter_table("scheduled_statuses", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_scheduled_statuses_account_id"))
+
+    op.drop_table("scheduled_statuses")
     with op.batch_alter_table("reports", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_reports_target_account_id"))
 
     op.drop_table("reports")
     with op.batch_alter_table("posts", schema=None) as batch_op:
+        batch_op.drop_index("uq_posts_account_id_reblog_of_id")
         batch_op.drop_index("ix_posts_visibility_id")
         batch_op.drop_index(batch_op.f("ix_posts_thread_root_id"))
         batch_op.drop_index(batch_op.f("ix_posts_reblog_of_id"))
@@ -682,11 +1059,18 @@ def downgrade() -> None:
         batch_op.drop_index("ix_posts_account_id_id")
 
     op.drop_table("posts")
+    op.drop_table("oauth_apps")
     with op.batch_alter_table("mutes", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_mutes_target_id"))
 
     op.drop_table("mutes")
+    op.drop_table("markers")
+    with op.batch_alter_table("lists", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_lists_account_id"))
+
+    op.drop_table("lists")
     op.drop_table("invites")
+    op.drop_table("idempotency_keys")
     with op.batch_alter_table("follows", schema=None) as batch_op:
         batch_op.drop_index("ix_follows_followee_id")
 
@@ -703,6 +1087,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_blocks_target_id"))
 
     op.drop_table("blocks")
+    op.drop_table("trend_settings")
     op.drop_table("tags")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_index("ix_jobs_run_at")

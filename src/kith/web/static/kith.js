@@ -24,23 +24,28 @@
     update();
   });
 
-  // Live "new posts" indicator over Server-Sent Events.
+  // Live "new posts" indicator over Server-Sent Events. data-live on the box tells CSS (and
+  // the browser tests) whether the stream is listening: "ready" or "reconnecting".
   var box = document.getElementById("new-posts");
   if (box && window.EventSource && !new URLSearchParams(location.search).has("max_id")) {
     var n = 0, seen = {};
     var src = new EventSource(box.dataset.stream);
+    src.addEventListener("ready", function () { box.dataset.live = "ready"; });
+    src.addEventListener("error", function () { box.dataset.live = "reconnecting"; });
     src.addEventListener("update", function (e) {
       var id = JSON.parse(e.data).id;
       if (seen[id] || document.querySelector('[data-id="' + id + '"]')) return;
       seen[id] = true; n += 1;
-      box.querySelector(".n").textContent = String(n);
+      box.querySelector("a").textContent = "Show " + n + " new post" + (n === 1 ? "" : "s");
       box.hidden = false;
     });
     src.addEventListener("notification", function () {
       var badge = document.getElementById("unread");
       if (!badge) return;
       var v = (parseInt(badge.textContent, 10) || 0) + 1;
-      badge.textContent = String(v); badge.hidden = false;
+      badge.textContent = String(v);
+      badge.setAttribute("aria-label", v + " unread");
+      badge.hidden = false;
     });
   }
 })();

@@ -1,0 +1,343 @@
+"""Accounts: credentials, profiles, their statuses, the social graph, relationships."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import UploadFile
+
+from kith import policy
+from kith.accounts import profile
+from kith.accounts import service as accounts
+from kith.accounts.models import Account
+from kith.accounts.profile import ProfileInput
+from kith.errors import NotFound, ValidationFailed
+from kith.graph import service as graph
+from kith.graph.models import Follow, FollowRequest
+from kith.mastodon_api import entities, render
+from kith.mastodon_api.deps import (
+    PAGINATION,
+    Auth,
+    clamp,
+    documented,
+    link_header,
+    optional_auth,
+    parse_id,
+    scoped,
+)
+from kith.mastodon_api.params import read_params
+from kith.runtime import runtime_of
+from kith.timelines import service as timelines
+from kith.web.deps import get_db
+
+router = APIRouter(prefix="/api/v1/accounts")
+
+
+async def _account(db: AsyncSession, viewer: policy.Viewer, raw: str) -> Account:
+    aid = parse_id(raw)
+    a = await db.get(Account, aid) if aid is not None else None
+    if a is None or not await policy.can_see_account(db, viewer, a):
+        raise NotFound("Record not found")
+    return a
+
+
+@router.get("/verify_credentials")
+async def verify_credentials(
+    db: AsyncSession = Depends(get_db), auth: Auth = Depends(scoped("profile"))
+) -> dict[str, Any]:
+    a = auth.account
+    counts = await entities.account_counts(db, [a.id])
+    requests = int(
+        await db.scalar(
+            select(func.count()).select_from(FollowRequest).where(FollowRequest.followee_id == a.id)
+        )
+        or 0
+    )
+    return entities.credential_account(
+        runtime_of(db).settings, a, counts.get(a.id), follow_requests=requests
+    )
+
+
+@router.patch(
+    "/update_credentials",
+    openapi_extra=documented(
+        body={
+            "display_name": "string",
+            "note": "string",
+            "locked": "boolean",
+            "discoverable": "boolean",
+            "hide_collections": "boolean",
+        }
+    ),
+)
+async def update_credentials(
+    request: Request,
+    db: AsyncSession = Depends(get_db),
+    auth: Auth = Depends(scoped("write:accounts")),
+) -> dict[str, Any]:
+    """Change the profile: only the parameters sent change (Mastodon's partial update)."""
+    a = auth.account
+    p = await read_params(request)
+    fields = [(f.get("name", ""), f.get("value", "")) for f in (a.fields or [])]
+    attrs = p.get("fields_attributes")
+    if attrs is not None:
+        rows = attrs.values() if isinstance(attrs, dict) else attrs
+        if not isinstance(rows, list) and not hasattr(rows, "__iter__"):
+            raise ValidationFailed("fields_attributes must be a list", field="fields_attributes")
+        fields = []
+        for row in rows:
+            if not isinstance(row, dict):
+                raise ValidationFailed(
+                    "each field needs a name and a value", field="fields_attributes"
+                )
+            fields.append((str(row.get("name", "")), str(row.get("value", ""))))
+    data = ProfileInput(
+        display_name=p.text("display_name", a.display_name) or "",
+        bio=p.text("note", a.bio_source) or "",
+        pronouns=a.pronouns,
+        fields=fields,
+        locked=p.flag("locked", a.locked),
+        discoverable=p.flag("discoverable", a.discoverable),
+        hide_network=p.flag("hide_collections", a.hide_network),
+    )
+    await profile.update_profile(db, a, data)
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form()
+        limit = runtime_of(db).settings.max_avatar_bytes
+        for kind in ("avatar", "header"):
+            upload = form.get(kind)
+            if isinstance(upload, UploadFile):
+                await profile.set_image(db, a, kind, await upload.read(limit + 1))
+    return await verify_credentials(db, auth)
+
+
+@router.get("/lookup")
+async def lookup(
+    acct: str = "", db: AsyncSession = Depends(get_db), auth: Auth = Depends(optional_auth)
+) -> dict[str, Any]:
+    name = acct.lstrip("@")
+    domain = runtime_of(db).settings.domain
+    if "@" in name:
+        name, host = name.split("@", 1)
+        if host.lower() != domain.lower():
+            raise NotFound("Record not found")
+    a = await accounts.find_local_account(db, name)
+    if a is None or not await policy.can_see_account(db, auth.viewer, a):
+        raise NotFound("Record not found")
+    return await render.one_account(db, a)
+
+
+@router.get("/relationships", openapi_extra=documented({"id": "strings"}))
+async def relationships(
+    request: Request,
+    db: AsyncSession = Depends(get_db),
+    auth: Auth = Depends(scoped("read:follows")),
+) -> list[dict[str, Any]]:
+    p = await read_params(request)
+    out = []
+    for raw in p.many("id")[:40]:
+        aid = parse_id(str(raw))
+        if aid is None or await db.get(Account, aid) is None:
+            continue
+        rel = await graph.relationship(db, auth.account.id, aid)
+        follow = await db.get(Follow, (auth.account.id, aid))
+        out.append(
+            entities.relationship(
+                aid,
+                rel,
+                show_reblogs=follow.show_reblogs if follow else True,
+                notify=follow.notify if follow else False,
+            )
+        )
+    return out
+
+
+@router.get("/{account_id}")
+async def get_account(
+    account_id: str, db: AsyncSession = Depends(get_db), auth: Auth = Depends(optional_auth)
+) -> dict[str, Any]:
+    return await render.one_account(db, await _account(db, auth.viewer, account_id))
+
+
+@router.get(
+    "/{account_id}/statuses",
+    openapi_extra=documented(
+        {
+            **PAGINATION,
+            "pinned": "boolean",
+            "exclude_replies": "boolean",
+            "exclude_reblogs": "boolean",
+            "only_media": "boolean",
+            "tagged": "string",
+        }
+    ),
+)
+async def account_statuses(
+    account_id: str,
+    request: Request,
+    db: AsyncSession = Depends(get_db),
+    auth: Auth = Depends(optional_auth),
+) -> JSONResponse:
+    a = await _account(db, auth.viewer, account_id)
+    p = await read_params(request)
+    if await policy.is_blocked_between(db, auth.viewer.account_id, a.id):
+        return JSONResponse([])
+    if p.flag("pinned"):
+        pinned = await timelines.pinned(db, auth.viewer, a)
+        return JSONResponse(await render.statuses(db, auth.viewer, pinned, context="account"))
+    if p.text("tagged"):
+        return JSONResponse([])  # not yet
+    tab = "posts" if p.flag("exclude_replies") else "replies"
+    if p.flag("only_media"):
+        tab = "media"
+    page = await timelines.profile(
+        db,
+        auth.viewer,
+        a,
+        tab=tab,
+        max_id=parse_id(p.text("max_id")),
+        min_id=parse_id(p.text("min_id") or p.text("since_id")),
+        limit=clamp(p.integer("limit")),
+    )
+    posts = [x for x in page.posts if not (p.flag("exclude_reblogs") and x.reblog_of_id)]
+    items = await render.statuses(db, auth.viewer, posts, context="account")
+    link = link_header(request, page.posts, lambda x: x.id)
+    return JSONResponse(items, headers={"Link": link} if link else {})
+
+
+@router.get("/{account_id}/followers")
+async def followers(
+    account_id: str,
+    limit: int | None = None,
+    db: AsyncSession = Depends(get_db),
+    auth: Auth = Depends(optional_auth),
+) -> list[dict[str, Any]]:
+    a = await _account(db, auth.viewer, account_id)
+    return await render.accounts(
+        db, await graph.followers(db, auth.viewer, a, limit=clamp(limit, 40, 80))
+    )
+
+
+@router.get("/{account_id}/following")
+async def following(
+    account_id: str,
+    limit: int | None = None,
+    db: AsyncSession = Depends(get_db),
+    auth: Auth = Depends(optional_auth),
+) -> list[dict[str, Any]]:
+    a = await _account(db, auth.viewer, account_id)
+    return await render.accounts(
+        db, await graph.following(db, auth.viewer, a, limit=clamp(limit, 40, 80))
+    )
+
+
+async def _rel(db: AsyncSession, me: int, other: int) -> dict[str, Any]:
+    rel = await graph.relationship(db, me, other)
+    follow = await db.get(Follow, (me, other))
+    return entities.relationship(
+        other,
+        rel,
+        show_reblogs=follow.show_reblogs if follow else True,
+        notify=follow.notify if follow else False,
+    )
+
+
+@router.post(
+    "/{account_id}/follow",
+    openapi_extra=documented(body={"reblogs": "boolean", "notify": "boolean"}),
+)
+async def follow(
+    account_id: str,
+    request: Request,
+    db: AsyncSession = Depends(get_db),
+    auth: Auth = Depends(scoped("write:follows")),
+) -> dict[str, Any]:
+    a = await _account(db, auth.viewer, account_id)
+    p = await read_params(request)
+    await graph.follow(db, auth.account.id, a.id)
+    row = await db.get(Follow, (auth.account.id, a.id))
+    if row is not None and ("reblogs" in p or "notify" in p):
+        row.show_reblogs = p.flag("reblogs", row.show_reblogs)
+        row.notify = p.flag("notify", row.notify)
+        await db.commit()
+    return await _rel(db, auth.account.id, a.id)
+
+
+@router.post("/{account_id}/unfollow")
+async def unfollow(
+    account_id: str,
+    db: AsyncSession = Depends(get_db),
+    auth: Auth = Depends(scoped("write:follows")),
+) -> dict[str, Any]:
+    a = await _account(db, auth.viewer, account_id)
+    await graph.unfollow(db, auth.account.id, a.id)
+    return await _rel(db, auth.account.id, a.id)
+
+
+@router.post("/{account_id}/remove_from_followers")
+async def remove_from_followers(
+    account_id: str,
+    db: AsyncSession = Depends(get_db),
+    auth: Auth = Depends(scoped("write:follows")),
+) -> dict[str, Any]:
+    a = await _account(db, auth.viewer, account_id)
+    await graph.remove_follower(db, auth.account.id, a.id)
+    return await _rel(db, auth.account.id, a.id)
+
+
+@router.post("/{account_id}/block")
+async def block(
+    account_id: str,
+    db: AsyncSession = Depends(get_db),
+    auth: Auth = Depends(scoped("write:blocks")),
+) -> dict[str, Any]:
+    a = await _account(db, auth.viewer, account_id)
+    await graph.block(db, auth.account.id, a.id)
+    return await _rel(db, auth.account.id, a.id)
+
+
+@router.post("/{account_id}/unblock")
+async def unblock(
+    account_id: str,
+    db: AsyncSession = Depends(get_db),
+    auth: Auth = Depends(scoped("write:blocks")),
+) -> dict[str, Any]:
+    a = await _account(db, auth.viewer, account_id)
+    await graph.unblock(db, auth.account.id, a.id)
+    return await _rel(db, auth.account.id, a.id)
+
+
+@router.post(
+    "/{account_id}/mute",
+    openapi_extra=documented(body={"duration": "integer", "notifications": "boolean"}),
+)
+async def mute(
+    account_id: str,
+    request: Request,
+    db: AsyncSession = Depends(get_db),
+    auth: Auth = Depends(scoped("write:mutes")),
+) -> dict[str, Any]:
+    a = await _account(db, auth.viewer, account_id)
+    p = await read_params(request)
+    duration = p.integer("duration", 0) or None
+    await graph.mute(
+        db,
+        auth.account.id,
+        a.id,
+        duration=duration,
+        notifications_too=p.flag("notifications", True),
+    )
+    return await _rel(db, auth.account.id, a.id)
+
+
+@router.post("/{account_id}/unmute")
+async def unmute(
+    account_id: str, db: AsyncSession = Depends(get_db), auth: Auth = Depends(scoped("write:mutes"))
+) -> dict[str, Any]:
+    a = await _account(db, auth.viewer, account_id)
+    await graph.unmute(db, auth.account.id, a.id)
+    return await _rel(db, auth.account.id, a.id)

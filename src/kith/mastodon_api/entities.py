@@ -1,0 +1,306 @@
+"""Converters from Kith rows and views to Mastodon API entities (documented field names,
+string ids, ISO 8601 dates, HTML content). No database access beyond batch look-ups."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kith.accounts.models import Account
+from kith.config import Settings
+from kith.graph.models import Follow
+from kith.graph.service import Relationship
+from kith.media.models import MediaAttachment
+from kith.posts.models import Post
+from kith.posts.presenter import PostView
+
+Json = dict[str, Any]
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 with milliseconds and Z, as Mastodon writes dates."""
+    if moment is None:
+        return None
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _media_url(settings: Settings, path: str | None, fallback: str) -> str:
+    return f"{settings.base_url}/media/{path}" if path else f"{settings.base_url}/static/{fallback}"
+
+
+async def account_counts(
+    db: AsyncSession, ids: list[int]
+) -> dict[int, tuple[int, int, int, datetime | None]]:
+    """(statuses, followers, following, last status time) per account, in three queries."""
+    if not ids:
+        return {}
+    posts = dict(
+        (a, (n, last))
+        for a, n, last in (
+            await db.execute(
+                select(Post.account_id, func.count(), func.max(Post.created_at))
+                .where(Post.account_id.in_(ids))
+                .group_by(Post.account_id)
+            )
+        ).all()
+    )
+    followers = dict(
+        (
+            await db.execute(
+                select(Follow.followee_id, func.count())
+                .where(Follow.followee_id.in_(ids))
+                .group_by(Follow.followee_id)
+            )
+        ).all()
+    )
+    following = dict(
+        (
+            await db.execute(
+                select(Follow.follower_id, func.count())
+                .where(Follow.follower_id.in_(ids))
+                .group_by(Follow.follower_id)
+            )
+        ).all()
+    )
+    return {
+        i: (
+            int(posts.get(i, (0, None))[0]),
+            int(followers.get(i, 0)),
+            int(following.get(i, 0)),
+            posts.get(i, (0, None))[1],
+        )
+        for i in ids
+    }
+
+
+def account(
+    settings: Settings, a: Account, counts: tuple[int, int, int, datetime | None] | None = None
+) -> Json:
+    """The Account entity."""
+    statuses, followers, following, last = counts or (0, 0, 0, None)
+    url = f"{settings.base_url}/@{a.username}" if a.is_local else (a.uri or "")
+    hidden = a.hide_network
+    return {
+        "id": str(a.id),
+        "username": a.username,
+        "acct": a.acct,
+        "url": url,
+        "uri": a.uri or url,
+        "display_name": a.display_name,
+        "note": a.bio_html,
+        "avatar": _media_url(settings, a.avatar_path, "avatar.png"),
+        "avatar_static": _media_url(settings, a.avatar_path, "avatar.png"),
+        "header": _media_url(settings, a.header_path, "header.png"),
+        "header_static": _media_url(settings, a.header_path, "header.png"),
+        "locked": a.locked,
+        "fields": [
+            {
+                "name": f.get("name", ""),
+                "value": f.get("value_html") or f.get("value", ""),
+                "verified_at": None,
+            }
+            for f in (a.fields or [])
+        ],
+        "emojis": [],
+        "bot": False,
+        "group": False,
+        "discoverable": a.discoverable,
+        "indexable": a.discoverable,
+        "hide_collections": hidden,
+        "noindex": not a.discoverable,
+        "suspended": a.suspended_at is not None or None,
+        "limited": a.silenced_at is not None or None,
+        "created_at": iso(a.created_at.replace(hour=0, minute=0, second=0, microsecond=0)),
+        "last_status_at": last.date().isoformat() if last else None,
+        "statuses_count": statuses,
+        "followers_count": followers,
+        "following_count": following,
+        "roles": [],
+    }
+
+
+def credential_account(
+    settings: Settings,
+    a: Account,
+    counts: Any,
+    *,
+    privacy: str = "public",
+    follow_requests: int = 0,
+) -> Json:
+    """The CredentialAccount entity (verify_credentials): Account + `source` + `role`."""
+    data = account(settings, a, counts)
+    data["source"] = {
+        "privacy": privacy,
+        "sensitive": False,
+        "language": None,
+        "note": a.bio_source,
+        "fields": [
+            {"name": f.get("name", ""), "value": f.get("value", ""), "verified_at": None}
+            for f in (a.fields or [])
+        ],
+        "follow_requests_count": follow_requests,
+        "hide_collections": a.hide_network,
+        "discoverable": a.discoverable,
+        "indexable": a.discoverable,
+    }
+    data["role"] = None
+    return data
+
+
+def relationship(
+    account_id: int, r: Relationship, *, show_reblogs: bool = True, notify: bool = False
+) -> Json:
+    """The Relationship entity."""
+    return {
+        "id": str(account_id),
+        "following": r.following,
+        "showing_reblogs": r.following and show_reblogs,
+        "notifying": r.following and notify,
+        "languages": None,
+        "followed_by": r.followed_by,
+        "blocking": r.blocking,
+        "blocked_by": r.blocked_by,
+        "muting": r.muting,
+        "muting_notifications": r.muting_notifications,
+        "requested": r.requested,
+        "requested_by": r.requested_by,
+        "domain_blocking": False,
+        "endorsed": False,
+        "note": "",
+    }
+
+
+def _dimensions(width: int | None, height: int | None) -> Json | None:
+    if not width or not height:
+        return None
+    return {
+        "width": width,
+        "height": height,
+        "size": f"{width}x{height}",
+        "aspect": round(width / height, 6),
+    }
+
+
+def media_attachment(settings: Settings, m: MediaAttachment) -> Json:
+    """The MediaAttachment entity (`url` is null while a file is still processing)."""
+    base = f"{settings.base_url}/media/"
+    meta: Json = {"focus": {"x": m.focus_x, "y": m.focus_y}}
+    original = _dimensions(m.width, m.height)
+    small = _dimensions(m.preview_width, m.preview_height)
+    if original:
+        meta["original"] = original
+    if small:
+        meta["small"] = small
+    return {
+        "id": str(m.id),
+        "type": m.type,
+        "url": base + m.file_path if m.file_path else None,
+        "preview_url": base + m.preview_path if m.preview_path else None,
+        "remote_url": None,
+        "preview_remote_url": None,
+        "text_url": None,
+        "meta": meta,
+        "description": m.description or None,
+        "blurhash": m.blurhash,
+    }
+
+
+def poll(v: PostView) -> Json | None:
+    """The Poll entity of a post view (counts null while hidden from the viewer)."""
+    p = v.poll
+    if p is None:
+        return None
+    return {
+        "id": str(v.post.id),
+        "expires_at": iso(p.expires_at),
+        "expired": p.expired,
+        "multiple": p.multiple,
+        "votes_count": p.votes_count,
+        "voters_count": p.voters_count,
+        "options": [
+            {"title": title, "votes_count": p.counts[i] if p.counts is not None else None}
+            for i, title in enumerate(p.options)
+        ],
+        "emojis": [],
+        "voted": p.voted if v.is_own is False else True,
+        "own_votes": p.own_votes,
+    }
+
+
+def status(settings: Settings, v: PostView, counts: dict[int, Any]) -> Json:
+    """The Status entity of a post view (a boost carries its original in `reblog`)."""
+    p = v.post
+    author_url = (
+        f"{settings.base_url}/@{v.author.username}" if v.author.is_local else (v.author.uri or "")
+    )
+    url = f"{author_url}/{p.id}" if v.author.is_local else (p.uri or "")
+    return {
+        "id": str(p.id),
+        "uri": p.uri or url,
+        "url": url if p.reblog_of_id is None else None,
+        "created_at": iso(p.created_at),
+        "account": account(settings, v.author, counts.get(v.author.id)),
+        "content": p.content_html,
+        "visibility": p.visibility,
+        "sensitive": p.sensitive,
+        "spoiler_text": p.spoiler_text,
+        "media_attachments": [media_attachment(settings, m) for m in v.media],
+        "application": None,
+        "mentions": [
+            {
+                "id": str(m.id),
+                "username": m.username,
+                "acct": m.acct,
+                "url": f"{settings.base_url}/@{m.username}" if m.is_local else (m.uri or ""),
+            }
+            for m in v.mentions
+        ],
+        "tags": [{"name": t, "url": f"{settings.base_url}/tags/{t}"} for t in v.tags],
+        "emojis": [],
+        "reblogs_count": p.reblogs_count,
+        "favourites_count": p.likes_count,
+        "replies_count": p.replies_count,
+        "quotes_count": 0,
+        "in_reply_to_id": str(p.in_reply_to_id) if p.in_reply_to_id else None,
+        "in_reply_to_account_id": str(p.in_reply_to_account_id)
+        if p.in_reply_to_account_id
+        else None,
+        "reblog": status(settings, v.reblog, counts) if v.reblog else None,
+        "poll": poll(v),
+        "card": None,
+        "language": p.language,
+        "text": None,
+        "edited_at": iso(p.edited_at),
+        "favourited": v.liked,
+        "reblogged": v.boosted,
+        "muted": False,
+        "bookmarked": v.bookmarked,
+        "pinned": v.pinned if v.is_own else None,
+        "filtered": [
+            {
+                "filter": {
+                    "id": str(f.id),
+                    "title": f.title,
+                    "context": list(f.contexts),
+                    "expires_at": iso(f.expires_at),
+                    "filter_action": f.action,
+                },
+                "keyword_matches": None,
+                "status_matches": None,
+            }
+            for f in v.filter_hits
+        ],
+    }
+
+
+def all_accounts(views: list[PostView]) -> list[int]:
+    """Ids of every author in these views (for one batch of counts)."""
+    ids: set[int] = set()
+    for v in views:
+        ids.add(v.author.id)
+        if v.reblog:
+            ids.add(v.reblog.author.id)
+    return list(ids)

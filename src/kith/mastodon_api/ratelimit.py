@@ -1,0 +1,61 @@
+"""Mastodon's API rate limits with its headers: 300 requests / 5 min per IP without a token,
+1,500 / 5 min per access token. Counted per process, in memory, in fixed windows."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+
+from kith.mastodon_api.deps import bearer_token
+
+WINDOW = 300
+ANONYMOUS_LIMIT = 300
+TOKEN_LIMIT = 1500
+
+
+class ApiRateLimiter:
+    """Fixed-window counters keyed by IP or by token hash (never the token itself)."""
+
+    def __init__(
+        self, anonymous: int = ANONYMOUS_LIMIT, per_token: int = TOKEN_LIMIT, window: int = WINDOW
+    ) -> None:
+        self.anonymous, self.per_token, self.window = anonymous, per_token, window
+        self._counts: dict[str, int] = {}
+        self._window_start = 0
+
+    def hit(self, key: str, limit: int) -> tuple[int, int, float]:
+        """Count a request; returns (limit, remaining, reset time)."""
+        now = time.time()
+        start = int(now // self.window) * self.window
+        if start != self._window_start:
+            self._counts.clear()
+            self._window_start = start
+        used = self._counts.get(key, 0) + 1
+        self._counts[key] = used
+        return limit, max(0, limit - used), start + self.window
+
+    async def middleware(
+        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        if not request.url.path.startswith("/api/"):
+            return await call_next(request)
+        token = bearer_token(request)
+        if token:
+            key, limit = "t:" + hashlib.sha256(token.encode()).hexdigest()[:32], self.per_token
+        else:
+            key, limit = "ip:" + (request.client.host if request.client else "?"), self.anonymous
+        limit, remaining, reset = self.hit(key, limit)
+        headers = {
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(reset)),
+        }
+        if self._counts[key] > limit:
+            return JSONResponse({"error": "Too many requests"}, status_code=429, headers=headers)
+        response = await call_next(request)
+        response.headers.update(headers)
+        return response

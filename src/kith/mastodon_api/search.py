@@ -1,0 +1,90 @@
+"""Search: /api/v2/search (accounts, statuses, hashtags) and /api/v1/accounts/search."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kith.errors import ValidationFailed
+from kith.mastodon_api import render
+from kith.mastodon_api.deps import Auth, clamp, documented, optional_auth, parse_id, scoped
+from kith.mastodon_api.params import read_params
+from kith.mastodon_api.tags import tag_entity
+from kith.search import service as search
+from kith.timelines.models import TagFollow
+from kith.web.deps import get_db
+
+router = APIRouter()
+TYPES = {"accounts": "accounts", "statuses": "posts", "hashtags": "hashtags"}
+
+
+@router.get(
+    "/api/v2/search",
+    openapi_extra=documented(
+        {
+            "q": "string",
+            "type": "string",
+            "limit": "integer",
+            "offset": "integer",
+            "max_id": "string",
+            "resolve": "boolean",
+        }
+    ),
+)
+async def search_v2(
+    request: Request, db: AsyncSession = Depends(get_db), auth: Auth = Depends(optional_auth)
+) -> dict[str, Any]:
+    """Accounts, statuses and hashtags the viewer may see. `resolve` (remote look-up) waits for
+    federation; `offset` pages accounts and hashtags, `max_id` pages statuses."""
+    p = await read_params(request)
+    q = p.text("q") or ""
+    kind = p.text("type")
+    if kind is not None and kind not in TYPES:
+        raise ValidationFailed("type must be accounts, statuses or hashtags", field="type")
+    if auth.user is None and (p.integer("offset") or 0) > 0:
+        raise ValidationFailed(
+            "Search queries pagination is not supported without authentication", field="offset"
+        )
+    limit = clamp(p.integer("limit"))
+    found = await search.search(
+        db,
+        auth.viewer,
+        q,
+        type=TYPES.get(kind or ""),
+        limit=limit,
+        max_id=parse_id(p.text("max_id")),
+    )
+    following: set[int] = set()
+    if auth.user is not None and found.hashtags:
+        from sqlalchemy import select
+
+        rows = await db.scalars(
+            select(TagFollow.tag_id).where(TagFollow.account_id == auth.account.id)
+        )
+        following = set(rows.all())
+    return {
+        "accounts": await render.accounts(db, found.accounts),
+        "statuses": await render.statuses(db, auth.viewer, found.posts, context="public"),
+        "hashtags": [
+            await tag_entity(db, t, t.id in following if auth.user else None)
+            for t in found.hashtags
+        ],
+    }
+
+
+@router.get(
+    "/api/v1/accounts/search",
+    openapi_extra=documented({"q": "string", "limit": "integer", "resolve": "boolean"}),
+)
+async def accounts_search(
+    request: Request,
+    db: AsyncSession = Depends(get_db),
+    auth: Auth = Depends(scoped("read:accounts")),
+) -> list[dict[str, Any]]:
+    p = await read_params(request)
+    rows = await search.search_accounts(
+        db, auth.viewer, p.text("q") or "", limit=clamp(p.integer("limit"), 40, 80)
+    )
+    return await render.accounts(db, rows)

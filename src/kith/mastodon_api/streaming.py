@@ -1,0 +1,333 @@
+"""Mastodon's streaming API: WebSocket (/api/v1/streaming, multiplexed) and Server-Sent
+Events (/api/v1/streaming/<stream>). Every event is rendered for its viewer and asked of
+kith.policy first, so a stream never carries what the viewer could not open."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kith import policy, text
+from kith.bus import Event
+from kith.errors import NotFound
+from kith.lists.models import List, ListMember
+from kith.mastodon_api import render
+from kith.mastodon_api.deps import ApiUnauthorized, Auth, optional_auth
+from kith.notifications import service as notifications
+from kith.oauth import service as oauth
+from kith.oauth.scopes import satisfies
+from kith.posts.models import Post, PostTag, Tag, Visibility
+from kith.runtime import Runtime
+from kith.timelines import service as timelines
+from kith.web.deps import runtime
+
+router = APIRouter()
+USER_STREAMS = {"user", "user:notification", "list", "direct"}
+ALL_STREAMS = USER_STREAMS | {
+    "public",
+    "public:local",
+    "public:remote",
+    "hashtag",
+    "hashtag:local",
+    "public:media",
+    "public:local:media",
+    "public:remote:media",
+}
+
+
+@dataclass(frozen=True)
+class Subscription:
+    stream: str
+    param: str | None = None  # hashtag name or list id
+
+    def names(self) -> list[str]:
+        return [self.stream] + ([self.param] if self.param else [])
+
+
+@dataclass
+class StreamSession:
+    """One client's subscriptions and viewer; turns bus events into outgoing events."""
+
+    rt: Runtime
+    viewer: policy.Viewer
+    subscriptions: set[Subscription] = field(default_factory=set)
+
+    def subscribe(self, stream: str, param: str | None) -> Subscription:
+        if stream not in ALL_STREAMS:
+            raise NotFound("Unknown stream type")
+        if stream in USER_STREAMS and self.viewer.account_id is None:
+            raise ApiUnauthorized("This stream requires an authenticated user")
+        if stream.startswith("hashtag"):
+            norm = text.normalize_hashtag((param or "").lstrip("#"))
+            if not norm:
+                raise NotFound("No such hashtag")
+            param = norm
+        if stream == "list":
+            if not param or not param.isdigit():
+                raise NotFound("No such list")
+        sub = Subscription(stream, param)
+        self.subscriptions.add(sub)
+        return sub
+
+    def unsubscribe(self, stream: str, param: str | None) -> None:
+        if stream.startswith("hashtag"):
+            param = text.normalize_hashtag((param or "").lstrip("#")) or param
+        self.subscriptions.discard(Subscription(stream, param))
+
+    async def outgoing(self, event: Event) -> list[tuple[list[str], str, str]]:
+        """(stream names, event name, payload JSON) for each subscription this event concerns."""
+        kind = event.get("type")
+        out: list[tuple[list[str], str, str]] = []
+        async with self.rt.sessions() as db:
+            if kind == "notification":
+                nid = event.get("id")
+                for sub in self.subscriptions:
+                    if sub.stream in ("user", "user:notification"):
+                        note = await self._notification(db, nid)
+                        if note:
+                            out.append((sub.names(), "notification", note))
+                return out
+            if kind == "filters_changed":
+                return [
+                    (s.names(), "filters_changed", "")
+                    for s in self.subscriptions
+                    if s.stream == "user"
+                ]
+            post_id = event.get("post_id")
+            if not isinstance(post_id, int):
+                return out
+            if kind == "post.deleted":
+                return [
+                    (s.names(), "delete", str(post_id))
+                    for s in self.subscriptions
+                    if s.stream != "user:notification"
+                ]
+            name = "update" if kind == "post.created" else "status.update"
+            post = await db.get(Post, post_id)
+            if post is None or not await policy.can_see_post(db, self.viewer, post):
+                return out
+            payload: str | None = None
+            for sub in self.subscriptions:
+                if await self._wants(db, sub, post):
+                    if payload is None:
+                        items = await render.statuses(
+                            db, self.viewer, [post], context=_context(sub)
+                        )
+                        if not items:
+                            return out  # a "hide" filter matched
+                        payload = json.dumps(items[0])
+                    out.append(
+                        (sub.names(), "conversation" if sub.stream == "direct" else name, payload)
+                    )
+        return out
+
+    async def _notification(self, db: AsyncSession, nid: Any) -> str | None:
+        # Asked like the list: a stored notification about a post the viewer can no longer
+        # see (or from someone blocked since) is never sent.
+        n = (
+            await notifications.get_notification(db, self.viewer, int(nid))
+            if isinstance(nid, int)
+            else None
+        )
+        if n is None:
+            return None
+        from kith.mastodon_api.notifications import entities_for
+
+        items = await entities_for(db, self.viewer, [n])
+        return json.dumps(items[0]) if items else None
+
+    async def _wants(self, db: AsyncSession, sub: Subscription, post: Post) -> bool:
+        v = self.viewer
+        if sub.stream == "user":
+            return await timelines.appears_in_home(db, v, post.id)
+        if sub.stream == "direct":
+            # Conversations are a list: muting the author keeps their direct posts out of it.
+            unmuted = select(Post.id).where(Post.id == post.id, policy.not_muted_clause(v))
+            return post.visibility == Visibility.DIRECT and (await db.scalar(unmuted)) is not None
+        if (
+            sub.stream in ("user:notification",)
+            or sub.stream.endswith("media")
+            or sub.stream == "public:remote"
+        ):
+            return False  # no media before the media pipeline, no remote posts before federation
+        listed = select(Post.id).where(
+            Post.id == post.id, policy.publicly_listed_clause(v), policy.not_muted_clause(v)
+        )
+        if sub.stream in ("public", "public:local"):
+            return (await db.scalar(listed)) is not None
+        if sub.stream.startswith("hashtag"):
+            tagged = (
+                listed.join(PostTag, PostTag.post_id == Post.id)
+                .join(Tag, Tag.id == PostTag.tag_id)
+                .where(Tag.name == sub.param)
+            )
+            return (await db.scalar(tagged)) is not None
+        if sub.stream == "list" and sub.param:
+            owner = await db.scalar(select(List.account_id).where(List.id == int(sub.param)))
+            if owner != v.account_id:
+                return False
+            member = await db.get(ListMember, (int(sub.param), post.account_id))
+            return (
+                member is not None
+                and (
+                    await db.scalar(
+                        select(Post.id).where(Post.id == post.id, policy.not_muted_clause(v))
+                    )
+                )
+                is not None
+            )
+        return False
+
+
+def _context(sub: Subscription) -> str:
+    return {"user": "home", "list": "home", "direct": "thread"}.get(sub.stream, "public")
+
+
+async def _pump(
+    rt: Runtime, viewer: policy.Viewer, inbox: asyncio.Queue[Event], ready: asyncio.Event
+) -> None:
+    channels = ["posts"] + ([f"user:{viewer.account_id}"] if viewer.account_id else [])
+    async for ev in rt.bus.subscribe(*channels, ready=ready):
+        with contextlib.suppress(asyncio.QueueFull):
+            inbox.put_nowait(ev)
+
+
+# --- WebSocket ----------------------------------------------------------------------------
+
+
+async def _ws_auth(ws: WebSocket, rt: Runtime) -> tuple[policy.Viewer, str | None]:
+    token = ws.query_params.get("access_token", "")
+    header = ws.headers.get("authorization", "")
+    if header[:7].lower() == "bearer ":
+        token = header[7:].strip()
+    protocol = ws.headers.get("sec-websocket-protocol")
+    if not token and protocol:
+        token = protocol.split(",")[0].strip()
+    if not token:
+        return policy.ANONYMOUS, None
+    async with rt.sessions() as db:
+        info = await oauth.token_info(db, token)
+    if info is None or not satisfies(info.scopes, "read:statuses"):
+        raise ApiUnauthorized()
+    viewer = (
+        policy.Viewer(info.user.account_id, info.user.is_admin) if info.user else policy.ANONYMOUS
+    )
+    return viewer, protocol.split(",")[0].strip() if protocol else None
+
+
+@router.websocket("/api/v1/streaming")
+async def websocket_stream(ws: WebSocket) -> None:
+    rt: Runtime = ws.app.state.runtime
+    try:
+        viewer, protocol = await _ws_auth(ws, rt)
+    except ApiUnauthorized:
+        await ws.close(code=4001)
+        return
+    await ws.accept(subprotocol=protocol)
+    session = StreamSession(rt, viewer)
+    first = ws.query_params.get("stream")
+    if first:
+        try:
+            session.subscribe(first, ws.query_params.get("tag") or ws.query_params.get("list"))
+        except (NotFound, ApiUnauthorized) as err:
+            await ws.send_json({"error": err.message})
+    inbox: asyncio.Queue[Event] = asyncio.Queue(maxsize=1000)
+    listening = asyncio.Event()
+    pump = asyncio.create_task(_pump(rt, viewer, inbox, listening))
+    # Events published before the bus listens would be lost: wait for it (bounded).
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(listening.wait(), 5)
+
+    async def reader() -> None:
+        while True:
+            try:
+                msg = json.loads(await ws.receive_text())
+            except ValueError:
+                await ws.send_json({"error": "Malformed message"})
+                continue
+            if not isinstance(msg, dict) or msg.get("type") not in ("subscribe", "unsubscribe"):
+                await ws.send_json({"error": "Unknown message type"})
+                continue
+            stream, param = str(msg.get("stream", "")), msg.get("tag") or msg.get("list")
+            try:
+                if msg["type"] == "subscribe":
+                    session.subscribe(stream, str(param) if param else None)
+                else:
+                    session.unsubscribe(stream, str(param) if param else None)
+            except (NotFound, ApiUnauthorized) as err:
+                await ws.send_json({"error": err.message})
+
+    read_task = asyncio.create_task(reader())
+    try:
+        while not read_task.done():
+            # Wait for an event or for the client to go away, whichever comes first.
+            getter = asyncio.create_task(inbox.get())
+            await asyncio.wait({getter, read_task}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()
+                break
+            for names, name, payload in await session.outgoing(getter.result()):
+                await ws.send_text(json.dumps({"stream": names, "event": name, "payload": payload}))
+    except WebSocketDisconnect:
+        pass
+    finally:
+        for task in (pump, read_task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+# --- Server-Sent Events -------------------------------------------------------------------
+
+
+async def _sse(rt: Runtime, session: StreamSession) -> AsyncIterator[str]:
+    inbox: asyncio.Queue[Event] = asyncio.Queue(maxsize=1000)
+    listening = asyncio.Event()
+    pump = asyncio.create_task(_pump(rt, session.viewer, inbox, listening))
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(listening.wait(), 5)
+        yield ":)\n\n"
+        while True:
+            try:
+                ev = await asyncio.wait_for(inbox.get(), rt.settings.stream_heartbeat_seconds)
+            except TimeoutError:
+                yield ":thump\n\n"
+                continue
+            for _names, name, payload in await session.outgoing(ev):
+                yield f"event: {name}\ndata: {payload}\n\n"
+    finally:
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await pump
+
+
+@router.get("/api/v1/streaming/health")
+async def health() -> PlainTextResponse:
+    return PlainTextResponse("OK")
+
+
+@router.get("/api/v1/streaming/{stream:path}")
+async def sse_stream(
+    stream: str, request: Request, auth: Auth = Depends(optional_auth)
+) -> StreamingResponse:
+    name = stream.strip("/").replace("/", ":")
+    if auth.info is not None and not satisfies(auth.info.scopes, "read:statuses"):
+        raise ApiUnauthorized()
+    rt = runtime(request)
+    session = StreamSession(rt, auth.viewer)
+    session.subscribe(name, request.query_params.get("tag") or request.query_params.get("list"))
+    return StreamingResponse(
+        _sse(rt, session),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

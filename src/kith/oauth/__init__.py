@@ -1,0 +1,1 @@
+"""OAuth 2 for client apps: registered applications, authorization codes (PKCE), tokens."""

@@ -1,0 +1,39 @@
+"""Tables that shape timelines: read markers and followed hashtags."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from kith.db import Base, new_id, utcnow
+
+
+class Marker(Base):
+    """Where a person stopped reading a timeline ("home" or "notifications"), synced across apps."""
+
+    __tablename__ = "markers"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    timeline: Mapped[str] = mapped_column(String(16), primary_key=True)
+    last_read_id: Mapped[int] = mapped_column(default=0)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TagFollow(Base):
+    """A followed hashtag: its public posts appear in the follower's Home."""
+
+    __tablename__ = "tag_follows"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag_id: Mapped[int] = mapped_column(
+        ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    id: Mapped[int] = mapped_column(default=new_id)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
