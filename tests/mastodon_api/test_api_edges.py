@@ -245,3 +245,12 @@ async def test_grouped_notifications__likes_of_one_post_are_one_group(
     assert groups["mention"]["notifications_count"] == 1
     assert {s["id"] for s in body["statuses"]} >= {str(p.id)}
     assert len(body["accounts"]) == 3
+
+
+async def test_tag_history__counts_only_public_posts(api: httpx.AsyncClient, db) -> None:  # type: ignore[no-untyped-def]
+    alice = await person(db, "alice")
+    await post(db, alice, "open #quiet")
+    await post(db, alice, "hidden #quiet", visibility=Visibility.PRIVATE)
+    await post(db, alice, "hidden too #quiet", visibility=Visibility.DIRECT)
+    tag = (await api.get("/api/v1/tags/quiet")).json()
+    assert tag["history"][0]["uses"] == "1"

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kith import text
+from kith import policy, text
 from kith.db import id_for_time, utcnow
 from kith.errors import NotFound
 from kith.mastodon_api.deps import Auth, clamp, optional_auth, scoped
@@ -33,7 +33,13 @@ async def tag_entity(db: AsyncSession, tag: Tag, following: bool | None) -> dict
             await db.execute(
                 select(func.count(), func.count(func.distinct(Post.account_id)))
                 .join(PostTag, PostTag.post_id == Post.id)
-                .where(PostTag.tag_id == tag.id, Post.id >= lo, Post.id < hi)
+                .where(
+                    PostTag.tag_id == tag.id,
+                    Post.id >= lo,
+                    Post.id < hi,
+                    # only what anyone may see counts: private posts must not leak as numbers
+                    policy.trendable_clause(Post),
+                )
             )
         ).one()
         history.append(
