@@ -93,6 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--nice", type=int, default=10, help="lower this process's priority by N")
     p.add_argument("--keep-pg", action="store_true", help="do not drop the PostgreSQL database")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument(
+        "--from-json", type=Path, help="only print the report (and Markdown) of a saved run"
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.accounts, args.posts = 1_000, 50_000
@@ -388,8 +391,32 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """The same tables as `report`, in Markdown (pasted into docs/benchmarks.md)."""
+    out: list[str] = []
+    for b in result["backends"]:
+        names = [v for v in b["variants"] if "error" not in b["variants"][v]]
+        table = {v: {(lab, tgt): val for lab, tgt, val in _rows(b["variants"][v])} for v in names}
+        keys: list[tuple[str, str]] = []
+        for v in names:
+            keys += [k for k in table[v] if k not in keys]
+        out += [f"**{b['backend']}**", "", "| | target | " + " | ".join(names) + " |"]
+        out.append("|---|---|" + "---|" * len(names))
+        for k in keys:
+            vals = " | ".join(table[n].get(k, "-").strip() for n in names)
+            out.append(f"| {k[0].strip()} | {k[1]} | {vals} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        print(report(saved))
+        print()
+        print(markdown(saved))
+        return 0
     if args.nice:
         os.nice(args.nice)
     scale = Scale(args.accounts, args.posts, args.follows, args.seed)

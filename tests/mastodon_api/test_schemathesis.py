@@ -7,9 +7,11 @@ accounts, lists, filters, notifications) so requests reach the handlers' real pa
 their 404s. Every request carries the token of one of two people. Whatever it sends, the API
 must answer without a server error, and in JSON.
 
-The number of examples is bounded (KITH_SCHEMATHESIS_EXAMPLES, default 12 per operation and
-phase) and generation is derandomized, so a run is repeatable and fast; raise the number
-locally to search harder.
+Besides its random examples (KITH_SCHEMATHESIS_EXAMPLES per operation, default 6; raise it
+locally to search harder), schemathesis walks each parameter's boundaries (its coverage phase:
+wrong types, empty and huge values), which is most of the ~2,000 requests. Generation is
+derandomized, so a run is repeatable. Each bug the fuzzing found has a focused regression
+test at the end of this file.
 """
 
 from __future__ import annotations
@@ -17,17 +19,18 @@ from __future__ import annotations
 import json
 import os
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from kith import mastodon_api
 from kith.app import create_app
@@ -36,14 +39,14 @@ from kith.filters import service as filters
 from kith.graph import service as graph
 from kith.lists import service as lists
 from kith.notifications.models import Notification
-from kith.posts.models import Visibility
+from kith.posts.models import Post, Visibility
 from kith.posts.service import PollInput
 from kith.runtime import Runtime
 from tests.conftest import _wipe
-from tests.mastodon_api.conftest import token_for
+from tests.mastodon_api.conftest import bearer, token_for
 from tests.world import person, post, viewer
 
-EXAMPLES = int(os.environ.get("KITH_SCHEMATHESIS_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("KITH_SCHEMATHESIS_EXAMPLES", "6"))
 TOKENS_EACH = 3  # rotated, so the per-token rate limit (1,500 / 5 min) is never what answers
 # Streams never end (SSE keeps the response open); they have their own tests.
 EXCLUDED_PATHS = r"^/api/v1/streaming"
@@ -121,6 +124,11 @@ async def fuzz_world(
         tokens, real = await _build(db)
     await rt.close()
     yield FuzzWorld(app=create_app(settings_), tokens=tokens, real_ids=real)
+    # Schemathesis runs the app's lifespan on its own event loop: end it with the module, so
+    # the app's database connections close before the test database is dropped.
+    from schemathesis.python import asgi
+
+    asgi.shutdown_lifespans()
 
 
 def _api_openapi() -> dict[str, Any]:
@@ -140,21 +148,6 @@ schema = (
     .include(path_regex=r"^/api/")
     .exclude(path_regex=EXCLUDED_PATHS)
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _served_schema_is_the_tested_one(fuzz_world: FuzzWorld) -> Iterator[None]:
-    def api_paths(doc: dict[str, Any]) -> dict[str, Any]:
-        return {p: v for p, v in doc["paths"].items() if p.startswith("/api/")}
-
-    assert api_paths(fuzz_world.app.openapi()) == api_paths(_api_openapi())
-    yield
-    # Schemathesis runs the app's lifespan on its own event loop: end it with the module, so
-    # the app's database connections close before the test database is dropped.
-    from schemathesis.python import asgi
-
-    asgi.shutdown_lifespans()
-    print("STATUS", sorted(fuzz_world.status_counts.items()))
 
 
 def _pick(options: list[str], seed: str) -> str | None:
@@ -193,3 +186,201 @@ def test_api__never_a_server_error_and_always_json(case: Any, fuzz_world: FuzzWo
     content_type = (response.headers.get("content-type") or [""])[0]
     assert content_type.startswith("application/json"), (response.status_code, content_type)
     json.loads(response.content)
+
+
+def test_served_openapi__is_the_one_fuzzed(fuzz_world: FuzzWorld) -> None:
+    # Given the app's own /openapi.json, then its /api/ operations are those fuzzed above
+    def api_paths(doc: dict[str, Any]) -> dict[str, Any]:
+        return {p: v for p, v in doc["paths"].items() if p.startswith("/api/")}
+
+    assert api_paths(fuzz_world.app.openapi()) == api_paths(_api_openapi())
+    # And the query parameters handlers read themselves are declared (limit and cursors)
+    home = _api_openapi()["paths"]["/api/v1/timelines/home"]["get"]
+    assert {p["name"] for p in home["parameters"]} == {"limit", "max_id", "min_id", "since_id"}
+
+
+def test_fuzzing__reached_the_handlers(fuzz_world: FuzzWorld) -> None:
+    counts = fuzz_world.status_counts
+    if not counts:
+        pytest.skip("run together with the fuzzing test")
+    # Then the requests got real answers, not only refusals (a broken token would give 401s)
+    assert counts.get(200, 0) > 300 and counts.get(422, 0) > 300, counts
+    assert counts.get(401, 0) == 0, counts
+
+
+# --- regression tests for what the fuzzing found ---------------------------------------------
+
+BIG = "9999999999999999999"  # 19 digits, above the largest 64-bit id
+
+
+async def test_id_above_64_bits__404_or_ignored_not_500(api: httpx.AsyncClient, db) -> None:  # type: ignore[no-untyped-def]
+    # Given a number too large for any id column (SQLite and PostgreSQL both failed on it)
+    alice = await person(db, "alice")
+    token = bearer(await token_for(db, alice))
+    # When it is used as an id, then 404
+    for url in (
+        f"/api/v1/statuses/{BIG}",
+        f"/api/v1/statuses/{BIG}/context",
+        f"/api/v1/accounts/{BIG}",
+        f"/api/v1/notifications/{BIG}",
+        f"/api/v1/polls/{BIG}",
+        f"/api/v1/lists/{BIG}",
+    ):
+        assert (await api.get(url, headers=token)).status_code == 404, url
+    r = await api.post(f"/api/v1/statuses/{BIG}/favourite", headers=token)
+    assert r.status_code == 404
+    # And as a cursor or a listed id, it is ignored
+    for url in (
+        f"/api/v1/timelines/public?max_id={BIG}",
+        f"/api/v1/timelines/home?since_id={BIG}",
+        f"/api/v1/notifications?min_id={BIG}",
+        f"/api/v1/bookmarks?max_id={BIG}",
+        f"/api/v1/accounts/relationships?id[]={BIG}",
+    ):
+        assert (await api.get(url, headers=token)).status_code == 200, url
+
+
+async def test_nul_characters__422_not_500(api: httpx.AsyncClient, db) -> None:  # type: ignore[no-untyped-def]
+    # Given NUL characters, which PostgreSQL can neither store nor compare
+    alice = await person(db, "alice")
+    token = bearer(await token_for(db, alice))
+    # When they come in a body (JSON or form), a query or a path, then 422 with the field
+    r = await api.post("/api/v1/statuses", json={"status": "a\x00b"}, headers=token)
+    assert r.status_code == 422 and r.json() == {"error": "status must not contain NUL characters"}
+    r = await api.post("/api/v1/lists", data={"title": "a\x00b"}, headers=token)
+    assert r.status_code == 422
+    r = await api.patch(
+        "/api/v1/accounts/update_credentials", json={"display_name": "\x00"}, headers=token
+    )
+    assert r.status_code == 422
+    for url in ("/api/v2/search?q=a%00b", "/api/v1/timelines/tag/a%00b", "/api/v1/tags/%00"):
+        assert (await api.get(url, headers=token)).status_code == 422, url
+    # And nothing was written
+    assert await db.scalar(select(func.count()).select_from(Post)) == 0
+
+
+async def test_malformed_bodies__422_not_400_or_500(api: httpx.AsyncClient, db) -> None:  # type: ignore[no-untyped-def]
+    # Given bodies a parser chokes on
+    alice = await person(db, "alice")
+    token = bearer(await token_for(db, alice))
+    bodies = [
+        ("multipart/form-data", b"--x\r\n"),  # no boundary
+        ("multipart/form-data; boundary=XYZ", b"not multipart at all"),
+        ("application/json", b"[" * 100_000),  # nesting that overflows the parser
+        ("application/json", b'{"status": "hi", "x": ' + b"[" * 50 + b"]" * 50 + b"}"),
+        ("application/json", b"\xff\xfe"),
+    ]
+    for content_type, body in bodies:
+        r = await api.post(
+            "/api/v1/statuses", content=body, headers={**token, "Content-Type": content_type}
+        )
+        # Then each is a 422 in Mastodon's error shape
+        assert r.status_code == 422, (content_type, body[:20], r.status_code)
+        assert set(r.json()) == {"error"}
+    assert await db.scalar(select(func.count()).select_from(Post)) == 0
+
+
+async def test_wrong_types_on_write_endpoints__422_and_nothing_changes(
+    api: httpx.AsyncClient, db
+) -> None:  # type: ignore[no-untyped-def]
+    # Given alice, her post, her poll-less post, a list and bob
+    alice, bob = await person(db, "alice"), await person(db, "bob")
+    mine = await post(db, alice, "Mine")
+    theirs = await post(
+        db, bob, "Vote", poll=PollInput(options=["a", "b"], expires_in=3600, multiple=False)
+    )
+    token = bearer(await token_for(db, alice, "read write follow"))
+    shelf = (await api.post("/api/v1/lists", json={"title": "Shelf"}, headers=token)).json()
+    before = await _snapshot(db)
+    cases = [
+        ("POST", "/api/v1/statuses", {"status": "x", "in_reply_to_id": {"id": 1}}),
+        ("POST", "/api/v1/statuses", {"status": "x", "in_reply_to_id": True}),
+        (
+            "POST",
+            "/api/v1/statuses",
+            {"status": "x", "poll": {"options": [{}, []], "expires_in": 600}},
+        ),
+        ("PUT", f"/api/v1/statuses/{mine.id}", {"status": ["not", "text"]}),
+        ("PUT", f"/api/v1/statuses/{mine.id}", {"status": "x", "sensitive": "maybe"}),
+        ("PUT", f"/api/v1/statuses/{mine.id}", {"status": "x", "media_attributes": "x"}),
+        ("POST", f"/api/v1/polls/{theirs.id}/votes", {"choices": [{"a": 1}]}),
+        ("POST", f"/api/v1/polls/{theirs.id}/votes", {"choices": "first"}),
+        ("POST", "/api/v1/markers", {"home": {"last_read_id": {"id": 1}}}),
+        ("POST", "/api/v1/markers", {"home": 5}),
+        ("POST", "/api/v1/lists", {"title": ["x"]}),
+        ("POST", "/api/v1/lists", {"title": "x", "exclusive": "perhaps"}),
+        ("PUT", f"/api/v1/lists/{shelf['id']}", {"title": {"a": 1}}),
+        ("POST", f"/api/v1/lists/{shelf['id']}/accounts", {"account_ids": [str(bob.id)]}),
+        ("POST", "/api/v2/filters", {"title": "x", "context": ["home"], "expires_in": "soon"}),
+        (
+            "POST",
+            "/api/v2/filters",
+            {"title": "x", "context": ["home"], "keywords_attributes": "x"},
+        ),
+        ("POST", "/api/v1/reports", {"account_id": {"id": 1}}),
+        ("POST", "/api/v1/reports", {"account_id": str(bob.id), "comment": ["x"]}),
+        ("POST", f"/api/v1/accounts/{bob.id}/follow", {"reblogs": "perhaps"}),
+        ("POST", f"/api/v1/accounts/{bob.id}/mute", {"duration": "long"}),
+        ("PATCH", "/api/v1/accounts/update_credentials", {"locked": "perhaps"}),
+        ("PATCH", "/api/v1/accounts/update_credentials", {"display_name": ["x"]}),
+        ("PATCH", "/api/v1/accounts/update_credentials", {"fields_attributes": 5}),
+        (
+            "POST",
+            "/api/v1/apps",
+            {"client_name": ["x"], "redirect_uris": "urn:ietf:wg:oauth:2.0:oob"},
+        ),
+        (
+            "POST",
+            "/api/v1/apps",
+            {
+                "client_name": "x",
+                "redirect_uris": "urn:ietf:wg:oauth:2.0:oob",
+                "scopes": "read everything",
+            },
+        ),
+    ]
+    for method, url, body in cases:
+        # When a client sends a parameter of the wrong type
+        r = await api.request(method, url, json=body, headers=token)
+        # Then it gets a 422 naming the problem
+        assert r.status_code == 422, (method, url, body, r.status_code, r.text)
+        assert set(r.json()) == {"error"}
+    # And nothing was written or changed
+    after = await _snapshot(db)
+    changed = {t for t, n in after["counts"].items() if before["counts"][t] != n}
+    assert not changed, changed
+    assert after == before
+
+
+async def _snapshot(db) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Row counts of every table, and the fields the write endpoints above could change."""
+    from kith.accounts.models import Account
+    from kith.lists.models import List
+    from kith.models import Base
+
+    counts = {
+        t.name: await db.scalar(select(func.count()).select_from(t))
+        for t in Base.metadata.sorted_tables
+        if t.name not in ("oauth_tokens", "oauth_apps")  # apps are what POST /apps makes
+    }
+    db.expire_all()
+    accounts = [(a.display_name, a.locked, a.fields) for a in (await db.scalars(select(Account)))]
+    posts = [(p.source, p.edited_at) for p in (await db.scalars(select(Post)))]
+    titles = [x.title for x in (await db.scalars(select(List)))]
+    return {"counts": counts, "accounts": accounts, "posts": posts, "lists": titles}
+
+
+async def test_dismissing_an_unknown_notification__404(api: httpx.AsyncClient, db) -> None:  # type: ignore[no-untyped-def]
+    # Given alice, and bob's notification (alice's like of his post)
+    alice, bob = await person(db, "alice"), await person(db, "bob")
+    p = await post(db, bob, "Like me")
+    from kith.posts import service as posts
+
+    await posts.like(db, viewer(alice), p.id)
+    bobs = await db.scalar(select(Notification.id).where(Notification.account_id == bob.id))
+    token = bearer(await token_for(db, alice))
+    # When alice dismisses an unknown one or bob's, then 404 (as Mastodon), and bob's stays
+    for nid in ("123", str(bobs)):
+        r = await api.post(f"/api/v1/notifications/{nid}/dismiss", headers=token)
+        assert r.status_code == 404
+    assert await db.scalar(select(func.count()).select_from(Notification)) == 1

@@ -30,4 +30,11 @@ def routers() -> list[APIRouter]:
         notifications, tags, reports, discovery, streaming, filters, media,
         trends,
     ]  # fmt: skip
-    return [m.router for m in modules] + [notifications.router_v2]
+    from fastapi import Depends
+
+    from kith.mastodon_api.deps import refuse_nul_characters
+
+    guarded = APIRouter(dependencies=[Depends(refuse_nul_characters)])
+    for router in [m.router for m in modules] + [notifications.router_v2]:
+        guarded.include_router(router)
+    return [guarded]

@@ -38,7 +38,7 @@ def _rules(rules: list[str]) -> list[dict[str, str]]:
     return [{"id": str(i + 1), "text": r, "hint": ""} for i, r in enumerate(rules)]
 
 
-def _configuration(max_chars: int, max_options: int) -> dict[str, Any]:
+def _configuration(max_chars: int, max_options: int, max_image: int) -> dict[str, Any]:
     return {
         "urls": {"streaming": None, "status": None},
         "accounts": {"max_featured_tags": 0, "max_pinned_statuses": MAX_PINS},
@@ -49,7 +49,7 @@ def _configuration(max_chars: int, max_options: int) -> dict[str, Any]:
         },
         "media_attachments": {
             "supported_mime_types": ["image/jpeg", "image/png", "image/gif", "image/webp"],
-            "image_size_limit": 16 * 1024 * 1024,
+            "image_size_limit": max_image,
             "image_matrix_limit": 33_177_600,
             "video_size_limit": 0,
             "video_frame_rate_limit": 0,
@@ -70,7 +70,7 @@ async def instance_v2(db: AsyncSession = Depends(get_db)) -> dict[str, Any]:
     c = await _common(db)
     s, inst = c["settings"], c["inst"]
     users = int(await db.scalar(select(func.count()).select_from(User)) or 0)
-    config = _configuration(s.max_post_chars, s.max_poll_options)
+    config = _configuration(s.max_post_chars, s.max_poll_options, s.max_image_bytes)
     config["urls"] = {"streaming": f"{'wss' if s.https else 'ws'}://{s.domain}"}
     return {
         "domain": s.domain,
@@ -120,7 +120,7 @@ async def instance_v1(db: AsyncSession = Depends(get_db)) -> dict[str, Any]:
         "registrations": inst.registration_mode != "closed",
         "approval_required": inst.registration_mode in ("approval", "invite"),
         "invites_enabled": True,
-        "configuration": _configuration(s.max_post_chars, s.max_poll_options),
+        "configuration": _configuration(s.max_post_chars, s.max_poll_options, s.max_image_bytes),
         "contact_account": await one_account(db, c["admin"]) if c["admin"] else None,
         "rules": _rules(inst.rules or []),
     }

@@ -173,11 +173,13 @@ async def dismiss(
     auth: Auth = Depends(scoped("write:notifications")),
 ) -> dict[str, Any]:
     nid = parse_id(notification_id)
-    await db.execute(
+    result = await db.execute(
         delete(Notification).where(
             Notification.id == (nid or 0), Notification.account_id == auth.account.id
         )
     )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        raise NotFound("Record not found")  # unknown, or someone else's: the same answer
     await db.commit()
     return {}
 

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from fastapi import Request
+from starlette.exceptions import HTTPException
 
 from kith.errors import ValidationFailed
 
@@ -105,14 +106,42 @@ async def read_params(request: Request) -> Params:
             if body.strip():
                 try:
                     parsed = json.loads(body)
-                except ValueError:
+                except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
                     raise ValidationFailed("Malformed JSON body", field="body") from None
                 if not isinstance(parsed, dict):
                     raise ValidationFailed("The JSON body must be an object", field="body")
                 data.update(parsed)
         elif ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-            form = await request.form()
+            try:
+                form = await request.form()
+            except HTTPException:  # Starlette's answer to a multipart body it cannot parse
+                raise ValidationFailed("Malformed form body", field="body") from None
             for key, value in form.multi_items():
                 if isinstance(value, str):  # uploads are read by the media endpoints themselves
                     _nest(data, key, value)
+    _check_values(data)
     return Params(data)
+
+
+MAX_DEPTH = 16  # Mastodon's deepest parameters (poll[options][], keywords_attributes) are 3
+
+
+def _check_values(data: dict[str, Any]) -> None:
+    """Refuse, with a 422 rather than a 500 later: NUL characters, which PostgreSQL can neither
+    store nor compare (paths and queries: see deps.refuse_nul_characters), and nesting deeper
+    than any parameter goes, which would exhaust the stack of whatever serializes it next.
+    Iterative, so the check itself cannot."""
+    pending: list[tuple[str, Any, int]] = [("body", data, 0)]
+    while pending:
+        name, value, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise ValidationFailed(f"{name} is nested too deeply", field=name)
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise ValidationFailed(f"{name} must not contain NUL characters", field=name)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                pending.append((name, key, depth))
+                pending.append((str(key) if name == "body" else name, item, depth + 1))
+        elif isinstance(value, list):
+            pending.extend((name, item, depth + 1) for item in value)

@@ -56,7 +56,10 @@ def post_input_from(p: Params) -> PostInput:
     poll_params = p.obj("poll")
     poll = None
     if poll_params:
-        options = [str(o) for o in poll_params.many("options")]
+        given = poll_params.many("options")
+        if any(isinstance(o, dict | list | bool) or o is None for o in given):
+            raise ValidationFailed("poll[options] must be strings", field="poll")
+        options = [str(o) for o in given]
         expires = poll_params.integer("expires_in")
         if expires is None:
             raise ValidationFailed("poll[expires_in] is required", field="poll")
@@ -67,6 +70,8 @@ def post_input_from(p: Params) -> PostInput:
             hide_totals=poll_params.flag("hide_totals"),
         )
     reply = p.get("in_reply_to_id")
+    if reply is not None and (isinstance(reply, bool) or not isinstance(reply, str | int)):
+        raise ValidationFailed("in_reply_to_id must be a status id", field="in_reply_to_id")
     return PostInput(
         source=p.text("status") or "",
         visibility=Visibility(visibility),

@@ -78,7 +78,9 @@ async def compose_page(
     db: AsyncSession = Depends(get_db),
     me: Current = Depends(signed_in),
 ) -> Response:
-    return await render(request, db, "compose.html", {"form": {"in_reply_to_id": in_reply_to_id}})
+    return await render(
+        request, db, "compose.html", {"form": {"in_reply_to_id": in_reply_to_id, "next": ""}}
+    )
 
 
 async def _load_post_page(
