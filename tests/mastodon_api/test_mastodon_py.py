@@ -129,6 +129,24 @@ def story(base: str) -> None:
     deleted = alice.status_delete(reply.id)
     assert deleted.text == "Welcome!"
     assert "mention" not in {n.type for n in bob.notifications()}
+    # Lists: alice puts bob on a list and reads its timeline
+    garden = alice.list_create("Garden friends")
+    alice.list_accounts_add(garden.id, [bob_acct.id])
+    assert [a.username for a in alice.list_accounts(garden.id)] == ["bob"]
+    assert status.id in [s.id for s in alice.timeline_list(garden.id)]
+    # Filters: a "warn" filter marks matching statuses in Home
+    f = alice.create_filter_v2(
+        "No kith", ["home"], "warn", keywords_attributes=[{"keyword": "kith", "whole_word": True}]
+    )
+    flagged = [s for s in alice.timeline_home() if s.id == status.id][0]
+    assert flagged.filtered and flagged.filtered[0].filter.id == f.id
+    assert [x.title for x in alice.filters_v2()] == ["No kith"]
+    # Search finds public statuses, people and tags through the client library
+    found = alice.search_v2("public", resolve=False)
+    assert public.id in [s.id for s in found.statuses]
+    assert [
+        a.username for a in alice.search_v2("bo", resolve=False, result_type="accounts").accounts
+    ] == ["bob"]
     # A stranger can't see the followers-only post, and it doesn't leak as 403
     carol = client_for(base, "carol")
     with pytest.raises(MastodonNotFoundError):

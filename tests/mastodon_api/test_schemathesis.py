@@ -384,3 +384,19 @@ async def test_dismissing_an_unknown_notification__404(api: httpx.AsyncClient, d
         r = await api.post(f"/api/v1/notifications/{nid}/dismiss", headers=token)
         assert r.status_code == 404
     assert await db.scalar(select(func.count()).select_from(Notification)) == 1
+
+
+async def test_update_credentials__unfit_avatar_changes_nothing(api: httpx.AsyncClient, db) -> None:  # type: ignore[no-untyped-def]
+    # Given alice, when she sends a new name with an avatar that is not an image
+    alice = await person(db, "alice")
+    token = bearer(await token_for(db, alice, "read write"))
+    r = await api.patch(
+        "/api/v1/accounts/update_credentials",
+        data={"display_name": "Renamed", "locked": "true"},
+        files={"avatar": ("a.png", b"not an image at all", "image/png")},
+        headers=token,
+    )
+    # Then 422, and the profile is as it was (not half-updated)
+    assert r.status_code == 422 and set(r.json()) == {"error"}
+    me = (await api.get("/api/v1/accounts/verify_credentials", headers=token)).json()
+    assert me["display_name"] != "Renamed" and me["locked"] is False
