@@ -31,5 +31,5 @@ from kith.posts.models import (  # noqa: F401
     PostTag,
     Tag,
 )
-from kith.timelines.models import Marker, TagFollow  # noqa: F401
+from kith.timelines.models import ConversationState, Marker, TagFollow  # noqa: F401
 from kith.trends.models import TrendLink, TrendSettings, TrendStatus, TrendTag  # noqa: F401

@@ -254,3 +254,40 @@ async def test_tag_history__counts_only_public_posts(api: httpx.AsyncClient, db)
     await post(db, alice, "hidden too #quiet", visibility=Visibility.DIRECT)
     tag = (await api.get("/api/v1/tags/quiet")).json()
     assert tag["history"][0]["uses"] == "1"
+
+
+async def test_conversations__unread_read_and_remove(api: httpx.AsyncClient, db) -> None:  # type: ignore[no-untyped-def]
+    from kith.mastodon_api.streaming import StreamSession
+    from tests.world import viewer
+
+    alice, bob = await person(db, "alice"), await person(db, "bob")
+    eve = await person(db, "eve")
+    first = await post(db, alice, "@bob psst", visibility=Visibility.DIRECT)
+    bob_token = await token_for(db, bob)
+    eve_token = await token_for(db, eve)
+    convs = (await api.get("/api/v1/conversations", headers=bearer(bob_token))).json()
+    assert len(convs) == 1 and convs[0]["unread"] is True
+    assert convs[0]["id"] == str(first.id) and convs[0]["accounts"][0]["username"] == "alice"
+    assert (await api.get("/api/v1/conversations", headers=bearer(eve_token))).json() == []
+    read = await api.post(f"/api/v1/conversations/{first.id}/read", headers=bearer(bob_token))
+    assert read.json()["unread"] is False
+    # Removing hides it until someone writes again
+    await api.delete(f"/api/v1/conversations/{first.id}", headers=bearer(bob_token))
+    assert (await api.get("/api/v1/conversations", headers=bearer(bob_token))).json() == []
+    reply = await post(db, alice, "@bob still there?", visibility=Visibility.DIRECT, reply_to=first)
+    again = (await api.get("/api/v1/conversations", headers=bearer(bob_token))).json()
+    assert again[0]["unread"] is True and again[0]["last_status"]["id"] == str(reply.id)
+    # eve can't mark someone else's conversation
+    assert (
+        await api.post(f"/api/v1/conversations/{first.id}/read", headers=bearer(eve_token))
+    ).status_code == 404
+    # The direct stream carries a Conversation entity
+    session = StreamSession(api._transport.app.state.runtime, viewer(bob))  # type: ignore[attr-defined]
+    session.subscribe("direct", None)
+    out = await session.outgoing(
+        {"type": "post.created", "post_id": reply.id, "account_id": alice.id}
+    )
+    assert out and out[0][1] == "conversation"
+    import json
+
+    assert json.loads(out[0][2])["last_status"]["id"] == str(reply.id)

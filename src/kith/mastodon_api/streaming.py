@@ -125,9 +125,15 @@ class StreamSession:
                         if not items:
                             return out  # a "hide" filter matched
                         payload = json.dumps(items[0])
-                    out.append(
-                        (sub.names(), "conversation" if sub.stream == "direct" else name, payload)
-                    )
+                    if sub.stream == "direct":
+                        from kith.mastodon_api.discovery import conversation_entity
+
+                        root = post.thread_root_id or post.id
+                        conversation = await conversation_entity(db, self.viewer, root)
+                        if conversation is not None:
+                            out.append((sub.names(), "conversation", json.dumps(conversation)))
+                        continue
+                    out.append((sub.names(), name, payload))
         return out
 
     async def _notification(self, db: AsyncSession, nid: Any) -> str | None:

@@ -37,3 +37,17 @@ class TagFollow(Base):
     )
     id: Mapped[int] = mapped_column(default=new_id)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ConversationState(Base):
+    """A person's reading state of one direct conversation (thread root): what they have
+    read, and up to which post they removed it from their list."""
+
+    __tablename__ = "conversation_states"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    root_id: Mapped[int] = mapped_column(primary_key=True)
+    last_read_id: Mapped[int] = mapped_column(default=0)
+    hidden_up_to_id: Mapped[int] = mapped_column(default=0)

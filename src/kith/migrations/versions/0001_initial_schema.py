@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 22:43:41.963223
+Create Date: 2026-11-25 23:11:57.819182
 """
 
 from collections.abc import Sequence
@@ -115,6 +115,20 @@ def upgrade() -> None:
     with op.batch_alter_table("blocks", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_blocks_target_id"), ["target_id"], unique=False)
 
+    op.create_table(
+        "conversation_states",
+        sa.Column("account_id", sa.BigInteger(), nullable=False),
+        sa.Column("root_id", sa.BigInteger(), nullable=False),
+        sa.Column("last_read_id", sa.BigInteger(), nullable=False),
+        sa.Column("hidden_up_to_id", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_conversation_states_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("account_id", "root_id", name=op.f("pk_conversation_states")),
+    )
     op.create_table(
         "filters",
         sa.Column("id", sa.BigInteger(), nullable=False),
@@ -1083,6 +1097,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_filters_account_id"))
 
     op.drop_table("filters")
+    op.drop_table("conversation_states")
     with op.batch_alter_table("blocks", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_blocks_target_id"))
 
