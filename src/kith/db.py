@@ -64,6 +64,7 @@ def utcnow() -> datetime:
 
 
 _EPOCH_MS = 1_577_836_800_000  # 2020-01-01: keeps ids well inside a signed 64-bit integer.
+EPOCH = datetime(2020, 1, 1, tzinfo=UTC)  # the moment id 0 stands for
 
 
 class IdGenerator:

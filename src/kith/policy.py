@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
+from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -105,11 +105,14 @@ def post_visible_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bool]
     orig_ok = and_(orig_ok, _author_not_suspended(original))
     if viewer.account_id is not None:
         orig_ok = and_(orig_ok, ~blocked_between_clause(viewer.account_id, original.account_id))
-    reblog_ok = or_(
-        post.reblog_of_id.is_(None),
-        exists(select(original.id).where(original.id == post.reblog_of_id, orig_ok)),
+    # "No hidden original" rather than "original is null or visible": the same meaning (a
+    # boost's original always exists, the foreign key cascades), but a top-level NOT EXISTS
+    # is planned as an anti-join probing the primary key instead of a pass over every post
+    # (bench/timelines.py measured it).
+    hidden_original = exists(
+        select(original.id).where(original.id == post.reblog_of_id, not_(orig_ok))
     )
-    return and_(own, reblog_ok)
+    return and_(own, ~hidden_original)
 
 
 def not_muted_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bool]:
@@ -117,18 +120,13 @@ def not_muted_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bool]:
     if viewer.account_id is None:
         return true()
     original = aliased(Post)
-    return and_(
-        ~muted_clause(viewer.account_id, post.account_id),
-        or_(
-            post.reblog_of_id.is_(None),
-            ~exists(
-                select(original.id).where(
-                    original.id == post.reblog_of_id,
-                    muted_clause(viewer.account_id, original.account_id),
-                )
-            ),
-        ),
+    muted_original = exists(
+        select(original.id).where(
+            original.id == post.reblog_of_id,
+            muted_clause(viewer.account_id, original.account_id),
+        )
     )
+    return and_(~muted_clause(viewer.account_id, post.account_id), ~muted_original)
 
 
 def publicly_listed_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bool]:

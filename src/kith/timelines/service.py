@@ -6,6 +6,7 @@ page never skips or repeats a post when new ones arrive in between."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, exists, or_, select
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
 from kith.accounts.models import Account
+from kith.db import EPOCH, id_for_time, utcnow
 from kith.graph.models import Follow
 from kith.media.models import MediaAttachment
 from kith.posts.models import Pin, Post, PostTag, Tag
@@ -123,9 +125,38 @@ async def home(
     since_id: int | None = None,
     limit: int | None = None,
 ) -> Page:
-    """The viewer's Home timeline."""
+    """The viewer's Home timeline.
+
+    Read through widening id windows below the cursor (1 day, 7, 30, then everything),
+    stopping at the first that fills the page: ids are time-sortable, so a full page from a
+    window is exactly the page the unbounded query gives, and the database sorts and filters
+    about a day of the followed accounts' posts instead of all of them (measured in
+    bench/timelines.py: ~9x less time on SQLite)."""
     stmt = home_query(viewer, followed_tags=await follows_any_tag(db, viewer))
-    return await paginate(db, stmt, max_id=max_id, min_id=min_id, since_id=since_id, limit=limit)
+    if min_id is not None:  # "just newer than": already bounded below
+        return await paginate(
+            db, stmt, max_id=max_id, min_id=min_id, since_id=since_id, limit=limit
+        )
+    n = clamp_limit(limit)
+    top = max_id if max_id is not None else id_for_time(utcnow() + timedelta(minutes=5))
+    page = Page([], None, None)
+    for window in HOME_WINDOWS:
+        floor = None if window is None else top - id_for_time(EPOCH + window)
+        bounded = stmt if floor is None else stmt.where(Post.id >= floor)
+        page = await paginate(
+            db, bounded, max_id=max_id, min_id=None, since_id=since_id, limit=limit
+        )
+        if len(page.posts) == n or floor is None or (since_id is not None and floor <= since_id):
+            return page
+    return page
+
+
+HOME_WINDOWS: tuple[timedelta | None, ...] = (
+    timedelta(days=1),
+    timedelta(days=7),
+    timedelta(days=30),
+    None,
+)
 
 
 async def follows_any_tag(db: AsyncSession, viewer: policy.Viewer) -> bool:
