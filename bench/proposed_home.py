@@ -143,11 +143,11 @@ def _prebuilt_home(followed_tags: bool) -> Select[Any]:
     stmt = _prebuilt.get(followed_tags)
     if stmt is None:
         saved = policy.muted_clause
-        policy.muted_clause = _muted_at_now  # type: ignore[assignment]
+        policy.muted_clause = _muted_at_now
         try:
-            stmt = timelines.home_query(policy.Viewer(_VIEWER), followed_tags=followed_tags)  # type: ignore[arg-type]
+            stmt = timelines.home_query(policy.Viewer(_VIEWER), followed_tags=followed_tags)
         finally:
-            policy.muted_clause = saved  # type: ignore[assignment]
+            policy.muted_clause = saved
         stmt = (
             stmt.where(Post.id >= bindparam("floor", type_=BigInteger()))
             .where(Post.id < bindparam("ceiling", type_=BigInteger()))
@@ -199,9 +199,9 @@ def install(variant: str = "window") -> None:
             not_muted_clause=policy.not_muted_clause,
             home=timelines.home,
         )
-    policy.post_visible_clause = post_visible_clause  # type: ignore[assignment]
-    policy.not_muted_clause = not_muted_clause  # type: ignore[assignment]
-    timelines.home = home_prebuilt if variant == "prebuilt" else home  # type: ignore[assignment]
+    policy.post_visible_clause = post_visible_clause
+    policy.not_muted_clause = not_muted_clause
+    timelines.home = home_prebuilt if variant == "prebuilt" else home
 
 
 def uninstall() -> None:

@@ -10,6 +10,8 @@ Measures, for each database (see docs/benchmarks.md for the results and what the
     .venv/bin/python bench/timelines.py                 # the scale, both databases
     .venv/bin/python bench/timelines.py --quick --db sqlite
     .venv/bin/python bench/timelines.py --json var/bench/result.json
+    .venv/bin/python bench/timelines.py --variants current,window,prebuilt  # with the proposal
+    .venv/bin/python bench/timelines.py --from-json var/bench/result.json   # tables again
 
 The seeded SQLite file is cached under var/bench/cache/ (keyed by scale and migrations);
 --reseed rebuilds it. PostgreSQL gets a throwaway database each run (KITH_TEST_POSTGRES_URL

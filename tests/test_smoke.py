@@ -76,3 +76,16 @@ async def test_like_with_htmx__returns_just_the_updated_card(settings, rt) -> No
         assert r.status_code == 200
         assert r.text.lstrip().startswith("<article") and 'aria-pressed="true"' in r.text
         assert "<html" not in r.text
+
+
+async def test_nul_characters__422_on_forms_and_addresses_never_500(settings, rt) -> None:  # type: ignore[no-untyped-def]
+    # Given a signed-in person (PostgreSQL refuses NUL in text; SQLite would store it)
+    async with browser(settings) as alice:
+        await sign_up(alice, "alice")
+        # When forms and addresses carry NUL characters
+        r = await alice.post("/posts", {"status": "hello\x00world", "visibility": "public"})
+        assert r.status_code == 422 and "NUL" in r.text
+        for url in ("/search?q=a%00b", "/@ali%00ce", "/tags/x%00y"):
+            assert (await alice.get(url)).status_code == 422, url
+        # Then nothing was written
+        assert "hello" not in (await alice.get("/home")).text

@@ -133,6 +133,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.middleware("http")(ApiRateLimiter().middleware)
 
     @app.middleware("http")
+    async def _no_nul_in_urls(request: Request, call_next):  # type: ignore[no-untyped-def]
+        # A NUL in a path or query would reach the database as text PostgreSQL refuses.
+        raw = request.scope.get("raw_path", b"") + b"?" + request.scope.get("query_string", b"")
+        if b"%00" in raw or b"\x00" in raw:
+            return await _error_page(request, 422, "The address must not contain NUL characters.")
+        return await call_next(request)
+
+    @app.middleware("http")
     async def _security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
         response: Response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")

@@ -39,7 +39,7 @@ from kith.filters import service as filters
 from kith.graph import service as graph
 from kith.lists import service as lists
 from kith.notifications.models import Notification
-from kith.posts.models import Post, Visibility
+from kith.posts.models import Bookmark, Like, Post, Visibility
 from kith.posts.service import PollInput
 from kith.runtime import Runtime
 from tests.conftest import _wipe
@@ -400,3 +400,113 @@ async def test_update_credentials__unfit_avatar_changes_nothing(api: httpx.Async
     assert r.status_code == 422 and set(r.json()) == {"error"}
     me = (await api.get("/api/v1/accounts/verify_credentials", headers=token)).json()
     assert me["display_name"] != "Renamed" and me["locked"] is False
+
+
+async def test_list_stream_with_an_id_above_64_bits__404(api: httpx.AsyncClient, db) -> None:  # type: ignore[no-untyped-def]
+    # Given alice, when she asks for the stream of a list whose id no column could hold
+    alice = await person(db, "alice")
+    token = bearer(await token_for(db, alice))
+    r = await api.get(f"/api/v1/streaming/list?list={BIG}", headers=token)
+    # Then 404 at once (it used to be accepted, and failed on the stream's first event)
+    assert r.status_code == 404
+
+
+async def test_scheduled_at__offsets_are_kept_and_out_of_range_is_422(
+    api: httpx.AsyncClient, db
+) -> None:  # type: ignore[no-untyped-def]
+    # Given alice scheduling a status with a +02:00 offset
+    alice = await person(db, "alice")
+    token = bearer(await token_for(db, alice))
+    r = await api.post(
+        "/api/v1/statuses",
+        json={"status": "later", "scheduled_at": "2999-06-01T12:00:00+02:00"},
+        headers=token,
+    )
+    # Then it is kept as that moment (10:00 UTC), not as 12:00 UTC
+    assert r.status_code == 200 and r.json()["scheduled_at"] == "2999-06-01T10:00:00.000Z"
+    # And a moment past the year 9999 in UTC is a 422, when scheduling and rescheduling
+    late = "9999-12-31T23:59:59-14:00"
+    r2 = await api.post(
+        "/api/v1/statuses", json={"status": "x", "scheduled_at": late}, headers=token
+    )
+    assert r2.status_code == 422
+    r3 = await api.put(
+        f"/api/v1/scheduled_statuses/{r.json()['id']}", json={"scheduled_at": late}, headers=token
+    )
+    assert r3.status_code == 422
+
+
+async def test_limits__huge_clamped_tiny_raised_junk_422_on_every_list(
+    api: httpx.AsyncClient, db
+) -> None:  # type: ignore[no-untyped-def]
+    # Given 45 public #garden posts by alice, followed, bookmarked and liked by bob
+    alice, bob = await person(db, "alice"), await person(db, "bob")
+    await graph.follow(db, bob.id, alice.id)
+    posts = [await post(db, alice, f"Post {i} #garden") for i in range(45)]
+    for p in posts:
+        db.add(Bookmark(account_id=bob.id, post_id=p.id))
+        db.add(Like(account_id=bob.id, post_id=p.id))
+    await db.commit()
+    token = bearer(await token_for(db, bob, "read write follow"))
+    full = [  # lists that hold more than a page: a clamped page is exactly the maximum
+        "/api/v1/timelines/public",
+        "/api/v1/timelines/tag/garden",
+        "/api/v1/timelines/home",
+        f"/api/v1/accounts/{alice.id}/statuses",
+        "/api/v1/bookmarks",
+        "/api/v1/favourites",
+    ]
+    others = [
+        "/api/v1/notifications",
+        "/api/v2/notifications",
+        "/api/v1/conversations",
+        "/api/v1/blocks",
+        "/api/v1/mutes",
+        "/api/v1/followed_tags",
+        f"/api/v1/statuses/{posts[0].id}/favourited_by",
+        f"/api/v1/statuses/{posts[0].id}/reblogged_by",
+        f"/api/v1/accounts/{alice.id}/followers",
+        f"/api/v1/accounts/{alice.id}/following",
+        "/api/v1/accounts/search?q=a",
+        "/api/v2/search?q=garden",
+        "/api/v2/suggestions",
+    ]
+    for url in full + others:
+        sep = "&" if "?" in url else "?"
+        # When a client asks for 100,000 items, then it gets at most a page, not an error
+        r = await api.get(f"{url}{sep}limit=100000", headers=token)
+        assert r.status_code == 200, (url, r.status_code)
+        if url in full:
+            assert len(r.json()) == 40, url
+        # And zero or a negative limit is raised to one item
+        for tiny in ("0", "-5"):
+            r = await api.get(f"{url}{sep}limit={tiny}", headers=token)
+            assert r.status_code == 200, (url, tiny, r.status_code)
+            if url in full:
+                assert len(r.json()) == 1, (url, tiny)
+        # And a limit that is not a number is a 422
+        r = await api.get(f"{url}{sep}limit=many", headers=token)
+        assert r.status_code == 422 and set(r.json()) == {"error"}, (url, r.status_code)
+
+
+async def test_unknown_ids__404_on_every_public_id_endpoint(api: httpx.AsyncClient, db) -> None:  # type: ignore[no-untyped-def]
+    # Given ids nothing has (and words that are no id), with or without a token
+    alice = await person(db, "alice")
+    token = bearer(await token_for(db, alice))
+    for raw in ("1234567", "not-an-id", "-1", "1.5"):
+        for url in (
+            f"/api/v1/statuses/{raw}",
+            f"/api/v1/statuses/{raw}/context",
+            f"/api/v1/statuses/{raw}/history",
+            f"/api/v1/statuses/{raw}/favourited_by",
+            f"/api/v1/statuses/{raw}/reblogged_by",
+            f"/api/v1/polls/{raw}",
+            f"/api/v1/accounts/{raw}",
+            f"/api/v1/accounts/{raw}/statuses",
+            f"/api/v1/accounts/{raw}/followers",
+            f"/api/v1/accounts/{raw}/following",
+        ):
+            for headers in (token, {}):
+                # Then each is a 404 in Mastodon's error shape
+                r = await api.get(url, headers=headers)
+                assert r.status_code == 404 and set(r.json()) == {"error"}, (url, r.status_code)

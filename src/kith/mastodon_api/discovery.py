@@ -54,13 +54,15 @@ async def suggestions(
 
 
 def _direct_posts_of(viewer: policy.Viewer) -> Any:
-    """Ids of direct posts the viewer wrote or is mentioned in, and may see."""
+    """Ids of direct posts the viewer wrote or is mentioned in, and may see (posts of accounts
+    the viewer mutes are left out: conversations are a list, like Home)."""
     me = viewer.account_id
     mentioned = select(Mention.post_id).where(Mention.post_id == Post.id, Mention.account_id == me)
     return select(Post.id).where(
         Post.visibility == Visibility.DIRECT,
         (Post.account_id == me) | mentioned.exists(),
         policy.post_visible_clause(viewer),
+        policy.not_muted_clause(viewer),
     )
 
 

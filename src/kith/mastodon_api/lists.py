@@ -8,6 +8,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kith import policy
+from kith.accounts.models import Account
 from kith.errors import NotFound
 from kith.lists import service as lists
 from kith.lists.models import List
@@ -151,7 +153,10 @@ async def remove(
 async def containing(
     account_id: str, db: AsyncSession = Depends(get_db), auth: Auth = Depends(scoped("read:lists"))
 ) -> list[dict[str, Any]]:
-    return [_entity(r) for r in await lists.lists_containing(db, auth.account.id, _id(account_id))]
+    member = await db.get(Account, _id(account_id))
+    if member is None or not await policy.can_see_account(db, auth.viewer, member):
+        raise NotFound("Record not found")
+    return [_entity(r) for r in await lists.lists_containing(db, auth.account.id, member.id)]
 
 
 @router.get("/timelines/list/{list_id}", openapi_extra=documented(PAGINATION))

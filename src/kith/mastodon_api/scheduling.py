@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -100,6 +100,7 @@ async def release_key(db: AsyncSession, account_id: int, key: str) -> None:
 
 
 def parse_time(raw: str) -> datetime:
+    """An ISO 8601 date-time with a time zone, in UTC; ValidationFailed otherwise."""
     try:
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
@@ -108,7 +109,11 @@ def parse_time(raw: str) -> datetime:
         ) from None
     if moment.tzinfo is None:
         raise ValidationFailed("scheduled_at needs a time zone", field="scheduled_at")
-    return moment
+    try:
+        # Kept in UTC: other offsets were stored as if they were UTC.
+        return moment.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-14:00 is past the year 9999 in UTC
+        raise ValidationFailed("scheduled_at is out of range", field="scheduled_at") from None
 
 
 async def schedule(

@@ -195,9 +195,10 @@ async def reschedule(
     auth: Auth = Depends(scoped("write:statuses")),
 ) -> dict[str, Any]:
     p = await read_params(request)
+    row = await scheduling.get_scheduled(db, auth.account.id, _post_id(scheduled_id))  # 404 first
     when = scheduling.parse_time(p.text("scheduled_at") or "")
     return scheduling.scheduled_entity(
-        await scheduling.reschedule(db, auth.account.id, _post_id(scheduled_id), when)
+        await scheduling.reschedule(db, auth.account.id, row.id, when)
     )
 
 

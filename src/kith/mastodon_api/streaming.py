@@ -21,7 +21,7 @@ from kith.bus import Event
 from kith.errors import NotFound
 from kith.lists.models import List, ListMember
 from kith.mastodon_api import render
-from kith.mastodon_api.deps import ApiUnauthorized, Auth, optional_auth
+from kith.mastodon_api.deps import ApiUnauthorized, Auth, optional_auth, parse_id
 from kith.notifications import service as notifications
 from kith.oauth import service as oauth
 from kith.oauth.scopes import satisfies
@@ -72,7 +72,7 @@ class StreamSession:
                 raise NotFound("No such hashtag")
             param = norm
         if stream == "list":
-            if not param or not param.isdigit():
+            if parse_id(param) is None:  # not an id (or too large to be one): no such list
                 raise NotFound("No such list")
         sub = Subscription(stream, param)
         self.subscriptions.add(sub)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kith import policy
 from kith.accounts import service as accounts
 from kith.accounts.models import Account, User
-from kith.errors import Forbidden, KithError
+from kith.errors import Forbidden, KithError, ValidationFailed
 from kith.runtime import Runtime
 
 SESSION_COOKIE = "kith_session"
@@ -121,10 +121,14 @@ async def check_csrf(request: Request) -> None:
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
     sent = request.headers.get(CSRF_HEADER, "")
-    if not sent:
-        ctype = request.headers.get("content-type", "")
-        if ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-            form = await request.form()
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        form = await request.form()
+        # PostgreSQL can't store NUL in text: refuse it here, for every form, with a clear error.
+        for name, value in form.multi_items():
+            if isinstance(value, str) and "\x00" in value:
+                raise ValidationFailed("Text must not contain NUL characters.", field=name)
+        if not sent:
             value = form.get(CSRF_FIELD, "")
             sent = value if isinstance(value, str) else ""
     if not _csrf_basis(request) or not hmac.compare_digest(sent, csrf_token_for(request)):
