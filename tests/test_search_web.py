@@ -63,7 +63,8 @@ async def test_search_page__hostile_queries_answer_200_and_are_escaped(db, setti
         for q in [*HOSTILE_QUERIES, "<script>alert(1)</script>", '"><img src=x onerror=alert(1)>']:
             for kind in ("", "accounts", "hashtags", "posts", "bogus"):
                 r = await b.get("/search", params={"q": q, "type": kind})
-                assert r.status_code == 200, (q, kind)
+                # A NUL in an address is refused up front (PostgreSQL can't store it anyway).
+                assert r.status_code == (422 if "\x00" in q else 200), (q, kind)
                 assert "<script>alert" not in r.text and "<img src=x" not in r.text
         r = await b.get("/search", params={"q": "kale", "type": "posts", "max_id": "abc"})
         assert r.status_code == 200 and "kale" in r.text
