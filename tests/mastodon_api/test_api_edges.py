@@ -291,3 +291,33 @@ async def test_conversations__unread_read_and_remove(api: httpx.AsyncClient, db)
     import json
 
     assert json.loads(out[0][2])["last_status"]["id"] == str(reply.id)
+
+
+async def test_favourited_and_reblogged_by__list_people_but_not_blocked_ones(
+    api: httpx.AsyncClient, db
+) -> None:  # type: ignore[no-untyped-def]
+    from kith.graph import service as graph
+    from kith.posts import service as posts
+    from tests.world import viewer
+
+    alice, bob, mallory, reader = [
+        await person(db, n) for n in ("alice", "bob", "mallory", "reader")
+    ]
+    p = await post(db, alice, "likeable")
+    for fan in (bob, mallory):
+        await posts.like(db, viewer(fan), p.id)
+        await posts.boost(db, viewer(fan), p.id)
+    await graph.block(db, reader.id, mallory.id)
+    token = await token_for(db, reader)
+    for path in ("favourited_by", "reblogged_by"):
+        names = [
+            a["username"]
+            for a in (
+                await api.get(f"/api/v1/statuses/{p.id}/{path}", headers=bearer(token))
+            ).json()
+        ]
+        assert names == ["bob"], path
+        everyone = [
+            a["username"] for a in (await api.get(f"/api/v1/statuses/{p.id}/{path}")).json()
+        ]
+        assert sorted(everyone) == ["bob", "mallory"], path

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.accounts import service as accounts
@@ -17,7 +16,7 @@ from kith.mastodon_api.entities import iso
 from kith.mastodon_api.models import IdempotencyKey
 from kith.mastodon_api.params import Params, read_params
 from kith.posts import service as posts
-from kith.posts.models import Like, Post, Visibility
+from kith.posts.models import Visibility
 from kith.posts.service import PollInput, PostInput
 from kith.timelines import service as timelines
 from kith.web.deps import get_db
@@ -406,15 +405,8 @@ async def favourited_by(
     db: AsyncSession = Depends(get_db),
     auth: Auth = Depends(optional_auth),
 ) -> list[dict[str, Any]]:
-    post = await posts.get_visible_post(db, auth.viewer, _post_id(status_id))
-    rows = await db.scalars(
-        select(Account)
-        .join(Like, Like.account_id == Account.id)
-        .where(Like.post_id == post.id, Account.suspended_at.is_(None))
-        .order_by(Like.id.desc())
-        .limit(clamp(limit, 40, 80))
-    )
-    return await render.accounts(db, list(rows.all()))
+    people = await posts.likers(db, auth.viewer, _post_id(status_id), limit=clamp(limit, 40, 80))
+    return await render.accounts(db, people)
 
 
 @router.get("/statuses/{status_id}/reblogged_by")
@@ -424,15 +416,8 @@ async def reblogged_by(
     db: AsyncSession = Depends(get_db),
     auth: Auth = Depends(optional_auth),
 ) -> list[dict[str, Any]]:
-    post = await posts.get_visible_post(db, auth.viewer, _post_id(status_id))
-    rows = await db.scalars(
-        select(Account)
-        .join(Post, Post.account_id == Account.id)
-        .where(Post.reblog_of_id == post.id, Account.suspended_at.is_(None))
-        .order_by(Post.id.desc())
-        .limit(clamp(limit, 40, 80))
-    )
-    return await render.accounts(db, list(rows.all()))
+    people = await posts.boosters(db, auth.viewer, _post_id(status_id), limit=clamp(limit, 40, 80))
+    return await render.accounts(db, people)
 
 
 @router.get("/polls/{poll_id}")

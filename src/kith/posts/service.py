@@ -680,3 +680,37 @@ async def _notify_self_poll(db: AsyncSession, post: Post) -> None:
             )
         )
         db.info.setdefault("new_notifications", []).append((post.account_id, insert_id))
+
+
+async def likers(
+    db: AsyncSession, viewer: policy.Viewer, post_id: int, *, limit: int = 40
+) -> list[Account]:
+    """Who liked a post the viewer may see, newest first (not people either side blocks)."""
+    post = await get_visible_post(db, viewer, post_id)
+    stmt = (
+        select(Account)
+        .join(Like, Like.account_id == Account.id)
+        .where(Like.post_id == post.id, Account.suspended_at.is_(None))
+        .order_by(Like.id.desc())
+        .limit(limit)
+    )
+    if viewer.account_id is not None:
+        stmt = stmt.where(~policy.blocked_between_clause(viewer.account_id, Account.id))
+    return list((await db.scalars(stmt)).all())
+
+
+async def boosters(
+    db: AsyncSession, viewer: policy.Viewer, post_id: int, *, limit: int = 40
+) -> list[Account]:
+    """Who boosted a post the viewer may see, newest first (not people either side blocks)."""
+    post = await get_visible_post(db, viewer, post_id)
+    stmt = (
+        select(Account)
+        .join(Post, Post.account_id == Account.id)
+        .where(Post.reblog_of_id == post.id, Account.suspended_at.is_(None))
+        .order_by(Post.id.desc())
+        .limit(limit)
+    )
+    if viewer.account_id is not None:
+        stmt = stmt.where(~policy.blocked_between_clause(viewer.account_id, Account.id))
+    return list((await db.scalars(stmt)).all())
