@@ -61,12 +61,13 @@ def blocked_between_clause(viewer_id: int, author_id_col: Any) -> ColumnElement[
     )
 
 
-def muted_clause(viewer_id: int, author_id_col: Any) -> ColumnElement[bool]:
-    """True when the viewer mutes the author (and the mute has not expired)."""
+def muted_clause(viewer_id: Any, author_id_col: Any, now: Any = None) -> ColumnElement[bool]:
+    """True when the viewer mutes the author (and the mute has not expired). `now` may be a
+    bound parameter, so a statement built once can be run at any time."""
     return exists().where(
         Mute.account_id == viewer_id,
         Mute.target_id == author_id_col,
-        or_(Mute.expires_at.is_(None), Mute.expires_at > utcnow()),
+        or_(Mute.expires_at.is_(None), Mute.expires_at > (utcnow() if now is None else now)),
     )
 
 
@@ -115,7 +116,7 @@ def post_visible_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bool]
     return and_(own, ~hidden_original)
 
 
-def not_muted_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bool]:
+def not_muted_clause(viewer: Viewer, post: Any = Post, now: Any = None) -> ColumnElement[bool]:
     """SQL: the viewer does not mute the post's author (nor, for a boost, the original's)."""
     if viewer.account_id is None:
         return true()
@@ -123,10 +124,10 @@ def not_muted_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bool]:
     muted_original = exists(
         select(original.id).where(
             original.id == post.reblog_of_id,
-            muted_clause(viewer.account_id, original.account_id),
+            muted_clause(viewer.account_id, original.account_id, now),
         )
     )
-    return and_(~muted_clause(viewer.account_id, post.account_id), ~muted_original)
+    return and_(~muted_clause(viewer.account_id, post.account_id, now), ~muted_original)
 
 
 def publicly_listed_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bool]:
