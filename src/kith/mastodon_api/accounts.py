@@ -164,16 +164,7 @@ async def relationships(
         aid = parse_id(str(raw))
         if aid is None or await db.get(Account, aid) is None:
             continue
-        rel = await graph.relationship(db, auth.account.id, aid)
-        follow = await db.get(Follow, (auth.account.id, aid))
-        out.append(
-            entities.relationship(
-                aid,
-                rel,
-                show_reblogs=follow.show_reblogs if follow else True,
-                notify=follow.notify if follow else False,
-            )
-        )
+        out.append(await _rel(db, auth.account.id, aid))
     return out
 
 
@@ -257,6 +248,7 @@ async def following(
 
 
 async def _rel(db: AsyncSession, me: int, other: int) -> dict[str, Any]:
+    """The Relationship entity of `me` to `other`, with the follow's reblogs/notify switches."""
     rel = await graph.relationship(db, me, other)
     follow = await db.get(Follow, (me, other))
     return entities.relationship(

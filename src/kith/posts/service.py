@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -687,16 +687,8 @@ async def likers(
 ) -> list[Account]:
     """Who liked a post the viewer may see, newest first (not people either side blocks)."""
     post = await get_visible_post(db, viewer, post_id)
-    stmt = (
-        select(Account)
-        .join(Like, Like.account_id == Account.id)
-        .where(Like.post_id == post.id, Account.suspended_at.is_(None))
-        .order_by(Like.id.desc())
-        .limit(limit)
-    )
-    if viewer.account_id is not None:
-        stmt = stmt.where(~policy.blocked_between_clause(viewer.account_id, Account.id))
-    return list((await db.scalars(stmt)).all())
+    stmt = select(Account).join(Like, Like.account_id == Account.id).where(Like.post_id == post.id)
+    return await _people(db, viewer, stmt.order_by(Like.id.desc()), limit)
 
 
 async def boosters(
@@ -707,10 +699,16 @@ async def boosters(
     stmt = (
         select(Account)
         .join(Post, Post.account_id == Account.id)
-        .where(Post.reblog_of_id == post.id, Account.suspended_at.is_(None))
-        .order_by(Post.id.desc())
-        .limit(limit)
+        .where(Post.reblog_of_id == post.id)
     )
+    return await _people(db, viewer, stmt.order_by(Post.id.desc()), limit)
+
+
+async def _people(
+    db: AsyncSession, viewer: policy.Viewer, stmt: Select[Account], limit: int
+) -> list[Account]:
+    """Run an ordered accounts query, leaving out suspended accounts and blocks either way."""
+    stmt = stmt.where(Account.suspended_at.is_(None)).limit(limit)
     if viewer.account_id is not None:
         stmt = stmt.where(~policy.blocked_between_clause(viewer.account_id, Account.id))
     return list((await db.scalars(stmt)).all())
