@@ -38,13 +38,17 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("plain text, no mentions, no hashtags", "Walked the river path today, lovely light", {}),
     ("2 hashtags only", "Walked the river path today #photography #walks", {}),
     ("2 mentions only", "Walked the river path today @{m1} @{m2}", {}),
-    ("2 mentions + 2 hashtags, notify() skipped", FULL, {"notify": True}),
+    ("2 mentions + 2 hashtags, notifications skipped", FULL, {"notify": True}),
     ("2 mentions + 2 hashtags, can_see_post() skipped", FULL, {"can_see_post": True}),
 ]
 
 
 async def _skip_notify(*_a: Any, **_k: Any) -> None:
     return None
+
+
+async def _skip_notify_many(*_a: Any, **_k: Any) -> dict[int, int]:
+    return {}
 
 
 async def _always_visible(*_a: Any, **_k: Any) -> bool:
@@ -67,6 +71,7 @@ async def main(url: str, n: int) -> None:
         )
     names = [a.username for a in authors]
     real_notify, real_can_see = notifications.notify, policy.can_see_post
+    real_notify_many = notifications.notify_many
 
     def post_one(template: str) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
@@ -81,6 +86,9 @@ async def main(url: str, n: int) -> None:
     try:
         for label, template, skip in CASES:
             notifications.notify = _skip_notify if skip.get("notify") else real_notify
+            notifications.notify_many = (
+                _skip_notify_many if skip.get("notify") else real_notify_many
+            )
             policy.can_see_post = _always_visible if skip.get("can_see_post") else real_can_see
             one = post_one(template)
             for _ in range(5):
@@ -93,6 +101,7 @@ async def main(url: str, n: int) -> None:
             print(f"{label:50} {cpu:12.1f} {wall:13.1f}", flush=True)
     finally:
         notifications.notify, policy.can_see_post = real_notify, real_can_see
+        notifications.notify_many = real_notify_many
         await rt.close()
 
 

@@ -18,15 +18,28 @@ Decisions (see docs/architecture.md):
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select, true
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    false,
+    not_,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from kith.accounts.models import Account, User, UserState
-from kith.db import utcnow
+from kith.db import UTCDateTime, utcnow
 from kith.graph.models import Block, Follow, Mute
 from kith.media.models import MediaAttachment
 from kith.moderation.models import Report
@@ -191,8 +204,30 @@ def account_search_clause(viewer: Viewer, exact_match: ColumnElement[bool]) -> C
 
 async def can_see_post(db: AsyncSession, viewer: Viewer, post: Post) -> bool:
     """May `viewer` see this post (post page, thread, notification, stream event)?"""
-    stmt = select(true()).where(Post.id == post.id, post_visible_clause(viewer, Post))
-    return (await db.execute(stmt)).first() is not None
+    stmt = _prebuilt_can_see(viewer.account_id is None)
+    params = {"post_id": post.id, "viewer_id": viewer.account_id}
+    return (await db.execute(stmt, params)).first() is not None
+
+
+_CAN_SEE_STATEMENTS: dict[bool, Select[Any]] = {}
+
+
+def _prebuilt_can_see(anonymous: bool) -> Select[Any]:
+    """`can_see_post`'s statement, built once per process with the viewer and the post bound:
+    building the clause tree costs ~2 ms of CPU, running it a fraction of that."""
+    stmt = _CAN_SEE_STATEMENTS.get(anonymous)
+    if stmt is None:
+        viewer = ANONYMOUS if anonymous else Viewer(_param("viewer_id"))
+        stmt = select(true()).where(
+            Post.id == bindparam("post_id", type_=BigInteger()), post_visible_clause(viewer, Post)
+        )
+        _CAN_SEE_STATEMENTS[anonymous] = stmt
+    return stmt
+
+
+def _param(name: str) -> Any:
+    """A bound 64-bit id standing for a viewer in a statement built once."""
+    return bindparam(name, type_=BigInteger())
 
 
 async def can_see_media(db: AsyncSession, viewer: Viewer, media: MediaAttachment) -> bool:
@@ -254,24 +289,67 @@ def can_delete_post(viewer: Viewer, post: Post) -> bool:
     return can_edit_post(viewer, post) or viewer.is_admin
 
 
+def notification_wanted_clause(recipient_col: Any, actor_id: Any, now: Any) -> ColumnElement[bool]:
+    """SQL: the recipient would want a notification caused by `actor_id`: it is not their own
+    doing, neither blocks the other, and the recipient does not mute the actor with
+    notifications hidden (an unexpired mute)."""
+    muted_notifications = exists().where(
+        Mute.account_id == recipient_col,
+        Mute.target_id == actor_id,
+        Mute.hide_notifications.is_(True),
+        or_(Mute.expires_at.is_(None), Mute.expires_at > now),
+    )
+    return and_(
+        recipient_col != actor_id,
+        ~blocked_between_clause(recipient_col, actor_id),
+        ~muted_notifications,
+    )
+
+
 async def should_notify(db: AsyncSession, recipient_id: int, actor_id: int) -> bool:
     """Would `recipient` want a notification caused by `actor`? Not if either blocks the
     other, nor if the recipient mutes the actor with notifications hidden."""
     if recipient_id == actor_id:
         return False
-    if await is_blocked_between(db, recipient_id, actor_id):
-        return False
-    muted = await db.scalar(
-        select(
-            exists().where(
-                Mute.account_id == recipient_id,
-                Mute.target_id == actor_id,
-                Mute.hide_notifications.is_(True),
-                or_(Mute.expires_at.is_(None), Mute.expires_at > utcnow()),
+    return bool(await notifiable_ids(db, [recipient_id], actor_id))
+
+
+_NOTIFIABLE_STATEMENT: list[Select[Any]] = []
+
+
+async def notifiable_ids(
+    db: AsyncSession, recipient_ids: Collection[int], actor_id: int, post_id: int | None = None
+) -> set[int]:
+    """Which of these recipients may be notified of something `actor_id` did (about `post_id`,
+    which each must be able to see): the batch form of `should_notify` + `can_see_post`.
+
+    Blocks and mutes are decided for all recipients in one statement built once per process;
+    the post's visibility then per remaining recipient, with `can_see_post`'s prebuilt
+    statement (its subqueries need the viewer as a value: SQL correlation reaches only the
+    enclosing SELECT, not a recipient row two levels up)."""
+    if not recipient_ids:
+        return set()
+    if not _NOTIFIABLE_STATEMENT:
+        # An alias, so no subquery on `accounts` is correlated to the recipient row.
+        recipient = aliased(Account)
+        wanted = notification_wanted_clause(
+            recipient.id, _param("actor_id"), bindparam("now", type_=UTCDateTime())
+        )
+        _NOTIFIABLE_STATEMENT.append(
+            select(recipient.id).where(
+                recipient.id.in_(bindparam("recipient_ids", expanding=True)), wanted
             )
         )
-    )
-    return not muted
+    params = {"recipient_ids": list(recipient_ids), "actor_id": actor_id, "now": utcnow()}
+    ids = set((await db.scalars(_NOTIFIABLE_STATEMENT[0], params)).all())
+    if post_id is None:
+        return ids
+    see = _prebuilt_can_see(anonymous=False)
+    return {
+        rid
+        for rid in sorted(ids)
+        if (await db.execute(see, {"post_id": post_id, "viewer_id": rid})).first() is not None
+    }
 
 
 def can_moderator_see_reported_post(viewer: Viewer, report: Report, post: Post) -> bool:

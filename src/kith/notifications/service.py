@@ -31,29 +31,56 @@ async def notify(
     not want it; a duplicate (same recipient, type, actor, post) is a no-op. Returns the id,
     or None when nothing was added. The caller publishes `notification` events after commit
     with `publish_notifications`."""
-    if not await policy.should_notify(db, recipient_id, from_account_id):
-        return None
-    if post_id is not None:
-        post = await db.get(Post, post_id)
-        if post is None or not await policy.can_see_post(db, policy.Viewer(recipient_id), post):
-            return None
-    nid = new_id()
-    values = dict(
-        id=nid,
-        account_id=recipient_id,
-        type=str(type),
+    added = await notify_many(
+        db,
+        recipient_ids=[recipient_id],
+        type=type,
         from_account_id=from_account_id,
         post_id=post_id,
         report_id=report_id,
-        created_at=utcnow(),
     )
+    return added.get(recipient_id)
+
+
+async def notify_many(
+    db: AsyncSession,
+    *,
+    recipient_ids: Sequence[int],
+    type: NotificationType,
+    from_account_id: int,
+    post_id: int | None = None,
+    report_id: int | None = None,
+) -> dict[int, int]:
+    """`notify` for several recipients at once: one policy query decides who may be notified
+    (blocks, mutes, and whether each can see the post), one insert adds them. Returns
+    {recipient id: notification id} for the ones added."""
+    wanted = await policy.notifiable_ids(db, set(recipient_ids), from_account_id, post_id)
+    if not wanted:
+        return {}
+    now = utcnow()
+    rows = [
+        dict(
+            id=new_id(),
+            account_id=recipient_id,
+            type=str(type),
+            from_account_id=from_account_id,
+            post_id=post_id,
+            report_id=report_id,
+            created_at=now,
+        )
+        for recipient_id in sorted(wanted)
+    ]
     insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
+    # One statement (compiled once, cached) with the rows as parameters.
     result = await db.execute(
-        insert(Notification).values(**values).on_conflict_do_nothing().returning(Notification.id)
+        insert(Notification)
+        .on_conflict_do_nothing()
+        .returning(Notification.account_id, Notification.id),
+        rows,
     )
-    added = result.scalar_one_or_none()
-    if added is not None:
-        db.info.setdefault("new_notifications", []).append((recipient_id, added))
+    added = {account_id: nid for account_id, nid in result.all()}
+    pending = db.info.setdefault("new_notifications", [])
+    pending.extend(sorted(added.items(), key=lambda item: item[1]))
     return added
 
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -139,19 +141,29 @@ async def _render(db: AsyncSession, source: str) -> tuple[str, list[Account], li
     return html, mentioned, list(parsed.hashtags)
 
 
+async def _tag_ids(db: AsyncSession, tags: list[str]) -> dict[str, int]:
+    """Ids of these hashtags (deduplicated, in order), creating the new ones: one lookup for
+    all, one insert for the missing (a tag created meanwhile by a concurrent post is fine)."""
+    names = list(dict.fromkeys(tags))
+    if not names:
+        return {}
+    ids = dict((await db.execute(select(Tag.name, Tag.id).where(Tag.name.in_(names)))).all())
+    missing = [name for name in names if name not in ids]
+    if missing:
+        insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
+        await db.execute(
+            insert(Tag).on_conflict_do_nothing(),
+            [{"id": new_id(), "name": n, "display_name": n} for n in missing],
+        )
+        found = await db.execute(select(Tag.name, Tag.id).where(Tag.name.in_(missing)))
+        ids.update(dict(found.all()))
+    return {name: ids[name] for name in names}
+
+
 async def _attach_tags(db: AsyncSession, post_id: int, tags: list[str]) -> None:
-    for name in dict.fromkeys(tags):
-        tag_id = await db.scalar(select(Tag.id).where(Tag.name == name))
-        if tag_id is None:
-            try:
-                async with db.begin_nested():
-                    tag = Tag(name=name, display_name=name)
-                    db.add(tag)
-                    await db.flush()
-                    tag_id = tag.id
-            except IntegrityError:  # created by a concurrent post
-                tag_id = await db.scalar(select(Tag.id).where(Tag.name == name))
-        db.add(PostTag(tag_id=tag_id, post_id=post_id))
+    """Link the post to its hashtags, creating the new ones."""
+    tag_ids = await _tag_ids(db, tags)
+    db.add_all(PostTag(tag_id=tag_id, post_id=post_id) for tag_id in tag_ids.values())
 
 
 async def get_visible_post(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> Post:
@@ -199,11 +211,11 @@ async def create_post(db: AsyncSession, author: Account, data: PostInput) -> Pos
         created_at=utcnow(),
     )
     post.uri = f"{settings.base_url}/@{author.username}/{post.id}"
+    tag_ids = await _tag_ids(db, tags)
     db.add(post)
-    await db.flush()
-    for acc in mentioned:
-        db.add(Mention(post_id=post.id, account_id=acc.id))
-    await _attach_tags(db, post.id, tags)
+    await db.flush()  # the post first: its mentions and tags refer to it
+    db.add_all(Mention(post_id=post.id, account_id=acc.id) for acc in mentioned)
+    db.add_all(PostTag(tag_id=tag_id, post_id=post.id) for tag_id in tag_ids.values())
     if data.media_ids:
         try:
             await media.attach(db, author, post, data.media_ids)
@@ -238,17 +250,14 @@ async def create_post(db: AsyncSession, author: Account, data: PostInput) -> Pos
             from_account_id=author.id,
             post_id=post.id,
         )
-    for acc in mentioned:
-        if parent is not None and acc.id == parent.account_id:
-            continue
-        await notifications.notify(
-            db,
-            recipient_id=acc.id,
-            type=NotificationType.MENTION,
-            from_account_id=author.id,
-            post_id=post.id,
-        )
-    await search.index_post(db, post)
+    await notifications.notify_many(
+        db,
+        recipient_ids=[a.id for a in mentioned if parent is None or a.id != parent.account_id],
+        type=NotificationType.MENTION,
+        from_account_id=author.id,
+        post_id=post.id,
+    )
+    await search.index_post(db, post, new=True)
     await db.commit()
     await _announce(db, "post.created", post)
     return post

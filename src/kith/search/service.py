@@ -107,9 +107,10 @@ def _dialect(db: AsyncSession) -> str:
     return db.get_bind().dialect.name
 
 
-async def index_post(db: AsyncSession, post: Post) -> None:
-    """(Re)index a post in the caller's transaction; call after it is flushed. Boosts carry
-    no text of their own and are not indexed."""
+async def index_post(db: AsyncSession, post: Post, *, new: bool = False) -> None:
+    """(Re)index a post in the caller's transaction; call after it is flushed (`new`: it was
+    never indexed, so there is nothing to replace). Boosts carry no text of their own and are
+    not indexed."""
     if post.reblog_of_id is not None:
         return
     body = post_document(post)
@@ -120,8 +121,9 @@ async def index_post(db: AsyncSession, post: Post) -> None:
             .values(search_document=func.to_tsvector(_SIMPLE, cast(body, Text)))
         )
         return
-    await db.execute(delete(_posts_fts).where(_posts_fts.c.rowid == post.id))
-    await db.execute(insert(_posts_fts).values(rowid=post.id, body=body))
+    if not new:
+        await db.execute(delete(_posts_fts).where(_posts_fts.c.rowid == post.id))
+    await db.execute(insert(_posts_fts), {"rowid": post.id, "body": body})
 
 
 async def unindex_post(db: AsyncSession, post: Post) -> None:
