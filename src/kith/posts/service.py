@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import NamedTuple
 
 from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -118,24 +119,27 @@ def _check_content(db: AsyncSession, data: PostInput, *, may_be_empty: bool = Fa
         raise ValidationFailed("Unknown audience.", field="visibility") from None
 
 
-async def _render(db: AsyncSession, source: str) -> tuple[str, list[Account], list[str]]:
+class _Mentioned(NamedTuple):
+    id: int
+    username: str
+    username_key: str
+
+
+async def _render(db: AsyncSession, source: str) -> tuple[str, list[_Mentioned], list[str]]:
     """HTML of the source, the local accounts it mentions, and its hashtags."""
     parsed = text.parse_text(source)
     base = runtime_of(db).settings.base_url
     local_names = [m for m in parsed.mentions if "@" not in m]
-    mentioned: list[Account] = []
+    mentioned: list[_Mentioned] = []
     if local_names:
-        mentioned = list(
-            (
-                await db.scalars(
-                    select(Account).where(
-                        Account.username_key.in_(local_names),
-                        Account.domain == "",
-                        Account.suspended_at.is_(None),
-                    )
-                )
-            ).all()
+        rows = await db.execute(
+            select(Account.id, Account.username, Account.username_key).where(
+                Account.username_key.in_(local_names),
+                Account.domain == "",
+                Account.suspended_at.is_(None),
+            )
         )
+        mentioned = [_Mentioned(*row) for row in rows]
     urls = {a.username_key: f"{base}/@{a.username}" for a in mentioned}
     html = text.render_post(source, mention_urls=urls, hashtag_url=lambda t: f"{base}/tags/{t}")
     return html, mentioned, list(parsed.hashtags)
