@@ -135,6 +135,17 @@ IN_SEARCH = {
     "direct": ".         Y      .        .        Y         .       .       .     .",
 }
 
+# ActivityPub GETs (the post's URI, the outbox) by an unsigned fetch: what an anonymous visitor
+# may open. Only "anonymous" exists today: a signed-in browser's cookie doesn't count there
+# (tests/federation/test_objects.py), and fetches signed by a follower's server come with HTTP
+# signature verification (federation.routes.fetch_viewer), when these "~" get their answers.
+AS2_UNSIGNED = {
+    "public": "Y         ~      ~        ~        ~         ~       ~       ~     ~",
+    "unlisted": "Y         ~      ~        ~        ~         ~       ~       ~     ~",
+    "private": ".         ~      ~        ~        ~         ~       ~       ~     ~",
+    "direct": ".         ~      ~        ~        ~         ~       ~       ~     ~",
+}
+
 
 def expected(table: dict[str, str], audience: str, viewer: str) -> bool | None:
     """The table's answer (None where the surface does not exist for this viewer)."""
@@ -472,6 +483,37 @@ async def search_service(w: World, audience: str, who: str) -> bool:
     return w.matrix_post[audience].id in {getattr(p, "id", p) for p in found}
 
 
+AS2_ACCEPT = {"Accept": "application/activity+json"}
+
+
+async def as2_post_get(w: World, audience: str, who: str) -> bool:
+    """GET the post's ActivityPub URI (and its page URL negotiated to AS2): 200 or 404."""
+    p = w.matrix_post[audience]
+    client = w.browsers[who].client
+    answers = []
+    for url in (f"/users/author/statuses/{p.id}", f"/@author/{p.id}"):
+        r = await client.get(url, headers=AS2_ACCEPT)
+        assert r.status_code in (200, 404), (url, r.status_code)
+        assert (r.status_code == 200) == (f"/statuses/{p.id}" in r.text)
+        answers.append(r.status_code == 200)
+    assert answers[0] == answers[1]
+    return answers[0]
+
+
+async def as2_outbox(w: World, audience: str, who: str) -> bool:
+    """The author's outbox, first page: is the post's Create there?"""
+    key = ("outbox", who)
+    if key not in w.cache:
+        r = await w.browsers[who].client.get("/users/author/outbox?page=true", headers=AS2_ACCEPT)
+        assert r.status_code == 200
+        w.cache[key] = r.json()["orderedItems"]
+    p = w.matrix_post[audience]
+    return any(
+        i["type"] == "Create" and i["object"]["id"].endswith(f"/statuses/{p.id}")
+        for i in w.cache[key]
+    )
+
+
 SURFACES: dict[str, tuple[Check, dict[str, str]]] = {
     "post page": (post_page, OPENS_BY_LINK),
     "policy.can_see_post": (can_see_post, OPENS_BY_LINK),
@@ -495,6 +537,8 @@ SURFACES: dict[str, tuple[Check, dict[str, str]]] = {
     "stream local filter": (stream_local_filter, IN_PUBLIC_LISTS),
     "stream local SSE": (stream_local_sse, IN_PUBLIC_LISTS),
     "search": (search_service, IN_SEARCH),
+    "ActivityPub post GET": (as2_post_get, AS2_UNSIGNED),
+    "ActivityPub outbox": (as2_outbox, AS2_UNSIGNED),
 }
 
 CASES = [
@@ -581,6 +625,10 @@ async def test_suspended_author__vanishes_from_every_surface(world: World) -> No
             v = world.viewer(who)
             # Then no one opens any of its posts, by link or by page
             r = await world.browsers[who].client.get(f"/@author/{world.matrix_post['public'].id}")
+            assert r.status_code == 404, who
+            r = await world.browsers[who].client.get(
+                f"/users/author/statuses/{world.matrix_post['public'].id}", headers=AS2_ACCEPT
+            )
             assert r.status_code == 404, who
             async with world.rt.sessions() as db:
                 for p in everything:

@@ -23,6 +23,8 @@ from kith.accounts.service import LoginThrottle
 from kith.accounts.two_factor import SecondFactorThrottle
 from kith.config import Settings, get_settings
 from kith.errors import KithError, RateLimited
+from kith.federation import inbox_routes as federation_inbox
+from kith.federation import routes as federation
 from kith.jobs.worker import work_forever
 from kith.mastodon_api.ratelimit import ApiRateLimiter
 from kith.runtime import Runtime
@@ -98,6 +100,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Kith", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Before the pages: `/@name` and `/@name/ID` answer ActivityPub JSON when asked for it.
+    app.include_router(federation.negotiated)
+    app.include_router(federation.router)
+    app.include_router(federation_inbox.router)
     for module in (auth, timelines, posts, profiles, notifications, stream, settings_pages, media):
         app.include_router(module.router)
     app.include_router(oauth_pages.router)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated
+import os
+from typing import Annotated, Any
 
 import typer
 from sqlalchemy import select
@@ -39,6 +40,14 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default KITH_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default KITH_PORT).")] = None,
     worker: Annotated[bool, typer.Option(help="Run a job worker in this process too.")] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Web processes sharing the port (one per core). More than one needs "
+            "KITH_REDIS_URL, so live updates reach every process.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the web app (with an in-process job worker unless --no-worker)."""
     import uvicorn
@@ -48,8 +57,7 @@ def serve(
     _logging()
     settings = get_settings()
     settings.run_worker = worker
-    uvicorn.run(
-        create_app(settings),
+    options: dict[str, Any] = dict(
         host=host or settings.host,
         port=port or settings.port,
         log_level=settings.log_level,
@@ -57,6 +65,20 @@ def serve(
         timeout_graceful_shutdown=5,
         proxy_headers=False,
     )
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    if not settings.redis_url:
+        raise typer.BadParameter(
+            "several processes need KITH_REDIS_URL: without it a post made through one "
+            "process would not reach live timelines served by another",
+            param_hint="--workers",
+        )
+    # Each process builds its app from the environment: pass on what the options changed,
+    # and make the generated secret before the processes start, so they all share it.
+    settings.effective_secret_key()
+    os.environ["KITH_RUN_WORKER"] = "true" if worker else "false"
+    uvicorn.run("kith.app:create_app", factory=True, workers=workers, **options)
 
 
 @app.command("worker")

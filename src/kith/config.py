@@ -45,6 +45,18 @@ class Settings(BaseSettings):
     login_window_seconds: int = 300
     log_level: str = "info"
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=60)
+    # Outbound HTTP (kith.net). Off by default: fetching loopback/private addresses is how
+    # SSRF attacks reach internal services. Tests and local federation turn one of them on.
+    federation_allow_private: bool = False  # any private/loopback address, and plain http
+    # Comma-separated hosts ("peer.lan", "127.0.0.2:8001") or networks ("127.0.0.0/8") that
+    # may be reached even though private, and over plain http.
+    federation_allowed_hosts: str = ""
+    federation_max_response_bytes: int = 2 * 1024 * 1024
+    federation_fetch_seconds: float = Field(default=30.0, gt=0)  # total, per request
+
+    @property
+    def federation_allowed_host_list(self) -> list[str]:
+        return [h.strip().lower() for h in self.federation_allowed_hosts.split(",") if h.strip()]
 
     @property
     def base_url(self) -> str:

@@ -1,6 +1,7 @@
 """Import every module that registers job handlers, so a worker knows them all."""
 
 from kith.accounts import mail  # noqa: F401
+from kith.federation import processing as federation_processing  # noqa: F401
 from kith.jobs import cleanup  # noqa: F401
 from kith.mastodon_api import scheduling  # noqa: F401
 from kith.media import service as media_service  # noqa: F401

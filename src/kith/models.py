@@ -10,7 +10,8 @@ from kith.accounts.models import (  # noqa: F401
     UserSession,
 )
 from kith.db import Base  # noqa: F401
-from kith.filters.models import Filter, FilterKeyword  # noqa: F401
+from kith.federation.models import ActorKey, InboxItem, RemoteActor  # noqa: F401
+from kith.filters.models import Filter, FilterKeyword, FilterStatus  # noqa: F401
 from kith.graph.models import Block, Follow, FollowRequest, Mute  # noqa: F401
 from kith.jobs.models import Job  # noqa: F401
 from kith.lists.models import List, ListMember  # noqa: F401

@@ -18,6 +18,7 @@ Decisions (see docs/architecture.md):
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -266,6 +267,30 @@ async def can_see_network(db: AsyncSession, viewer: Viewer, account: Account) ->
     if account.hide_network and viewer.account_id != account.id:
         return False
     return not await is_blocked_between(db, viewer.account_id, account.id)
+
+
+class ActorState(enum.StrEnum):
+    """How a local account appears to other servers (its actor, WebFinger, collections)."""
+
+    PUBLISHED = "published"
+    SUSPENDED = "suspended"  # a stub saying so; no profile, posts or network
+    HIDDEN = "hidden"  # not there at all (404): remote, or a sign-up waiting for approval
+
+
+async def actor_state(db: AsyncSession, account: Account) -> ActorState:
+    """Does this account federate? Only local accounts are served; a sign-up that an admin has
+    not approved yet is not shown to anyone (as in account search); a suspended one is a stub
+    (the suspension can be lifted, so peers must not forget the account, as they would on 410)."""
+    if not account.is_local:
+        return ActorState.HIDDEN
+    pending = await db.scalar(
+        select(User.id).where(User.account_id == account.id, User.state == UserState.PENDING)
+    )
+    if pending is not None:
+        return ActorState.HIDDEN
+    if account.suspended_at is not None:
+        return ActorState.SUSPENDED
+    return ActorState.PUBLISHED
 
 
 async def can_interact(db: AsyncSession, viewer: Viewer, post: Post) -> bool:

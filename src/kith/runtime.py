@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from kith.bus import MemoryBus, RedisBus, make_bus
 from kith.config import Settings
 from kith.db import make_engine
+from kith.net import OutboundHttp
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Runtime:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession] = field(init=False)
     bus: MemoryBus | RedisBus = field(init=False)
+    _http: OutboundHttp | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.sessions = async_sessionmaker(
@@ -33,7 +35,17 @@ class Runtime:
     def from_settings(cls, settings: Settings) -> Runtime:
         return cls(settings=settings, engine=make_engine(settings.effective_database_url))
 
+    @property
+    def http(self) -> OutboundHttp:
+        """The process's one outbound HTTP client (SSRF-safe), made when first needed."""
+        if self._http is None:
+            self._http = OutboundHttp(self.settings)
+        return self._http
+
     async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
         await self.bus.close()
         await self.engine.dispose()
 

@@ -63,7 +63,8 @@ class FuzzWorld:
 
 
 async def _build(db: Any) -> tuple[list[str], dict[str, list[str]]]:
-    """Two people who follow each other, posts of each audience, a poll, a list, a filter."""
+    """Two people who follow each other, posts of each audience, a poll, a list, a filter
+    with a keyword and a targeted status."""
     alice, bob = await person(db, "alice"), await person(db, "bob")
     await graph.follow(db, alice.id, bob.id)
     await graph.follow(db, bob.id, alice.id)
@@ -85,6 +86,8 @@ async def _build(db: Any) -> tuple[list[str], dict[str, list[str]]]:
         action="warn",
         expires_in=None,
     )
+    keyword_ids = [str(k.id) for k in (await filters.get_filter(db, viewer(alice), kept.id))[1]]
+    targeted = await filters.add_status(db, viewer(alice), kept.id, reply.id)
     notes = (await db.scalars(select(Notification.id))).all()
     tokens: list[str] = []
     for _ in range(TOKENS_EACH):
@@ -99,6 +102,8 @@ async def _build(db: Any) -> tuple[list[str], dict[str, list[str]]]:
         "account_id": [str(alice.id), str(bob.id)],
         "list_id": [str(shelf.id)],
         "filter_id": [str(kept.id)],
+        "keyword_id": keyword_ids,
+        "filter_status_id": [str(targeted.id)],
         "notification_id": [str(n) for n in notes],
         "hashtag": ["garden"],
         "name": ["garden"],

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -210,6 +211,72 @@ async def relationship(db: AsyncSession, me: int | None, other: int) -> Relation
     )
 
 
+@dataclass(frozen=True)
+class Window:
+    """Which slice of a list of people to read, by the id of the row that links them (the
+    follow, request, block or mute — as Mastodon pages these lists): `max_id` older,
+    `min_id` the page just newer, `since_id` the newest ones above it."""
+
+    max_id: int | None = None
+    since_id: int | None = None
+    min_id: int | None = None
+    limit: int = 40
+
+
+@dataclass(frozen=True)
+class Linked:
+    """A person in a list, with the id of the row that puts them there (the page cursor)."""
+
+    account: Account
+    row_id: int
+
+
+async def _page(
+    db: AsyncSession, stmt: Select[Account, int], row_id: Any, window: Window
+) -> list[Linked]:
+    """Run `select(Account, <row>.id)` as one page, newest row first."""
+    if window.max_id is not None:
+        stmt = stmt.where(row_id < window.max_id)
+    if window.since_id is not None:
+        stmt = stmt.where(row_id > window.since_id)
+    if window.min_id is not None:
+        # The page just above min_id: oldest first from the database, shown newest first.
+        stmt = stmt.where(row_id > window.min_id).order_by(row_id.asc())
+        rows = list((await db.execute(stmt.limit(window.limit))).all())
+        rows.reverse()
+    else:
+        rows = list((await db.execute(stmt.order_by(row_id.desc()).limit(window.limit))).all())
+    return [Linked(a, int(i)) for a, i in rows]
+
+
+async def followers_page(
+    db: AsyncSession, viewer: policy.Viewer, account: Account, window: Window
+) -> list[Linked]:
+    """Who follows `account`, newest follow first — empty when the account hides its network."""
+    if not await policy.can_see_network(db, viewer, account):
+        return []
+    stmt = (
+        select(Account, Follow.id)
+        .join(Follow, Follow.follower_id == Account.id)
+        .where(Follow.followee_id == account.id, Account.suspended_at.is_(None))
+    )
+    return await _page(db, stmt, Follow.id, window)
+
+
+async def following_page(
+    db: AsyncSession, viewer: policy.Viewer, account: Account, window: Window
+) -> list[Linked]:
+    """Whom `account` follows, newest follow first — empty when the account hides its network."""
+    if not await policy.can_see_network(db, viewer, account):
+        return []
+    stmt = (
+        select(Account, Follow.id)
+        .join(Follow, Follow.followee_id == Account.id)
+        .where(Follow.follower_id == account.id, Account.suspended_at.is_(None))
+    )
+    return await _page(db, stmt, Follow.id, window)
+
+
 async def followers(
     db: AsyncSession,
     viewer: policy.Viewer,
@@ -219,17 +286,8 @@ async def followers(
     limit: int = 40,
 ) -> list[Account]:
     """Who follows `account`, newest first — empty when the account hides its network."""
-    if not await policy.can_see_network(db, viewer, account):
-        return []
-    stmt = (
-        select(Account, Follow.id)
-        .join(Follow, Follow.follower_id == Account.id)
-        .where(Follow.followee_id == account.id, Account.suspended_at.is_(None))
-    )
-    if max_id is not None:
-        stmt = stmt.where(Follow.id < max_id)
-    rows = await db.execute(stmt.order_by(Follow.id.desc()).limit(limit))
-    return [a for a, _ in rows.all()]
+    window = Window(max_id=max_id, limit=limit)
+    return [x.account for x in await followers_page(db, viewer, account, window)]
 
 
 async def following(
@@ -241,17 +299,18 @@ async def following(
     limit: int = 40,
 ) -> list[Account]:
     """Whom `account` follows, newest first — empty when the account hides its network."""
-    if not await policy.can_see_network(db, viewer, account):
-        return []
+    window = Window(max_id=max_id, limit=limit)
+    return [x.account for x in await following_page(db, viewer, account, window)]
+
+
+async def follow_requests_page(db: AsyncSession, me: int, window: Window) -> list[Linked]:
+    """People waiting for my approval, newest request first (as Mastodon lists them)."""
     stmt = (
-        select(Account, Follow.id)
-        .join(Follow, Follow.followee_id == Account.id)
-        .where(Follow.follower_id == account.id, Account.suspended_at.is_(None))
+        select(Account, FollowRequest.id)
+        .join(FollowRequest, FollowRequest.follower_id == Account.id)
+        .where(FollowRequest.followee_id == me)
     )
-    if max_id is not None:
-        stmt = stmt.where(Follow.id < max_id)
-    rows = await db.execute(stmt.order_by(Follow.id.desc()).limit(limit))
-    return [a for a, _ in rows.all()]
+    return await _page(db, stmt, FollowRequest.id, window)
 
 
 async def follow_requests(db: AsyncSession, me: int) -> list[Account]:
@@ -280,28 +339,24 @@ async def profile_counts(db: AsyncSession, account_id: int) -> dict[str, int]:
     }
 
 
-async def blocked_accounts(db: AsyncSession, me: int, *, limit: int = 40) -> list[Account]:
-    """Accounts I block, most recent first."""
-    rows = await db.scalars(
-        select(Account)
+async def blocks_page(db: AsyncSession, me: int, window: Window) -> list[Linked]:
+    """Accounts I block, most recent block first."""
+    stmt = (
+        select(Account, Block.id)
         .join(Block, Block.target_id == Account.id)
         .where(Block.account_id == me)
-        .order_by(Block.id.desc())
-        .limit(limit)
     )
-    return list(rows.all())
+    return await _page(db, stmt, Block.id, window)
 
 
-async def muted_accounts(db: AsyncSession, me: int, *, limit: int = 40) -> list[Account]:
-    """Accounts I mute (unexpired), most recent first."""
-    rows = await db.scalars(
-        select(Account)
+async def mutes_page(db: AsyncSession, me: int, window: Window) -> list[Linked]:
+    """Accounts I mute (unexpired), most recent mute first."""
+    stmt = (
+        select(Account, Mute.id)
         .join(Mute, Mute.target_id == Account.id)
         .where(Mute.account_id == me, or_(Mute.expires_at.is_(None), Mute.expires_at > utcnow()))
-        .order_by(Mute.id.desc())
-        .limit(limit)
     )
-    return list(rows.all())
+    return await _page(db, stmt, Mute.id, window)
 
 
 async def familiar_followers(

@@ -24,6 +24,7 @@ from kith.mastodon_api import entities, render
 from kith.mastodon_api.deps import (
     PAGINATION,
     Auth,
+    account_window,
     clamp,
     documented,
     link_header,
@@ -201,8 +202,6 @@ async def account_statuses(
     if p.flag("pinned"):
         pinned = await timelines.pinned(db, auth.viewer, a)
         return JSONResponse(await render.statuses(db, auth.viewer, pinned, context="account"))
-    if p.text("tagged"):
-        return JSONResponse([])  # not yet
     tab = "posts" if p.flag("exclude_replies") else "replies"
     if p.flag("only_media"):
         tab = "media"
@@ -214,6 +213,7 @@ async def account_statuses(
         max_id=parse_id(p.text("max_id")),
         min_id=parse_id(p.text("min_id") or p.text("since_id")),
         limit=clamp(p.integer("limit")),
+        tagged=p.text("tagged") or None,
     )
     posts = [x for x in page.posts if not (p.flag("exclude_reblogs") and x.reblog_of_id)]
     items = await render.statuses(db, auth.viewer, posts, context="account")
@@ -221,29 +221,31 @@ async def account_statuses(
     return JSONResponse(items, headers={"Link": link} if link else {})
 
 
-@router.get("/{account_id}/followers")
+@router.get("/{account_id}/followers", openapi_extra=documented(PAGINATION))
 async def followers(
     account_id: str,
-    limit: int | None = None,
+    request: Request,
     db: AsyncSession = Depends(get_db),
     auth: Auth = Depends(optional_auth),
-) -> list[dict[str, Any]]:
+) -> JSONResponse:
     a = await _account(db, auth.viewer, account_id)
-    return await render.accounts(
-        db, await graph.followers(db, auth.viewer, a, limit=clamp(limit, 40, 80))
+    window = account_window(await read_params(request))
+    return await render.account_page(
+        request, db, await graph.followers_page(db, auth.viewer, a, window)
     )
 
 
-@router.get("/{account_id}/following")
+@router.get("/{account_id}/following", openapi_extra=documented(PAGINATION))
 async def following(
     account_id: str,
-    limit: int | None = None,
+    request: Request,
     db: AsyncSession = Depends(get_db),
     auth: Auth = Depends(optional_auth),
-) -> list[dict[str, Any]]:
+) -> JSONResponse:
     a = await _account(db, auth.viewer, account_id)
-    return await render.accounts(
-        db, await graph.following(db, auth.viewer, a, limit=clamp(limit, 40, 80))
+    window = account_window(await read_params(request))
+    return await render.account_page(
+        request, db, await graph.following_page(db, auth.viewer, a, window)
     )
 
 

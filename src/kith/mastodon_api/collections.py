@@ -17,6 +17,7 @@ from kith.mastodon_api import render
 from kith.mastodon_api.deps import (
     PAGINATION,
     Auth,
+    account_window,
     clamp,
     documented,
     link_header,
@@ -130,25 +131,27 @@ async def set_markers(
     return {k: _marker(m) for k, m in out.items()}
 
 
-@router.get("/blocks")
+@router.get("/blocks", openapi_extra=documented(PAGINATION))
 async def blocks(
-    limit: int | None = None,
+    request: Request,
     db: AsyncSession = Depends(get_db),
     auth: Auth = Depends(scoped("read:blocks")),
-) -> list[dict[str, Any]]:
-    return await render.accounts(
-        db, await graph.blocked_accounts(db, auth.account.id, limit=clamp(limit, 40, 80))
+) -> JSONResponse:
+    window = account_window(await read_params(request))
+    return await render.account_page(
+        request, db, await graph.blocks_page(db, auth.account.id, window)
     )
 
 
-@router.get("/mutes")
+@router.get("/mutes", openapi_extra=documented(PAGINATION))
 async def mutes(
-    limit: int | None = None,
+    request: Request,
     db: AsyncSession = Depends(get_db),
     auth: Auth = Depends(scoped("read:mutes")),
-) -> list[dict[str, Any]]:
-    return await render.accounts(
-        db, await graph.muted_accounts(db, auth.account.id, limit=clamp(limit, 40, 80))
+) -> JSONResponse:
+    window = account_window(await read_params(request))
+    return await render.account_page(
+        request, db, await graph.mutes_page(db, auth.account.id, window)
     )
 
 

@@ -12,6 +12,8 @@ from starlette.requests import HTTPConnection
 from kith import policy
 from kith.accounts.models import Account, User
 from kith.errors import KithError, ValidationFailed
+from kith.graph.service import Window
+from kith.mastodon_api.params import Params
 from kith.oauth import service as oauth
 from kith.oauth.scopes import satisfies
 from kith.web.deps import get_db
@@ -130,6 +132,17 @@ def parse_id(value: str | int | None) -> int | None:
         return None
     number = int(s)
     return number if number <= MAX_ID else None
+
+
+def account_window(p: Params) -> Window:
+    """max_id / since_id / min_id / limit of a list of accounts (40 by default, at most 80, as
+    Mastodon), read by the id of the row behind each account."""
+    return Window(
+        max_id=parse_id(p.text("max_id")),
+        since_id=parse_id(p.text("since_id")),
+        min_id=parse_id(p.text("min_id")),
+        limit=clamp(p.integer("limit"), 40, 80),
+    )
 
 
 def link_header(request: Request, items: list[Any], key: Callable[[Any], int]) -> str | None:

@@ -282,16 +282,16 @@ def status(settings: Settings, v: PostView, counts: dict[int, Any]) -> Json:
         "filtered": [
             {
                 "filter": {
-                    "id": str(f.id),
-                    "title": f.title,
-                    "context": list(f.contexts),
-                    "expires_at": iso(f.expires_at),
-                    "filter_action": f.action,
+                    "id": str(h.filter.id),
+                    "title": h.filter.title,
+                    "context": list(h.filter.contexts),
+                    "expires_at": iso(h.filter.expires_at),
+                    "filter_action": h.filter.action,
                 },
-                "keyword_matches": None,
-                "status_matches": None,
+                "keyword_matches": h.keyword_matches or None,
+                "status_matches": [str(i) for i in h.status_matches] or None,
             }
-            for f in v.filter_hits
+            for h in v.filter_hits
         ],
     }
 

@@ -17,6 +17,7 @@ from kith.mastodon_api import render
 from kith.mastodon_api.deps import (
     PAGINATION,
     Auth,
+    account_window,
     clamp,
     documented,
     link_header,
@@ -184,11 +185,16 @@ async def dismiss(
     return {}
 
 
-@router.get("/follow_requests")
+@router.get("/follow_requests", openapi_extra=documented(PAGINATION))
 async def follow_requests(
-    db: AsyncSession = Depends(get_db), auth: Auth = Depends(scoped("read:follows"))
-) -> list[dict[str, Any]]:
-    return await render.accounts(db, await graph.follow_requests(db, auth.account.id))
+    request: Request,
+    db: AsyncSession = Depends(get_db),
+    auth: Auth = Depends(scoped("read:follows")),
+) -> JSONResponse:
+    window = account_window(await read_params(request))
+    return await render.account_page(
+        request, db, await graph.follow_requests_page(db, auth.account.id, window)
+    )
 
 
 @router.post("/follow_requests/{account_id}/{decision}")

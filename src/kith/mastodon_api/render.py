@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import Request
+from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
 from kith.accounts.models import Account
 from kith.filters import service as filters
+from kith.graph.service import Linked
 from kith.mastodon_api import entities
+from kith.mastodon_api.deps import link_header
 from kith.posts import presenter
 from kith.posts.models import Post
 from kith.runtime import runtime_of
@@ -39,3 +43,11 @@ async def accounts(db: AsyncSession, rows: list[Account]) -> list[dict[str, Any]
 
 async def one_account(db: AsyncSession, a: Account) -> dict[str, Any]:
     return (await accounts(db, [a]))[0]
+
+
+async def account_page(request: Request, db: AsyncSession, rows: list[Linked]) -> JSONResponse:
+    """A page of accounts with Mastodon's Link header, whose cursors are the ids of the rows
+    behind them (follows, requests, blocks, mutes), not the accounts' ids."""
+    items = await accounts(db, [x.account for x in rows])
+    link = link_header(request, rows, lambda x: x.row_id)
+    return JSONResponse(items, headers={"Link": link} if link else {})

@@ -60,7 +60,7 @@ class PostView:
     can_boost: bool = False
     is_own: bool = False
     filtered: list[str] = field(default_factory=list)  # titles of "warn" filters that matched
-    filter_hits: list[Any] = field(default_factory=list)  # the Filter rows behind `filtered`
+    filter_hits: list[Any] = field(default_factory=list)  # filters.FilterHit behind `filtered`
     media: list[MediaAttachment] = field(default_factory=list)  # attachments, in order
 
     @property

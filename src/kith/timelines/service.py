@@ -273,10 +273,17 @@ async def profile(
     max_id: int | None = None,
     min_id: int | None = None,
     limit: int | None = None,
+    tagged: str | None = None,
 ) -> Page:
     """A profile's posts the viewer may see. Tabs: "posts" (with boosts, without replies to
-    others), "replies" (everything), "media" (their own posts with attachments, no boosts)."""
+    others), "replies" (everything), "media" (their own posts with attachments, no boosts).
+    With `tagged`, only their posts carrying that hashtag (boosts carry none of their own)."""
     stmt = select(Post).where(Post.account_id == account.id, policy.post_visible_clause(viewer))
+    if tagged is not None:
+        tag_id = await db.scalar(select(Tag.id).where(Tag.name == tagged.lstrip("#").casefold()))
+        if tag_id is None:
+            return Page([], None, None)
+        stmt = stmt.where(exists().where(PostTag.post_id == Post.id, PostTag.tag_id == tag_id))
     if tab == "posts":
         stmt = stmt.where(
             or_(Post.in_reply_to_account_id.is_(None), Post.in_reply_to_account_id == account.id)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 23:11:57.819182
+Create Date: 2026-11-26 00:36:08.908162
 """
 
 from collections.abc import Sequence
@@ -92,6 +92,27 @@ def upgrade() -> None:
         sa.Column("updated_at", kith.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_trend_settings")),
     )
+    op.create_table(
+        "actor_keys",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("account_id", sa.BigInteger(), nullable=True),
+        sa.Column("key_id", sa.String(length=512), nullable=False),
+        sa.Column("public_key_pem", sa.Text(), nullable=False),
+        sa.Column("private_key_pem", sa.Text(), nullable=True),
+        sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("fetched_at", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_actor_keys_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_actor_keys")),
+        sa.UniqueConstraint("key_id", name=op.f("uq_actor_keys_key_id")),
+    )
+    with op.batch_alter_table("actor_keys", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_actor_keys_account_id"), ["account_id"], unique=False)
+
     op.create_table(
         "blocks",
         sa.Column("account_id", sa.BigInteger(), nullable=False),
@@ -219,6 +240,38 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_idempotency_keys")),
         sa.UniqueConstraint("account_id", "key", name=op.f("uq_idempotency_keys_account_id_key")),
     )
+    op.create_table(
+        "inbox_items",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("activity_id", sa.String(length=1024), nullable=False),
+        sa.Column("activity_type", sa.String(length=64), nullable=False),
+        sa.Column("actor_uri", sa.String(length=1024), nullable=False),
+        sa.Column("actor_account_id", sa.BigInteger(), nullable=True),
+        sa.Column("recipient_account_id", sa.BigInteger(), nullable=True),
+        sa.Column("activity", sa.JSON(), nullable=False),
+        sa.Column("received_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("processed_at", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("outcome", sa.String(length=500), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["actor_account_id"],
+            ["accounts.id"],
+            name=op.f("fk_inbox_items_actor_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["recipient_account_id"],
+            ["accounts.id"],
+            name=op.f("fk_inbox_items_recipient_account_id_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_inbox_items")),
+        sa.UniqueConstraint("activity_id", name=op.f("uq_inbox_items_activity_id")),
+    )
+    with op.batch_alter_table("inbox_items", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_inbox_items_actor_account_id"), ["actor_account_id"], unique=False
+        )
+
     op.create_table(
         "invites",
         sa.Column("id", sa.BigInteger(), nullable=False),
@@ -377,6 +430,29 @@ def upgrade() -> None:
             "uq_posts_account_id_reblog_of_id", ["account_id", "reblog_of_id"], unique=True
         )
 
+    op.create_table(
+        "remote_actors",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("account_id", sa.BigInteger(), nullable=False),
+        sa.Column("actor_type", sa.String(length=32), nullable=False),
+        sa.Column("inbox_url", sa.String(length=1024), nullable=False),
+        sa.Column("shared_inbox_url", sa.String(length=1024), nullable=True),
+        sa.Column("outbox_url", sa.String(length=1024), nullable=True),
+        sa.Column("followers_url", sa.String(length=1024), nullable=True),
+        sa.Column("following_url", sa.String(length=1024), nullable=True),
+        sa.Column("featured_url", sa.String(length=1024), nullable=True),
+        sa.Column("profile_url", sa.String(length=1024), nullable=True),
+        sa.Column("document", sa.JSON(), nullable=False),
+        sa.Column("fetched_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_remote_actors_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_remote_actors")),
+        sa.UniqueConstraint("account_id", name=op.f("uq_remote_actors_account_id")),
+    )
     op.create_table(
         "reports",
         sa.Column("id", sa.BigInteger(), nullable=False),
@@ -546,6 +622,35 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_filter_keywords_filter_id"), ["filter_id"], unique=False
         )
+
+    op.create_table(
+        "filter_statuses",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("filter_id", sa.BigInteger(), nullable=False),
+        sa.Column("post_id", sa.BigInteger(), nullable=False),
+        sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["filter_id"],
+            ["filters.id"],
+            name=op.f("fk_filter_statuses_filter_id_filters"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["post_id"],
+            ["posts.id"],
+            name=op.f("fk_filter_statuses_post_id_posts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_filter_statuses")),
+        sa.UniqueConstraint(
+            "filter_id", "post_id", name=op.f("uq_filter_statuses_filter_id_post_id")
+        ),
+    )
+    with op.batch_alter_table("filter_statuses", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_filter_statuses_filter_id"), ["filter_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_filter_statuses_post_id"), ["post_id"], unique=False)
 
     op.create_table(
         "likes",
@@ -1036,6 +1141,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_likes_id"))
 
     op.drop_table("likes")
+    with op.batch_alter_table("filter_statuses", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_filter_statuses_post_id"))
+        batch_op.drop_index(batch_op.f("ix_filter_statuses_filter_id"))
+
+    op.drop_table("filter_statuses")
     with op.batch_alter_table("filter_keywords", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_filter_keywords_filter_id"))
 
@@ -1064,6 +1174,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_reports_target_account_id"))
 
     op.drop_table("reports")
+    op.drop_table("remote_actors")
     with op.batch_alter_table("posts", schema=None) as batch_op:
         batch_op.drop_index("uq_posts_account_id_reblog_of_id")
         batch_op.drop_index("ix_posts_visibility_id")
@@ -1084,6 +1195,10 @@ def downgrade() -> None:
 
     op.drop_table("lists")
     op.drop_table("invites")
+    with op.batch_alter_table("inbox_items", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_inbox_items_actor_account_id"))
+
+    op.drop_table("inbox_items")
     op.drop_table("idempotency_keys")
     with op.batch_alter_table("follows", schema=None) as batch_op:
         batch_op.drop_index("ix_follows_followee_id")
@@ -1102,6 +1217,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_blocks_target_id"))
 
     op.drop_table("blocks")
+    with op.batch_alter_table("actor_keys", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_actor_keys_account_id"))
+
+    op.drop_table("actor_keys")
     op.drop_table("trend_settings")
     op.drop_table("tags")
     with op.batch_alter_table("jobs", schema=None) as batch_op:

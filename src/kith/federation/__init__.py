@@ -1,0 +1,1 @@
+"""ActivityPub federation: actor keys, local URIs, discovery, actor and object documents."""
