@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export KITH_HOST ?= 127.0.0.1
 export KITH_PORT ?= 8000
 
-.PHONY: run test setup static chromium lint typecheck test-sqlite test-postgres bench clean migration
+.PHONY: run test setup static chromium wrk lint typecheck test-sqlite test-postgres bench clean migration
 
 setup: $(VENV)/.stamp-deps static
 
@@ -26,6 +26,10 @@ static: node_modules/.stamp-npm
 # Debian's Chromium for the browser tests (never `playwright install`: it downloads a browser).
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+# Debian's wrk, the HTTP load generator of bench/api.py.
+wrk:
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 
 run: setup
 	$(BIN)/kith migrate
@@ -51,8 +55,9 @@ test-sqlite: setup
 test-postgres: setup
 	KITH_TEST_DB=postgres KITH_TEST_POSTGRES_URL="$$(scripts/test-postgres-url)" $(BIN)/python -m pytest -q
 
-bench: setup
+bench: setup wrk
 	$(BIN)/python bench/timelines.py
+	$(BIN)/python bench/api.py
 
 # While the schema is young: rebuild the single initial migration from the models.
 migration: setup

@@ -85,8 +85,9 @@ def _load_sqlite(path: Path, scale: Scale) -> dict[str, Any]:
     return facts_to_json(world.facts())
 
 
-def prepare_sqlite(scale: Scale, *, reseed: bool) -> Prepared:
-    """A working copy of the cached seeded SQLite file (seeding it first when needed)."""
+def prepare_sqlite(scale: Scale, *, reseed: bool, work_name: str = "run-sqlite.db") -> Prepared:
+    """A working copy of the cached seeded SQLite file (seeding it first when needed), named
+    `work_name` under var/bench/ (benchmarks that may run side by side use their own)."""
     cache_dir = BENCH_VAR / "cache"
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache = cache_dir / f"kith-{scale.key}-{schema_fingerprint()}.db"
@@ -110,7 +111,7 @@ def prepare_sqlite(scale: Scale, *, reseed: bool) -> Prepared:
         _log(f"seeded SQLite in {seconds:.0f} s ({cache.stat().st_size / 1e6:.0f} MB)")
     else:
         _log(f"reusing cached {cache.name}")
-    work = BENCH_VAR / "run-sqlite.db"
+    work = BENCH_VAR / work_name
     for p in (work, Path(f"{work}-wal"), Path(f"{work}-shm")):
         p.unlink(missing_ok=True)
     shutil.copyfile(cache, work)

@@ -144,9 +144,19 @@ async def sign_in_directly(rt: Runtime, account_ids: list[int]) -> list[str]:
 
 
 class Server:
-    """`kith serve --no-worker` in a child process, on a free loopback port."""
+    """`kith serve --no-worker` in a child process, on a free loopback port (with
+    `--workers N` web processes when asked; they need `redis_url`)."""
 
-    def __init__(self, database_url: str, var_dir: Path, variant: str = "current") -> None:
+    def __init__(
+        self,
+        database_url: str,
+        var_dir: Path,
+        variant: str = "current",
+        *,
+        workers: int = 1,
+        redis_url: str = "",
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("KITH_")}
@@ -156,8 +166,9 @@ class Server:
             KITH_SECRET_KEY="bench-secret-not-for-production",
             KITH_DOMAIN=f"127.0.0.1:{self.port}",
             KITH_LOG_LEVEL="warning",  # no access log line per request
-            KITH_REDIS_URL="",
+            KITH_REDIS_URL=redis_url,  # several workers need it (`kith serve --workers`)
         )
+        env.update(extra_env or {})
         kith = Path(sys.executable).with_name("kith")
         if variant != "current":  # the same command with a proposal swapped in
             cmd = [sys.executable, str(Path(__file__).with_name("serve_variant.py")), variant]
@@ -166,6 +177,8 @@ class Server:
         else:
             cmd = [sys.executable, "-m", "kith.cli"]
         cmd += ["serve", "--no-worker", "--host", "127.0.0.1", "--port", str(self.port)]
+        if workers != 1:
+            cmd += ["--workers", str(workers)]
         var_dir.mkdir(parents=True, exist_ok=True)
         self.log = var_dir / "serve.log"
         self.proc = subprocess.Popen(  # noqa: ASYNC220 (started once, before any load)

@@ -31,6 +31,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -352,12 +353,18 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
-def report(result: dict[str, Any]) -> str:
-    """The results as plain-text tables: one per database, one column per Home variant."""
+Rows = Callable[[dict[str, Any]], list[tuple[str, str, str]]]
+
+
+def report(
+    result: dict[str, Any], rows: Rows = _rows, title: str = "Kith timelines benchmark"
+) -> str:
+    """The results as plain-text tables: one per database, one column per Home variant
+    (bench/api.py passes its own `rows`, with one column per worker count)."""
     m = result["machine"]
     sc = result["scale"]
     lines = [
-        f"Kith timelines benchmark, {m['date_utc']} UTC",
+        f"{title}, {m['date_utc']} UTC",
         f"scale: {sc['accounts']:,} accounts, {sc['posts']:,} posts, ~{sc['follows']} follows each",
         f"machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram_gb']} GB RAM, Python {m['python']}, "
         f"SQLite {m['sqlite']}, PostgreSQL {m['postgresql']}, load avg at start "
@@ -368,7 +375,7 @@ def report(result: dict[str, Any]) -> str:
         for v, res in b["variants"].items():
             if "error" in res:
                 lines.append(f"{b['backend']}/{v} failed: {res['error']}")
-        table = {v: {(lab, tgt): val for lab, tgt, val in _rows(b["variants"][v])} for v in names}
+        table = {v: {(lab, tgt): val for lab, tgt, val in rows(b["variants"][v])} for v in names}
         keys: list[tuple[str, str]] = []
         for v in names:
             keys += [k for k in table[v] if k not in keys]
@@ -393,12 +400,12 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def markdown(result: dict[str, Any]) -> str:
+def markdown(result: dict[str, Any], rows: Rows = _rows) -> str:
     """The same tables as `report`, in Markdown (pasted into docs/benchmarks.md)."""
     out: list[str] = []
     for b in result["backends"]:
         names = [v for v in b["variants"] if "error" not in b["variants"][v]]
-        table = {v: {(lab, tgt): val for lab, tgt, val in _rows(b["variants"][v])} for v in names}
+        table = {v: {(lab, tgt): val for lab, tgt, val in rows(b["variants"][v])} for v in names}
         keys: list[tuple[str, str]] = []
         for v in names:
             keys += [k for k in table[v] if k not in keys]

@@ -443,3 +443,26 @@ async def test_two_servers__mastodon_streaming_api_crosses_processes(
             elif line.startswith("data: ") and event == "update":
                 data = json.loads(line[6:])
         assert data["id"] == r.json()["id"] and data["content"].startswith("<p>across")
+
+
+async def test_api_rate_limit__is_shared_by_every_process_through_redis(redis_url: str) -> None:
+    # Given two processes' limiters (as with `kith serve --workers 2`) on one Redis and prefix
+    from kith.mastodon_api.ratelimit import ApiRateLimiter
+
+    prefix = run_prefix()
+    buses = [RedisBus(redis_url, prefix), RedisBus(redis_url, prefix)]
+    limiters = [ApiRateLimiter(), ApiRateLimiter()]
+    try:
+        # When one person's requests alternate between them
+        used = [
+            (await limiters[i % 2].shared_hit(buses[i % 2], "t:someone", 5))[1] for i in range(7)
+        ]
+        # Then they count one budget, not one each: the 6th request is over the limit of 5
+        assert used == [1, 2, 3, 4, 5, 6, 7]
+        # and another instance (another prefix) has its own
+        other = RedisBus(redis_url, run_prefix())
+        assert (await ApiRateLimiter().shared_hit(other, "t:someone", 5))[1] == 1
+        await other.close()
+    finally:
+        for bus in buses:
+            await bus.close()

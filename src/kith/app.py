@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from kith import (
     handlers,  # noqa: F401  (job handlers)
@@ -33,6 +34,7 @@ from kith.web import (
     admin,
     applications,
     auth,
+    federation_admin,
     media,
     notifications,
     posts,
@@ -44,6 +46,7 @@ from kith.web import (
     trends_admin,
 )
 from kith.web import filters as filter_settings
+from kith.web import migration as migration_pages
 from kith.web import oauth as oauth_pages
 from kith.web import settings as settings_pages  # `settings` is create_app's argument
 from kith.web.deps import SignInRequired
@@ -88,7 +91,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.second_factor_throttle = SecondFactorThrottle()
         app.state.mail_throttle = MailThrottle()
-        worker = asyncio.create_task(work_forever(rt.sessions)) if settings.run_worker else None
+        worker = (
+            asyncio.create_task(work_forever(rt.sessions, idle_sleep=settings.worker_idle_seconds))
+            if settings.run_worker
+            else None
+        )
         try:
             yield
         finally:
@@ -108,10 +115,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(oauth_pages.router)
     app.include_router(applications.router)
-    for module in (search, filter_settings, reports, admin, trends_admin, about):
+    for module in (search, filter_settings, reports, admin, trends_admin, federation_admin, about):
         app.include_router(module.router)
+    app.include_router(migration_pages.router)
     for router in mastodon_api.routers():
         app.include_router(router)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        # The client hung up while its body was being read: nobody is left to answer, and
+        # nothing was written. Not an error of ours (uvicorn would log a traceback).
+        return Response(status_code=400)
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:

@@ -91,6 +91,15 @@ class RedisBus:
         self._redis = aioredis.from_url(url, health_check_interval=30)
         self._prefix = prefix
 
+    @property
+    def client(self) -> aioredis.Redis:
+        """The Redis connection, for other shared state (e.g. rate-limit counters)."""
+        return self._redis
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
     async def publish(self, channel: str, event: Event) -> None:
         """Publish to every process; when Redis is down the event is dropped with a warning
         (the change it announces is already committed, and the caller must not fail)."""

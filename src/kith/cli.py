@@ -11,12 +11,14 @@ import typer
 from sqlalchemy import select
 
 from kith.config import get_settings
+from kith.federation.cli import domain_app
 
 app = typer.Typer(help="Kith: a self-hostable, federated social platform.", no_args_is_help=True)
 user_app = typer.Typer(help="Manage local accounts (non-interactive, for operators and scripts).")
 app.add_typer(user_app, name="user")
 token_app = typer.Typer(help="Access tokens for scripts and bots (Mastodon API).")
 app.add_typer(token_app, name="token")
+app.add_typer(domain_app, name="domain")
 
 
 def _logging() -> None:
@@ -92,7 +94,7 @@ def worker_command() -> None:
     async def main() -> None:
         rt = Runtime.from_settings(get_settings())
         try:
-            await work_forever(rt.sessions)
+            await work_forever(rt.sessions, idle_sleep=rt.settings.worker_idle_seconds)
         finally:
             await rt.close()
 

@@ -53,6 +53,19 @@ class Settings(BaseSettings):
     federation_allowed_hosts: str = ""
     federation_max_response_bytes: int = 2 * 1024 * 1024
     federation_fetch_seconds: float = Field(default=30.0, gt=0)  # total, per request
+    # First delivery retry after this many seconds, doubling each time (tests shorten it).
+    federation_delivery_retry_seconds: float = Field(default=60.0, gt=0)
+    # "Authorized fetch": GETs of our actors, posts and collections must be signed by a remote
+    # actor (401 otherwise); the instance actor, WebFinger and NodeInfo stay open.
+    authorized_fetch: bool = False
+    # How long an idle job worker waits before it looks for due jobs again.
+    worker_idle_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Remote media cache (federation.remote_media): largest remote image fetched, and how many
+    # days a cached copy is kept before it is pruned (and fetched again when someone looks).
+    remote_media_max_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    remote_media_days: int = Field(default=14, ge=0)  # 0 = keep cached copies forever
+    # Remote posts nobody here interacted with are deleted after this many days (0 = never).
+    remote_post_days: int = Field(default=30, ge=0)
 
     @property
     def federation_allowed_host_list(self) -> list[str]:

@@ -2,6 +2,7 @@
 
 from kith.accounts.models import (  # noqa: F401
     Account,
+    AccountStats,
     EmailToken,
     InstanceSettings,
     Invite,
@@ -10,7 +11,14 @@ from kith.accounts.models import (  # noqa: F401
     UserSession,
 )
 from kith.db import Base  # noqa: F401
-from kith.federation.models import ActorKey, InboxItem, RemoteActor  # noqa: F401
+from kith.federation.models import (  # noqa: F401
+    ActorKey,
+    DeliveryHost,
+    DomainBlock,
+    InboxItem,
+    OutboundActivity,
+    RemoteActor,
+)
 from kith.filters.models import Filter, FilterKeyword, FilterStatus  # noqa: F401
 from kith.graph.models import Block, Follow, FollowRequest, Mute  # noqa: F401
 from kith.jobs.models import Job  # noqa: F401

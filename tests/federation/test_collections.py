@@ -92,7 +92,9 @@ async def test_followers_and_following__list_actor_ids(
     db.add(carol)
     await db.commit()
     await graph.follow(db, alice.id, bob.id)
-    await graph.follow(db, alice.id, carol.id)
+    await graph.follow(db, alice.id, carol.id)  # a request, until carol's server accepts
+    assert await graph.accept_outgoing(db, alice.id, carol.id)
+    await db.commit()
     await graph.follow(db, bob.id, alice.id)
     await graph.follow(db, dave.id, alice.id)
     eve = await person(db, "eve")

@@ -274,8 +274,8 @@ async def test_processing__dispatches_by_type(
 
     monkeypatch.setitem(ACTIVITY_HANDLERS, "Like", on_like)
     like = peer.activity("alice", "Like", "http://kith.test/users/bo/statuses/1")
-    follow = peer.activity("alice", "Follow", "http://kith.test/users/bo")
-    for activity in (like, follow):
+    move = peer.activity("alice", "Listen", "https://x.test/tracks/1")  # nobody handles it
+    for activity in (like, move):
         assert (await deliver(fed_settings, *peer.sign(activity)))[0] == 202
     await worker.run_once(rt.sessions, "test-worker")
     items = {
@@ -283,7 +283,7 @@ async def test_processing__dispatches_by_type(
         for i in await db.scalars(select(InboxItem).execution_options(populate_existing=True))
     }
     assert seen == [like["id"]] and items["Like"].outcome == "liked"
-    assert items["Follow"].outcome == NOT_HANDLED and items["Follow"].processed_at is not None
+    assert items["Listen"].outcome == NOT_HANDLED and items["Listen"].processed_at is not None
 
 
 async def test_attack__oversized_body__413_without_reading_it_all(

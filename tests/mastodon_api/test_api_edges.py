@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 from sqlalchemy import func, select
 
+from kith.app import create_app
+from kith.config import Settings
 from kith.posts.models import Post, Visibility
 from tests.mastodon_api.conftest import bearer, token_for
 from tests.world import person, post
@@ -321,3 +325,36 @@ async def test_favourited_and_reblogged_by__list_people_but_not_blocked_ones(
             a["username"] for a in (await api.get(f"/api/v1/statuses/{p.id}/{path}")).json()
         ]
         assert sorted(everyone) == ["bob", "mallory"], path
+
+
+async def test_a_client_hanging_up_mid_body_is_not_a_server_error(settings: Settings) -> None:
+    """The body never arrives (the client disconnected): a quiet 400, no traceback, no 500."""
+    app = create_app(settings)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/v1/apps",
+        "raw_path": b"/api/v1/apps",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"kith.test"), (b"content-type", b"application/json")],
+        "client": ("203.0.113.9", 1234),
+        "server": ("kith.test", 80),
+    }
+    async with app.router.lifespan_context(app):
+        scope["app"] = app
+        scope["state"] = {}
+        await app(scope, receive, send)
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    assert starts and starts[0]["status"] == 400

@@ -45,6 +45,12 @@ class Account(Base):
     silenced_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     uri: Mapped[str | None] = mapped_column(String(512), default=None, unique=True)
+    # Account migration (ActivityPub `alsoKnownAs` / `movedTo`): the actor URIs this account
+    # says it also is, and the account it moved to (federation.moves).
+    also_known_as: Mapped[list[str]] = mapped_column(JSON, default=list)
+    moved_to_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), default=None
+    )
 
     user: Mapped[User | None] = relationship(back_populates="account", uselist=False, lazy="raise")
 
@@ -60,6 +66,23 @@ class Account(Base):
     @property
     def name_to_show(self) -> str:
         return self.display_name or self.username
+
+
+class AccountStats(Base):
+    """What is shown with an account: how many posts (boosts included), followers and
+    follows it has, and when it last posted. Kept by database triggers on `posts` and `follows`
+    (migration 0003), so every way rows come and go (services, federation, cascades) counts,
+    and showing 40 posts' authors never counts a popular account's followers again."""
+
+    __tablename__ = "account_stats"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    statuses_count: Mapped[int] = mapped_column(Integer, default=0)
+    followers_count: Mapped[int] = mapped_column(Integer, default=0)
+    following_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_status_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class UserState(enum.StrEnum):

@@ -126,6 +126,9 @@ async def update_profile(db: AsyncSession, account: Account, data: ProfileInput)
     account.locked = data.locked
     account.discoverable = data.discoverable
     account.hide_network = data.hide_network
+    from kith.federation import outbound  # federation builds on accounts, not the reverse
+
+    await outbound.profile_updated(db, account)
     await db.commit()
     return account
 

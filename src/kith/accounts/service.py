@@ -91,6 +91,20 @@ async def find_local_account(db: AsyncSession, username: str) -> Account | None:
     )
 
 
+async def find_account(db: AsyncSession, acct: str) -> Account | None:
+    """The account an `acct` names: `name` (local), `name@our.domain` (local too) or
+    `name@host` (a remote account already known here; nothing is fetched)."""
+    from kith.runtime import runtime_of
+
+    name, _, host = acct.strip().lstrip("@").partition("@")
+    host = host.lower()
+    if not host or host == runtime_of(db).settings.domain.lower():
+        return await find_local_account(db, name)
+    return await db.scalar(
+        select(Account).where(Account.username_key == name.casefold(), Account.domain == host)
+    )
+
+
 async def get_user(db: AsyncSession, user_id: int) -> User | None:
     return await db.get(User, user_id)
 
@@ -278,6 +292,22 @@ async def session_for_token(db: AsyncSession, token: str) -> UserSession | None:
     if sess is None or sess.expires_at <= utcnow():
         return None
     return sess
+
+
+async def session_and_user(db: AsyncSession, token: str) -> tuple[UserSession, User] | None:
+    """The live session for a cookie token and its user (with the account), in one query."""
+    if not token or len(token) > 100:
+        return None
+    row = (
+        await db.execute(
+            select(UserSession, User)
+            .join(User, User.id == UserSession.user_id)
+            .where(UserSession.token_hash == _token_hash(token))
+        )
+    ).first()
+    if row is None or row[0].expires_at <= utcnow():
+        return None
+    return row[0], row[1]
 
 
 async def end_session(db: AsyncSession, token: str) -> None:

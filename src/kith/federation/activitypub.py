@@ -33,6 +33,8 @@ EXTENSIONS: Json = {
     "blurhash": "toot:blurhash",
     "focalPoint": {"@container": "@list", "@id": "toot:focalPoint"},
     "votersCount": "toot:votersCount",
+    "alsoKnownAs": {"@id": "as:alsoKnownAs", "@type": "@id"},
+    "movedTo": {"@id": "as:movedTo", "@type": "@id"},
     "schema": "http://schema.org#",
     "PropertyValue": "schema:PropertyValue",
     "value": "schema:value",
@@ -86,7 +88,14 @@ def public_key(key: ActorKey, owner: str) -> Json:
     return {"id": key.key_id, "owner": owner, "publicKeyPem": key.public_key_pem}
 
 
-def person(settings: Settings, account: Account, key: ActorKey, *, suspended: bool) -> Json:
+def person(
+    settings: Settings,
+    account: Account,
+    key: ActorKey,
+    *,
+    suspended: bool,
+    moved_to: str | None = None,
+) -> Json:
     """The `Person` of a local account. A suspended account is a stub that says so (as
     Mastodon does for a suspension that can still be lifted): its key and addresses stay, so
     peers keep the account, but nothing about the person is shown."""
@@ -127,6 +136,12 @@ def person(settings: Settings, account: Account, key: ActorKey, *, suspended: bo
     header = _image(settings, account.header_path)
     if header:
         doc["image"] = header
+    # Account migration (federation.moves): the old accounts this one vouches for, and where
+    # this one went.
+    if account.also_known_as:
+        doc["alsoKnownAs"] = list(account.also_known_as)
+    if moved_to:
+        doc["movedTo"] = moved_to
     if suspended:
         doc.update(name="", summary="", attachment=[], suspended=True)
         doc.pop("icon", None)

@@ -18,13 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.accounts.models import Account
 from kith.db import utcnow
-from kith.federation import keys
+from kith.federation import domain_blocks, keys
 from kith.federation.models import ActorKey, RemoteActor
 from kith.federation.origin import ACTOR_TYPES, id_of, origin_of, type_of
 from kith.federation.signatures import sign_request
-from kith.net import FetchError, Signer
+from kith.net import Fetched, FetchError, Signer
 from kith.runtime import runtime_of
-from kith.text import sanitize_remote_html
+from kith.text import html_to_text, sanitize_remote_html
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,15 @@ class ActorFetchFailed(Exception):
     """The actor or key could not be fetched, or the document is not a valid actor."""
 
 
+class ActorGone(ActorFetchFailed):
+    """The server answered 410 Gone: the object (an actor, when an actor was asked for) was
+    deleted there for good."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"{url[:200]} is gone (410)")
+        self.url = url
+
+
 @dataclass
 class FetchedActor:
     """An actor document that passed the checks, with the key that was asked for."""
@@ -48,35 +57,69 @@ class FetchedActor:
     public_key_pem: str
 
 
-async def instance_signer(db: AsyncSession) -> Signer | None:
-    """Sign fetches as the instance actor (servers in "authorized fetch" mode require a
-    signature); None if no instance key can be had, and the fetch goes unsigned."""
+async def fetch_signer(db: AsyncSession, account: Account | None = None) -> Signer | None:
+    """A signer for outbound GETs (servers in "authorized fetch" mode require one): the local
+    `account`'s key, for a fetch on its behalf, or the instance actor's. None when no key can
+    be had, and the fetch goes unsigned. On SQLite call it before the session writes: a first
+    key is committed on a session of its own (`keys`)."""
     try:
-        key = await keys.instance_key(db)
+        if account is not None and account.is_local:
+            key = await keys.local_key(db, account)
+        else:
+            key = await keys.instance_key(db)
         if key.private_key_pem is None:
             return None
         private = keys.load_private_key(key.private_key_pem)
     except Exception:  # an unsigned fetch still works on most servers
-        log.exception("no instance key to sign fetches with")
+        log.exception("no key to sign fetches with")
         return None
-    return lambda request: sign_request(request, key.key_id, private)
+    key_id = key.key_id
+    return lambda request: sign_request(request, key_id, private)
 
 
-async def fetch_json(db: AsyncSession, url: str) -> tuple[str, dict[str, Any]]:
-    """GET an ActivityPub document: (final URL, JSON object). Its `id` must be on the same
-    host as the URL it was finally served from."""
-    http = runtime_of(db).http
+async def instance_signer(db: AsyncSession) -> Signer | None:
+    """`fetch_signer` as the instance actor (fetches made on nobody's behalf)."""
+    return await fetch_signer(db)
+
+
+async def signed_get(
+    db: AsyncSession,
+    url: str,
+    *,
+    accept: str,
+    max_bytes: int | None = None,
+    on_behalf_of: Account | None = None,
+) -> Fetched:
+    """GET through the SSRF-safe client, signed (as `on_behalf_of`, else the instance actor).
+    Every GET Kith sends to another server goes through here. Raises FetchError."""
+    return await runtime_of(db).http.get(
+        url,
+        headers={"Accept": accept},
+        sign=await fetch_signer(db, on_behalf_of),
+        max_bytes=max_bytes,
+    )
+
+
+async def fetch_json(
+    db: AsyncSession, url: str, *, on_behalf_of: Account | None = None
+) -> tuple[str, dict[str, Any]]:
+    """GET an ActivityPub document, signed (`signed_get`): (final URL, JSON object). Its
+    `id` must be on the same host as the URL it was finally served from. Nothing is
+    fetched from a suspended domain; a 410 raises ActorGone."""
+    if await domain_blocks.uri_is_blocked(db, url):
+        raise ActorFetchFailed(f"{url[:200]} is on a suspended domain")
     try:
-        fetched = await http.get(
-            url,
-            headers={"Accept": ACTIVITY_ACCEPT},
-            sign=await instance_signer(db),
-            max_bytes=MAX_ACTOR_BYTES,
+        fetched = await signed_get(
+            db, url, accept=ACTIVITY_ACCEPT, max_bytes=MAX_ACTOR_BYTES, on_behalf_of=on_behalf_of
         )
     except FetchError as exc:
         raise ActorFetchFailed(f"could not fetch {url}: {exc}") from exc
+    if fetched.status == 410:
+        raise ActorGone(url)
     if fetched.status != 200:
         raise ActorFetchFailed(f"{url} answered {fetched.status}")
+    if fetched.url != url and await domain_blocks.uri_is_blocked(db, fetched.url):
+        raise ActorFetchFailed(f"{url[:200]} redirected to a suspended domain")
     content_type = fetched.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type not in JSON_TYPES:
         raise ActorFetchFailed(f"{url} is not ActivityPub JSON ({content_type or 'no type'})")
@@ -161,17 +204,46 @@ async def store_actor(db: AsyncSession, fetched: FetchedActor) -> Account:
         )
     if account is None:
         account = Account(username=username, username_key=username.casefold(), domain=domain)
+        await domain_blocks.limit_new_account(db, account)
         db.add(account)
     account.uri = fetched.uri
     account.display_name = _text(doc.get("name"), 100)
     account.bio_html = sanitize_remote_html(_text(doc.get("summary"), 10_000))
     account.locked = doc.get("manuallyApprovesFollowers") is True
     account.discoverable = doc.get("discoverable") is True
+    account.fields = _fields(doc)
+    account.also_known_as = [
+        uri[:1024] for uri in (id_of(v) for v in _as_list(doc.get("alsoKnownAs"))[:20]) if uri
+    ]
     await db.flush()
     await _store_endpoints(db, account, doc)
     await _store_key(db, account, fetched)
     await db.flush()
     return account
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else ([] if value is None else [value])
+
+
+def _fields(doc: dict[str, Any]) -> list[dict[str, str]]:
+    """Profile fields (Mastodon's `PropertyValue` attachments), sanitized, at most 8."""
+    found: list[dict[str, str]] = []
+    for item in _as_list(doc.get("attachment")):
+        if not isinstance(item, dict) or type_of(item) != "PropertyValue":
+            continue
+        name, value = item.get("name"), item.get("value")
+        if isinstance(name, str) and isinstance(value, str):
+            found.append(
+                {
+                    "name": name.strip()[:255],
+                    "value": html_to_text(value[:2048])[:255],
+                    "value_html": sanitize_remote_html(value[:2048]),
+                }
+            )
+        if len(found) == 8:
+            break
+    return found
 
 
 async def _store_endpoints(db: AsyncSession, account: Account, doc: dict[str, Any]) -> None:
@@ -192,6 +264,34 @@ async def _store_endpoints(db: AsyncSession, account: Account, doc: dict[str, An
     remote.profile_url = _url(doc.get("url"))
     remote.document = doc
     remote.fetched_at = utcnow()
+    await _note_images(db, remote, _image_url(doc.get("icon")), _image_url(doc.get("image")))
+
+
+def _image_url(value: Any) -> str | None:
+    """The URL of an actor's `icon` / `image`: a URL, a Link or Image (whose `url` may itself
+    be a list), or a list of those; the first usable http(s) URL."""
+    for item in value if isinstance(value, list) else [value]:
+        url = item.get("url") if isinstance(item, dict) else item
+        for candidate in url if isinstance(url, list) else [url]:
+            if isinstance(candidate, dict):
+                candidate = candidate.get("href")
+            if isinstance(candidate, str) and origin_of(candidate) and len(candidate) <= 1024:
+                return candidate
+    return None
+
+
+async def _note_images(
+    db: AsyncSession, remote: RemoteActor, avatar: str | None, header: str | None
+) -> None:
+    """Remember where the avatar and header are, and have the media cache fetch them when
+    they changed or were never fetched (never linked to from our pages)."""
+    changed = (avatar, header) != (remote.avatar_url, remote.header_url)
+    remote.avatar_url, remote.header_url = avatar, header
+    if changed or (remote.images_fetched_at is None and (avatar or header)):
+        from kith.media import remote as remote_media  # the media cache builds on federation
+
+        await db.flush()
+        await remote_media.actor_images_changed(db, remote)
 
 
 async def _store_key(db: AsyncSession, account: Account, fetched: FetchedActor) -> None:

@@ -1,9 +1,9 @@
 """The `federation.inbox` job: act on one stored activity.
 
 Every activity passes the origin rule first (`origin.check_origin`); then it goes to the
-handler registered for its type. Handlers for the individual types (Follow, Create, Like…)
-come one by one; until a type has one, its activities are marked "not handled yet" and logged.
-The job is idempotent: an item already processed is left alone."""
+handler registered for its type; a type without one is marked "not handled yet" and logged.
+The job is idempotent: an item already processed is left alone. The handlers live in
+`federation/handlers/` (imported at the end of this module, so they can register)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.db import utcnow
+from kith.federation.domain_blocks import uri_is_blocked
 from kith.federation.inbox import INBOX_JOB
 from kith.federation.models import InboxItem
 from kith.federation.origin import OriginViolation, check_origin
@@ -39,6 +40,8 @@ def activity_handler(kind: str) -> Callable[[ActivityHandler], ActivityHandler]:
 
 async def process(db: AsyncSession, item: InboxItem) -> str:
     """Check the origin rule, then dispatch by type; returns the outcome."""
+    if await uri_is_blocked(db, item.actor_uri):  # stored before its domain was suspended
+        return "refused: the actor's domain is suspended"
     try:
         check_origin(item.activity)
     except OriginViolation as exc:
@@ -59,3 +62,7 @@ async def process_inbox_item(db: AsyncSession, payload: dict[str, Any]) -> None:
         return
     item.outcome = (await process(db, item))[:500]
     item.processed_at = utcnow()
+
+
+# The handlers register themselves in ACTIVITY_HANDLERS when imported (they import this module).
+from kith.federation import handlers as _handlers  # noqa: E402, F401

@@ -5,6 +5,7 @@ collections. Each handler parses, asks `federation.service`, and renders with
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -13,10 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
 from kith.accounts import service as accounts
+from kith.accounts.models import Account
 from kith.config import Settings
 from kith.errors import Forbidden, KithError, NotFound, ValidationFailed
 from kith.federation import activitypub as ap
-from kith.federation import discovery, keys, service, uris
+from kith.federation import discovery, keys, service, signed_fetch, uris
+from kith.federation.inbox_routes import request_parts
 from kith.federation.negotiation import (
     ActivityJsonOnlyRoute,
     FederationRoute,
@@ -27,6 +30,7 @@ from kith.federation.negotiation import (
 from kith.runtime import runtime_of
 from kith.web.deps import get_db
 
+log = logging.getLogger(__name__)
 router = APIRouter(route_class=FederationRoute)
 # Registered before the HTML pages: these match `/@name` and `/@name/ID` only when the request
 # asks for ActivityPub JSON, and the pages answer everything else.
@@ -35,14 +39,29 @@ negotiated = APIRouter(route_class=ActivityJsonOnlyRoute)
 JRD_CONTENT_TYPE = "application/jrd+json; charset=utf-8"
 
 
-def fetch_viewer(request: Request) -> policy.Viewer:
-    """Who is fetching a document: anonymous for now. Session cookies are ignored on purpose:
-    these documents are for servers, and a cached copy must never carry one person's view.
+class SignatureRequired(KithError):
+    """An unsigned (or badly signed) GET while the instance runs in "authorized fetch" mode."""
 
-    Seam for signed fetches: once `federation.signatures` verifies a GET's HTTP signature,
-    this returns `policy.Viewer(<the signer's account id>)`, and the very same policy calls
-    then let a follower's server fetch followers-only posts."""
-    return policy.ANONYMOUS
+    status = 401
+
+
+async def fetch_viewer(request: Request, db: AsyncSession = Depends(get_db)) -> policy.Viewer:
+    """Who is fetching a document: the remote actor whose HTTP signature the GET carries
+    (`signed_fetch.signer_of`), else anonymous. Session cookies are ignored on purpose: these
+    documents are for servers. A signature that proves nothing counts as none — except in
+    "authorized fetch" mode (`KITH_AUTHORIZED_FETCH`), where such a GET is refused (401)."""
+    settings = _settings(db)
+    parts = request_parts(request, b"", settings.https)
+    try:
+        signer = await signed_fetch.signer_of(db, parts)
+    except signed_fetch.BadFetchSignature as exc:
+        log.info("fetch: refused a signature (%s)", exc)
+        signer = None
+    if signer is None:
+        if settings.authorized_fetch and wants_activity_json(request.headers.get("accept", "")):
+            raise SignatureRequired("This server answers signed requests only.")
+        return policy.ANONYMOUS
+    return policy.Viewer(signer.id)
 
 
 def _settings(db: AsyncSession) -> Settings:
@@ -116,11 +135,19 @@ async def _person(db: AsyncSession, username: str) -> Response:
     account, state = await service.published_actor(db, username)
     key = await keys.local_key(db, account)
     suspended = state is policy.ActorState.SUSPENDED
-    return activity_json(ap.person(_settings(db), account, key, suspended=suspended))
+    moved = await db.get(Account, account.moved_to_id) if account.moved_to_id else None
+    settings = _settings(db)
+    moved_to = ap.actor_id(settings, moved) if moved else None
+    return activity_json(ap.person(settings, account, key, suspended=suspended, moved_to=moved_to))
 
 
 @router.get("/users/{username}")
-async def actor(request: Request, username: str, db: AsyncSession = Depends(get_db)) -> Response:
+async def actor(
+    request: Request,
+    username: str,
+    db: AsyncSession = Depends(get_db),
+    viewer: policy.Viewer = Depends(fetch_viewer),
+) -> Response:
     if not wants_activity_json(request.headers.get("accept", "")):
         account, _ = await service.published_actor(db, username)
         return RedirectResponse(f"/@{account.username}", status_code=302)
@@ -128,7 +155,11 @@ async def actor(request: Request, username: str, db: AsyncSession = Depends(get_
 
 
 @negotiated.get("/@{username}")
-async def actor_by_profile_url(username: str, db: AsyncSession = Depends(get_db)) -> Response:
+async def actor_by_profile_url(
+    username: str,
+    db: AsyncSession = Depends(get_db),
+    viewer: policy.Viewer = Depends(fetch_viewer),
+) -> Response:
     return await _person(db, username)
 
 

@@ -381,18 +381,33 @@ async def active_rules(
     only among `post_ids` when given (a person may target many; a page shows a few)."""
     if viewer.account_id is None:
         return []
+    rules = await active_rules_of(db, [viewer.account_id], context, post_ids=post_ids)
+    return rules.get(viewer.account_id, [])
+
+
+async def active_rules_of(
+    db: AsyncSession,
+    account_ids: Collection[int],
+    context: str,
+    *,
+    post_ids: Collection[int] | None = None,
+) -> dict[int, list[Rule]]:
+    """`active_rules` for many people at once (a live post sent to everyone connected):
+    {account id: rules}, leaving out people with none."""
+    if not account_ids:
+        return {}
     now = utcnow()
     fs = (
         await db.scalars(
             select(Filter).where(
-                Filter.account_id == viewer.account_id,
+                Filter.account_id.in_(list(account_ids)),
                 or_(Filter.expires_at.is_(None), Filter.expires_at > now),
             )
         )
     ).all()
     fs = [f for f in fs if context in f.contexts]
     if not fs:
-        return []
+        return {}
     ids = [f.id for f in fs]
     kws = (
         await db.scalars(
@@ -412,7 +427,10 @@ async def active_rules(
     }
     for filter_id, post_id in (await db.execute(targeted)).all():
         rules[filter_id].status_ids.add(post_id)
-    return list(rules.values())
+    out: dict[int, list[Rule]] = {}
+    for f in fs:
+        out.setdefault(f.account_id, []).append(rules[f.id])
+    return out
 
 
 def hit(view: PostView, rule: Rule) -> FilterHit | None:
@@ -443,13 +461,22 @@ async def apply(
         return views
     kept = []
     for v in views:
-        if v.shown.is_own:
-            kept.append(v)
+        hits = judge(v, rules)
+        if hits is None:
             continue
-        hits = [h for h in (hit(v, r) for r in rules) if h is not None]
-        if any(h.filter.action == "hide" for h in hits):
-            continue
-        v.filtered = [h.filter.title for h in hits]
-        v.filter_hits = hits
+        if hits:
+            v.filtered = [h.filter.title for h in hits]
+            v.filter_hits = hits
         kept.append(v)
     return kept
+
+
+def judge(view: PostView, rules: list[Rule]) -> list[FilterHit] | None:
+    """What `apply` decides for one post and one person's rules: None when a "hide" filter
+    catches it, else the hits of "warn" filters (empty: not filtered). Own posts: []."""
+    if view.shown.is_own or not rules:
+        return []
+    hits = [h for h in (hit(view, r) for r in rules) if h is not None]
+    if any(h.filter.action == "hide" for h in hits):
+        return None
+    return hits

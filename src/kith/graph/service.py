@@ -39,7 +39,16 @@ async def follow(db: AsyncSession, me: int, target_id: int) -> str:
         raise ValidationFailed("You can't follow this account.", field="id")
     if await db.get(Follow, (me, target.id)) is not None:
         return "following"
-    if target.locked:
+    if not target.is_local:
+        # A remote account answers with Accept or Reject: until then the follow is pending
+        # (federation.handlers.follows settles it with accept_outgoing / reject_outgoing).
+        from kith.federation import outbound
+
+        if await db.get(FollowRequest, (me, target.id)) is None:
+            db.add(FollowRequest(follower_id=me, followee_id=target.id))
+            await outbound.follow(db, me, target.id)
+        state = "requested"
+    elif target.locked:
         if await db.get(FollowRequest, (me, target.id)) is None:
             db.add(FollowRequest(follower_id=me, followee_id=target.id))
             await notifications.notify(
@@ -63,6 +72,9 @@ async def follow(db: AsyncSession, me: int, target_id: int) -> str:
 
 async def unfollow(db: AsyncSession, me: int, target_id: int) -> None:
     """Stop following (or withdraw a pending request)."""
+    from kith.federation import outbound
+
+    await outbound.unfollowing(db, me, target_id)
     await db.execute(
         delete(Follow).where(Follow.follower_id == me, Follow.followee_id == target_id)
     )
@@ -96,12 +108,59 @@ async def answer_request(db: AsyncSession, me: int, follower_id: int, *, accept:
         await notifications.notify(
             db, recipient_id=me, from_account_id=follower_id, type=NotificationType.FOLLOW
         )
+    await _answer_remote_follower(db, me, follower_id, accept=accept)
     await db.commit()
     await notifications.publish_notifications(db)
 
 
+async def _answer_remote_follower(
+    db: AsyncSession, me: int, follower_id: int, *, accept: bool
+) -> None:
+    """A remote follower's server learns the answer (Accept or Reject of its Follow)."""
+    follower = await db.get(Account, follower_id)
+    account = await db.get(Account, me)
+    if follower is None or account is None or follower.is_local:
+        return
+    from kith.federation import outbound
+    from kith.federation.handlers.follows import follow_activity_of
+
+    follow_activity = await follow_activity_of(db, follower, account)
+    if accept:
+        await outbound.send_accept(db, account, follow_activity)
+    else:
+        await outbound.send_reject(db, account, follow_activity)
+
+
+async def accept_outgoing(db: AsyncSession, follower_id: int, followee_id: int) -> bool:
+    """A remote account accepted my pending follow: the request becomes a follow (in the
+    caller's transaction). False when there was no request — an Accept never creates a
+    follow nobody asked for."""
+    request = await db.get(FollowRequest, (follower_id, followee_id))
+    if request is None:
+        return await db.get(Follow, (follower_id, followee_id)) is not None
+    await db.delete(request)
+    db.add(Follow(follower_id=follower_id, followee_id=followee_id))
+    await db.flush()
+    return True
+
+
+async def reject_outgoing(db: AsyncSession, follower_id: int, followee_id: int) -> None:
+    """A remote account refused my follow, or removed me as a follower (caller commits)."""
+    await db.execute(
+        delete(FollowRequest).where(
+            FollowRequest.follower_id == follower_id, FollowRequest.followee_id == followee_id
+        )
+    )
+    await db.execute(
+        delete(Follow).where(Follow.follower_id == follower_id, Follow.followee_id == followee_id)
+    )
+
+
 async def remove_follower(db: AsyncSession, me: int, follower_id: int) -> None:
     """Make someone stop following me (a "soft block")."""
+    from kith.federation import outbound
+
+    await outbound.follower_removing(db, me, follower_id)
     await db.execute(
         delete(Follow).where(Follow.follower_id == follower_id, Follow.followee_id == me)
     )
@@ -126,6 +185,10 @@ async def block(db: AsyncSession, me: int, target_id: int) -> None:
     )
     if await db.get(Block, (me, target.id)) is None:
         db.add(Block(account_id=me, target_id=target.id))
+        from kith.federation import outbound
+
+        await db.flush()
+        await outbound.blocked(db, me, target.id)
     try:
         await db.commit()
     except IntegrityError:
@@ -133,6 +196,9 @@ async def block(db: AsyncSession, me: int, target_id: int) -> None:
 
 
 async def unblock(db: AsyncSession, me: int, target_id: int) -> None:
+    from kith.federation import outbound
+
+    await outbound.unblocking(db, me, target_id)
     await db.execute(delete(Block).where(Block.account_id == me, Block.target_id == target_id))
     await db.commit()
 

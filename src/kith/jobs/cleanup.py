@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.accounts.models import EmailToken, UserSession
 from kith.db import utcnow
+from kith.federation.delivery import forget_old_activities
 from kith.graph.models import Mute
 from kith.jobs.models import Job
 from kith.jobs.queue import job_handler
@@ -18,8 +19,8 @@ from kith.media import service as media
 
 @job_handler("cleanup")
 async def cleanup(db: AsyncSession, payload: dict[str, Any]) -> None:
-    """Delete expired sessions, mutes and mail tokens, jobs that gave up a month ago, and
-    uploads never attached to a post within a day."""
+    """Delete expired sessions, mutes and mail tokens, jobs that gave up a month ago,
+    uploads never attached to a post within a day, and week-old outbound activities."""
     now = utcnow()
     await db.execute(delete(UserSession).where(UserSession.expires_at < now))
     await db.execute(delete(Mute).where(Mute.expires_at.is_not(None), Mute.expires_at < now))
@@ -28,3 +29,4 @@ async def cleanup(db: AsyncSession, payload: dict[str, Any]) -> None:
         delete(Job).where(Job.failed_at.is_not(None), Job.failed_at < now - timedelta(days=30))
     )
     await media.forget_stale_uploads(db)
+    await forget_old_activities(db)

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 PERIODIC_JOBS: dict[str, timedelta] = {
     "cleanup": timedelta(minutes=10),
     "trends.refresh": timedelta(minutes=10),
+    "media.prune_remote": timedelta(hours=1),
+    "federation.prune_posts": timedelta(hours=1),
 }
 # How long a claimed job stays a worker's: if the worker dies, another runs the job after this.
 # Longer than any job should take (a delivery times out well before), short enough that a

@@ -141,13 +141,7 @@ async def _checked_images(request: Request, db: AsyncSession) -> dict[ImageKind,
 async def lookup(
     acct: str = "", db: AsyncSession = Depends(get_db), auth: Auth = Depends(optional_auth)
 ) -> dict[str, Any]:
-    name = acct.lstrip("@")
-    domain = runtime_of(db).settings.domain
-    if "@" in name:
-        name, host = name.split("@", 1)
-        if host.lower() != domain.lower():
-            raise NotFound("Record not found")
-    a = await accounts.find_local_account(db, name)
+    a = await accounts.find_account(db, acct)  # remote ones too, when known here
     if a is None or not await policy.can_see_account(db, auth.viewer, a):
         raise NotFound("Record not found")
     return await render.one_account(db, a)

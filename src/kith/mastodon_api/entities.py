@@ -6,15 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kith.accounts.models import Account
+from kith.accounts.models import Account, AccountStats
 from kith.config import Settings
-from kith.graph.models import Follow
 from kith.graph.service import Relationship
 from kith.media.models import MediaAttachment
-from kith.posts.models import Post
 from kith.posts.presenter import PostView
 
 Json = dict[str, Any]
@@ -27,6 +25,9 @@ def iso(moment: datetime | None) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+MEDIA_PLACEHOLDER = "media-placeholder.png"  # shown for remote files not cached here
+
+
 def _media_url(settings: Settings, path: str | None, fallback: str) -> str:
     return f"{settings.base_url}/media/{path}" if path else f"{settings.base_url}/static/{fallback}"
 
@@ -34,46 +35,21 @@ def _media_url(settings: Settings, path: str | None, fallback: str) -> str:
 async def account_counts(
     db: AsyncSession, ids: list[int]
 ) -> dict[int, tuple[int, int, int, datetime | None]]:
-    """(statuses, followers, following, last status time) per account, in three queries."""
+    """(statuses, followers, following, last status time) per account, from the counters the
+    database keeps (`AccountStats`): one primary-key lookup each."""
     if not ids:
         return {}
-    posts = dict(
-        (a, (n, last))
-        for a, n, last in (
-            await db.execute(
-                select(Post.account_id, func.count(), func.max(Post.created_at))
-                .where(Post.account_id.in_(ids))
-                .group_by(Post.account_id)
-            )
-        ).all()
+    rows = await db.execute(
+        select(
+            AccountStats.account_id,
+            AccountStats.statuses_count,
+            AccountStats.followers_count,
+            AccountStats.following_count,
+            AccountStats.last_status_at,
+        ).where(AccountStats.account_id.in_(ids))
     )
-    followers = dict(
-        (
-            await db.execute(
-                select(Follow.followee_id, func.count())
-                .where(Follow.followee_id.in_(ids))
-                .group_by(Follow.followee_id)
-            )
-        ).all()
-    )
-    following = dict(
-        (
-            await db.execute(
-                select(Follow.follower_id, func.count())
-                .where(Follow.follower_id.in_(ids))
-                .group_by(Follow.follower_id)
-            )
-        ).all()
-    )
-    return {
-        i: (
-            int(posts.get(i, (0, None))[0]),
-            int(followers.get(i, 0)),
-            int(following.get(i, 0)),
-            posts.get(i, (0, None))[1],
-        )
-        for i in ids
-    }
+    found = {r[0]: (int(r[1]), int(r[2]), int(r[3]), r[4]) for r in rows}
+    return {i: found.get(i, (0, 0, 0, None)) for i in ids}
 
 
 def account(
@@ -194,12 +170,28 @@ def media_attachment(settings: Settings, m: MediaAttachment) -> Json:
         meta["original"] = original
     if small:
         meta["small"] = small
+    if m.remote_url is not None and m.file_path is None:
+        # A remote file not cached here (yet): a placeholder of ours and the file's address on
+        # its server as `remote_url` (clients offer it as a link), never an image from there.
+        placeholder = f"{settings.base_url}/static/{MEDIA_PLACEHOLDER}"
+        return {
+            "id": str(m.id),
+            "type": "unknown",
+            "url": placeholder,
+            "preview_url": placeholder,
+            "remote_url": m.remote_url,
+            "preview_remote_url": None,
+            "text_url": None,
+            "meta": meta,
+            "description": m.description or None,
+            "blurhash": m.blurhash,
+        }
     return {
         "id": str(m.id),
         "type": m.type,
         "url": base + m.file_path if m.file_path else None,
         "preview_url": base + m.preview_path if m.preview_path else None,
-        "remote_url": None,
+        "remote_url": m.remote_url,
         "preview_remote_url": None,
         "text_url": None,
         "meta": meta,

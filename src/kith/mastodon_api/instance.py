@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kith import __version__
 from kith.accounts import service as accounts
 from kith.accounts.models import Account, User
+from kith.federation import domain_blocks
 from kith.mastodon_api.render import one_account
 from kith.posts.models import Post
 from kith.posts.service import MAX_PINS, POLL_MAX_SECONDS, POLL_MIN_SECONDS, POLL_OPTION_MAX
@@ -129,6 +130,15 @@ async def instance_v1(db: AsyncSession = Depends(get_db)) -> dict[str, Any]:
 @router.get("/api/v1/instance/peers")
 async def peers() -> list[str]:
     return []
+
+
+@router.get("/api/v1/instance/domain_blocks")
+async def domain_blocks_list(db: AsyncSession = Depends(get_db)) -> list[dict[str, str]]:
+    """The moderated servers with their public reason (Mastodon's DomainBlock entity)."""
+    return [
+        {"domain": b.domain, "digest": b.digest, "severity": b.severity, "comment": b.comment}
+        for b in await domain_blocks.public_blocks(db)
+    ]
 
 
 @router.get("/api/v1/instance/rules")

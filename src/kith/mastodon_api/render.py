@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Collection
 from typing import Any
 
 from fastapi import Request
@@ -29,6 +31,54 @@ async def statuses(
     counts = await entities.account_counts(db, entities.all_accounts(views))
     settings = runtime_of(db).settings
     return [entities.status(settings, v, counts) for v in views]
+
+
+async def status_for_many(
+    db: AsyncSession, post: Post, viewer_ids: Collection[int], *, context: str
+) -> dict[int, dict[str, Any]]:
+    """The Status entity of one post for many viewers who may all see it (a live post sent
+    to everyone connected): {viewer id: entity}; viewers whose "hide" filter catches it are
+    left out. The post is presented once; what differs per viewer (liked, boosted,
+    bookmarked, filter results) comes from one query each, and viewers alike share one
+    entity. Only for an original post without a poll by someone else than the viewers
+    (a boost's original and a poll's votes are the viewer's own: render those one by one)."""
+    assert post.reblog_of_id is None and post.account_id not in viewer_ids
+    if not viewer_ids:
+        return {}
+    # Anyone but the author sees the same post; their own marks are replaced below.
+    views = await presenter.present(db, policy.Viewer(next(iter(viewer_ids))), [post])
+    assert views and views[0].poll is None, "polls are rendered one viewer at a time"
+    base = views[0]
+    marks = await presenter.marks_of_viewers(db, post.id, viewer_ids)
+    rules = await filters.active_rules_of(db, viewer_ids, context, post_ids={post.id})
+    counts = await entities.account_counts(db, entities.all_accounts([base]))
+    settings = runtime_of(db).settings
+    shared: dict[tuple[Any, ...], dict[str, Any]] = {}
+    out: dict[int, dict[str, Any]] = {}
+    for vid in viewer_ids:
+        hits = filters.judge(base, rules.get(vid, []))
+        if hits is None:
+            continue
+        done = marks.get(vid, set())
+        key = (
+            presenter.LIKE in done,
+            presenter.BOOST in done,
+            presenter.BOOKMARK in done,
+            tuple(h.filter.id for h in hits),
+        )
+        entity = shared.get(key)
+        if entity is None:
+            view = dataclasses.replace(
+                base,
+                liked=key[0],
+                boosted=key[1],
+                bookmarked=key[2],
+                filtered=[h.filter.title for h in hits],
+                filter_hits=hits,
+            )
+            entity = shared[key] = entities.status(settings, view, counts)
+        out[vid] = entity
+    return out
 
 
 async def one_status(db: AsyncSession, viewer: policy.Viewer, post: Post) -> dict[str, Any]:

@@ -36,8 +36,9 @@ TYPES = {"accounts": "accounts", "statuses": "posts", "hashtags": "hashtags"}
 async def search_v2(
     request: Request, db: AsyncSession = Depends(get_db), auth: Auth = Depends(optional_auth)
 ) -> dict[str, Any]:
-    """Accounts, statuses and hashtags the viewer may see. `resolve` (remote look-up) waits for
-    federation; `offset` pages accounts and hashtags, `max_id` pages statuses."""
+    """Accounts, statuses and hashtags the viewer may see. `resolve` looks a remote `@user@host`
+    up on its server (signed-in clients only); `offset` pages accounts and hashtags, `max_id`
+    pages statuses."""
     p = await read_params(request)
     q = p.text("q") or ""
     kind = p.text("type")
@@ -55,6 +56,7 @@ async def search_v2(
         type=TYPES.get(kind or ""),
         limit=limit,
         max_id=parse_id(p.text("max_id")),
+        resolve=p.flag("resolve"),
     )
     following: set[int] = set()
     if auth.user is not None and found.hashtags:

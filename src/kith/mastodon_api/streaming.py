@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,11 +26,12 @@ from kith.mastodon_api.deps import ApiUnauthorized, Auth, optional_auth, parse_i
 from kith.notifications import service as notifications
 from kith.oauth import service as oauth
 from kith.oauth.scopes import satisfies
-from kith.posts.models import Post, PostTag, Tag, Visibility
+from kith.posts.models import Poll, Post, PostTag, Tag, Visibility
 from kith.runtime import Runtime
 from kith.timelines import service as timelines
 from kith.web.deps import runtime
 
+log = logging.getLogger(__name__)
 router = APIRouter()
 USER_STREAMS = {"user", "user:notification", "list", "direct"}
 ALL_STREAMS = USER_STREAMS | {
@@ -83,9 +85,14 @@ class StreamSession:
             param = text.normalize_hashtag((param or "").lstrip("#")) or param
         self.subscriptions.discard(Subscription(stream, param))
 
-    async def outgoing(self, event: Event) -> list[tuple[list[str], str, str]]:
-        """(stream names, event name, payload JSON) for each subscription this event concerns."""
+    async def outgoing(
+        self, event: Event, *, skip_user: bool = False
+    ) -> list[tuple[list[str], str, str]]:
+        """(stream names, event name, payload JSON) for each subscription this event concerns
+        (`skip_user`: the hub already sent this post to the `user` stream)."""
         kind = event.get("type")
+        if kind == SEND:  # made by the hub for this connection
+            return [(list(names), name, payload) for names, name, payload in event["items"]]
         out: list[tuple[list[str], str, str]] = []
         async with self.rt.sessions() as db:
             if kind == "notification":
@@ -117,6 +124,8 @@ class StreamSession:
                 return out
             payload: str | None = None
             for sub in self.subscriptions:
+                if skip_user and sub.stream == "user":
+                    continue
                 if await self._wants(db, sub, post):
                     if payload is None:
                         items = await render.statuses(
@@ -201,10 +210,130 @@ def _context(sub: Subscription) -> str:
 async def _pump(
     rt: Runtime, viewer: policy.Viewer, inbox: asyncio.Queue[Event], ready: asyncio.Event
 ) -> None:
-    channels = ["posts"] + ([f"user:{viewer.account_id}"] if viewer.account_id else [])
-    async for ev in rt.bus.subscribe(*channels, ready=ready):
+    """The viewer's own channel (notifications, filter changes); posts come through the hub."""
+    if viewer.account_id is None:
+        ready.set()
+        return
+    async for ev in rt.bus.subscribe(f"user:{viewer.account_id}", ready=ready):
         with contextlib.suppress(asyncio.QueueFull):
             inbox.put_nowait(ev)
+
+
+SEND = "_send"  # an inbox event carrying messages the hub already made for this connection
+
+
+@dataclass(eq=False)
+class Listener:
+    """One open stream: its session and the queue of events it still has to handle."""
+
+    session: StreamSession
+    inbox: asyncio.Queue[Event]
+
+    def takes_home(self) -> bool:
+        return self.session.viewer.account_id is not None and any(
+            s.stream == "user" for s in self.session.subscriptions
+        )
+
+
+class StreamHub:
+    """One per process: receives the bus's post events once and fans them out to every open
+    stream. A new or edited post is decided for all `user` streams at once (one query for
+    whose Home it joins, one rendering shared by everyone it looks the same to), instead of
+    a dozen queries per open stream per post; other streams are asked one by one."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.listeners: set[Listener] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def join(self, listener: Listener) -> None:
+        """Start receiving post events for this stream (waits, bounded, until the hub's
+        subscription is in place, so no event published after this returns is lost)."""
+        self.listeners.add(listener)
+        if self._task is None or self._task.done():
+            self._ready = asyncio.Event()
+            self._task = asyncio.create_task(self._run(self._ready))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), 5)
+
+    async def leave(self, listener: Listener) -> None:
+        self.listeners.discard(listener)
+        if not self.listeners and self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+
+    async def _run(self, ready: asyncio.Event) -> None:
+        async for ev in self.rt.bus.subscribe("posts", ready=ready):
+            try:
+                await self._dispatch(ev)
+            except Exception:  # one bad event must not end every stream's updates
+                log.exception("stream hub: event %r failed", ev)
+
+    async def _dispatch(self, ev: Event) -> None:
+        listeners = list(self.listeners)
+        post_id = ev.get("post_id")
+        home: set[Listener] = set()
+        if ev.get("type") in ("post.created", "post.updated") and isinstance(post_id, int):
+            home = {x for x in listeners if x.takes_home()}
+            if home:
+                try:
+                    await self._to_home(ev, post_id, home)
+                except Exception:  # fall back to asking each stream
+                    log.exception("stream hub: batch for post %s failed", post_id)
+                    home = set()
+        for x in listeners:
+            batched = x in home
+            if any(
+                s.stream != "user:notification" and not (batched and s.stream == "user")
+                for s in x.session.subscriptions
+            ):
+                with contextlib.suppress(asyncio.QueueFull):
+                    x.inbox.put_nowait({**ev, "_hub_user": batched} if batched else ev)
+
+    async def _to_home(self, ev: Event, post_id: int, home: set[Listener]) -> None:
+        name = "update" if ev.get("type") == "post.created" else "status.update"
+        by_viewer: dict[int, list[Listener]] = {}
+        for x in home:
+            assert x.session.viewer.account_id is not None
+            by_viewer.setdefault(x.session.viewer.account_id, []).append(x)
+        payloads: dict[int, str] = {}
+        async with self.rt.sessions() as db:
+            post = await db.get(Post, post_id)
+            if post is None:
+                return
+            audience = await timelines.home_audience(db, post.id, set(by_viewer))
+            if not audience:
+                return
+            shared_ok = post.reblog_of_id is None and await db.get(Poll, post.id) is None
+            others = audience - {post.account_id} if shared_ok else set()
+            if others:
+                texts: dict[int, str] = {}  # one JSON text per shared entity
+                for vid, entity in (
+                    await render.status_for_many(db, post, others, context="home")
+                ).items():
+                    payloads[vid] = texts.setdefault(id(entity), json.dumps(entity))
+            for vid in audience - others:
+                viewer = by_viewer[vid][0].session.viewer
+                items = await render.statuses(db, viewer, [post], context="home")
+                if items:
+                    payloads[vid] = json.dumps(items[0])
+        for vid, payload in payloads.items():
+            message = {"type": SEND, "items": [(["user"], name, payload)]}
+            for x in by_viewer[vid]:
+                with contextlib.suppress(asyncio.QueueFull):
+                    x.inbox.put_nowait(message)
+
+
+def hub_for(rt: Runtime) -> StreamHub:
+    """The process's stream hub for this runtime."""
+    hub: StreamHub | None = getattr(rt, "_stream_hub", None)
+    if hub is None:
+        hub = StreamHub(rt)
+        setattr(rt, "_stream_hub", hub)  # noqa: B010 (Runtime has no field for it)
+    return hub
 
 
 # --- WebSocket ----------------------------------------------------------------------------
@@ -249,7 +378,10 @@ async def websocket_stream(ws: WebSocket) -> None:
     inbox: asyncio.Queue[Event] = asyncio.Queue(maxsize=1000)
     listening = asyncio.Event()
     pump = asyncio.create_task(_pump(rt, viewer, inbox, listening))
+    listener = Listener(session, inbox)
+    hub = hub_for(rt)
     # Events published before the bus listens would be lost: wait for it (bounded).
+    await hub.join(listener)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(listening.wait(), 5)
 
@@ -281,11 +413,15 @@ async def websocket_stream(ws: WebSocket) -> None:
             if not getter.done():
                 getter.cancel()
                 break
-            for names, name, payload in await session.outgoing(getter.result()):
+            ev = getter.result()
+            for names, name, payload in await session.outgoing(
+                ev, skip_user=bool(ev.get("_hub_user"))
+            ):
                 await ws.send_text(json.dumps({"stream": names, "event": name, "payload": payload}))
     except WebSocketDisconnect:
         pass
     finally:
+        await hub.leave(listener)
         for task in (pump, read_task):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -299,7 +435,10 @@ async def _sse(rt: Runtime, session: StreamSession) -> AsyncIterator[str]:
     inbox: asyncio.Queue[Event] = asyncio.Queue(maxsize=1000)
     listening = asyncio.Event()
     pump = asyncio.create_task(_pump(rt, session.viewer, inbox, listening))
+    listener = Listener(session, inbox)
+    hub = hub_for(rt)
     try:
+        await hub.join(listener)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(listening.wait(), 5)
         yield ":)\n\n"
@@ -309,9 +448,12 @@ async def _sse(rt: Runtime, session: StreamSession) -> AsyncIterator[str]:
             except TimeoutError:
                 yield ":thump\n\n"
                 continue
-            for _names, name, payload in await session.outgoing(ev):
+            for _names, name, payload in await session.outgoing(
+                ev, skip_user=bool(ev.get("_hub_user"))
+            ):
                 yield f"event: {name}\ndata: {payload}\n\n"
     finally:
+        await hub.leave(listener)
         pump.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await pump

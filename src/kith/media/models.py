@@ -49,6 +49,12 @@ class MediaAttachment(Base):
     # Paths relative to the media directory (served at /media/<path>); None while processing.
     file_path: Mapped[str | None] = mapped_column(String(255), default=None)
     preview_path: Mapped[str | None] = mapped_column(String(255), default=None)
+    # A remote post's attachment: the file's URL on its server. Pages and the API never link
+    # to it as an image; they show the cached copy (file_path) or a placeholder.
+    remote_url: Mapped[str | None] = mapped_column(String(1024), default=None)
+    # When the remote file was fetched and cached here (federation.remote_media); None while
+    # it is not (yet, or any more: the cache is pruned by age and refetched on demand).
+    remote_fetched_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
     width: Mapped[int | None] = mapped_column(Integer, default=None)
     height: Mapped[int | None] = mapped_column(Integer, default=None)
     preview_width: Mapped[int | None] = mapped_column(Integer, default=None)

@@ -22,6 +22,7 @@ class NotificationType(enum.StrEnum):
     BOOST = "reblog"
     POLL = "poll"
     UPDATE = "update"
+    MOVE = "move"  # an account you follow moved; you now follow its new account
     ADMIN_SIGN_UP = "admin.sign_up"
     ADMIN_REPORT = "admin.report"
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import BigInteger, Integer, Select, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
 from kith.accounts.models import User
-from kith.db import new_id, utcnow
+from kith.db import UTCDateTime, new_id, utcnow
 from kith.graph.models import Mute
 from kith.notifications.models import Notification, NotificationType
 from kith.posts.models import Post
@@ -113,11 +114,14 @@ async def withdraw(
     )
 
 
-def _list_query(viewer_id: int, types: Sequence[str] | None):  # type: ignore[no-untyped-def]
+def _list_query(viewer_id: Any, with_types: bool, now: Any) -> Select[Any]:
+    """The viewer's notifications as the list shows them. `viewer_id` and `now` may be bound
+    parameters (the statements below are built once per process); with `with_types`, only the
+    types bound as `types`."""
     viewer = policy.Viewer(viewer_id)
     stmt = select(Notification).where(Notification.account_id == viewer_id)
-    if types:
-        stmt = stmt.where(Notification.type.in_(list(types)))
+    if with_types:
+        stmt = stmt.where(Notification.type.in_(bindparam("types", expanding=True)))
     # Mutes with "hide notifications" apply to notifications already stored, too.
     stmt = stmt.where(
         ~select(Mute.account_id)
@@ -126,7 +130,7 @@ def _list_query(viewer_id: int, types: Sequence[str] | None):  # type: ignore[no
             Mute.target_id == Notification.from_account_id,
             Mute.hide_notifications.is_(True),
         )
-        .where((Mute.expires_at.is_(None)) | (Mute.expires_at > utcnow()))
+        .where((Mute.expires_at.is_(None)) | (Mute.expires_at > now))
         .exists()
     )
     stmt = stmt.where(~policy.blocked_between_clause(viewer_id, Notification.from_account_id))
@@ -142,6 +146,36 @@ def _list_query(viewer_id: int, types: Sequence[str] | None):  # type: ignore[no
     return stmt
 
 
+_STATEMENTS: dict[tuple[str, bool], Select[Any]] = {}
+_NO_CEILING = 2**63 - 1
+
+
+def _prebuilt(kind: str, with_types: bool = False) -> Select[Any]:
+    """The list's statements, built once per process with the viewer, the time, the types and
+    the cursors bound: building the policy's clauses costs more CPU than running them."""
+    stmt = _STATEMENTS.get((kind, with_types))
+    if stmt is None:
+        base = _list_query(
+            bindparam("viewer_id", type_=BigInteger()),
+            with_types,
+            bindparam("now", type_=UTCDateTime()),
+        )
+        below = Notification.id < bindparam("max_id", type_=BigInteger())
+        limit = bindparam("n", type_=Integer())
+        if kind == "older":
+            stmt = base.where(below).order_by(Notification.id.desc()).limit(limit)
+        elif kind == "newer":
+            above = Notification.id > bindparam("min_id", type_=BigInteger())
+            stmt = base.where(below, above).order_by(Notification.id.asc()).limit(limit)
+        elif kind == "one":
+            stmt = base.where(Notification.id == bindparam("nid", type_=BigInteger()))
+        else:  # "unread"
+            above = Notification.id > bindparam("read_id", type_=BigInteger())
+            stmt = select(func.count()).select_from(base.where(above).subquery())
+        _STATEMENTS[(kind, with_types)] = stmt
+    return stmt
+
+
 async def list_notifications(
     db: AsyncSession,
     viewer: policy.Viewer,
@@ -154,15 +188,19 @@ async def list_notifications(
     """The viewer's notifications, newest first, cursor-paginated. Ones about posts the viewer
     can no longer see, or from blocked, muted or suspended accounts, are left out."""
     assert viewer.account_id is not None
-    stmt = _list_query(viewer.account_id, types)
-    if max_id is not None:
-        stmt = stmt.where(Notification.id < max_id)
+    params: dict[str, Any] = {
+        "viewer_id": viewer.account_id,
+        "now": utcnow(),
+        "max_id": _NO_CEILING if max_id is None else max_id,
+        "n": limit,
+    }
+    if types:
+        params["types"] = list(types)
     if min_id is not None:
-        stmt = stmt.where(Notification.id > min_id).order_by(Notification.id.asc()).limit(limit)
-        rows = list((await db.scalars(stmt)).all())
+        params["min_id"] = min_id
+        rows = list((await db.scalars(_prebuilt("newer", bool(types)), params)).all())
         return rows[::-1]
-    stmt = stmt.order_by(Notification.id.desc()).limit(limit)
-    return list((await db.scalars(stmt)).all())
+    return list((await db.scalars(_prebuilt("older", bool(types)), params)).all())
 
 
 async def get_notification(
@@ -172,14 +210,14 @@ async def get_notification(
     a post they can no longer see, not from a blocked, muted or suspended account)."""
     if viewer.account_id is None:
         return None
-    stmt = _list_query(viewer.account_id, None).where(Notification.id == notification_id)
-    return (await db.scalars(stmt)).first()
+    params = {"viewer_id": viewer.account_id, "now": utcnow(), "nid": notification_id}
+    return (await db.scalars(_prebuilt("one"), params)).first()
 
 
 async def unread_count(db: AsyncSession, user: User) -> int:
     """How many notifications arrived after the last one the user marked read."""
-    stmt = _list_query(user.account_id, None).where(Notification.id > user.notifications_read_id)
-    return int(await db.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+    params = {"viewer_id": user.account_id, "now": utcnow(), "read_id": user.notifications_read_id}
+    return int(await db.scalar(_prebuilt("unread"), params) or 0)
 
 
 async def mark_read(db: AsyncSession, user: User, up_to_id: int | None = None) -> None:

@@ -167,6 +167,9 @@ class Poll(Base):
     votes_count: Mapped[int] = mapped_column(Integer, default=0)
     voters_count: Mapped[int] = mapped_column(Integer, default=0)
     ended_notified_at: Mapped[datetime | None] = mapped_column(default=None)
+    # A remote poll's votes per option as its server last reported them (`replies.totalItems`);
+    # None for local polls, whose counts come from PollVote rows.
+    remote_counts: Mapped[list[int] | None] = mapped_column(JSON, default=None)
 
 
 class PollVote(Base):

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import inspect, select
+from sqlalchemy import (
+    BigInteger,
+    CompoundSelect,
+    Integer,
+    bindparam,
+    inspect,
+    literal_column,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
 from kith.accounts.models import Account
 from kith.db import utcnow
+from kith.media import remote as remote_media
 from kith.media import service as media_service
 from kith.media.models import MediaAttachment
 from kith.posts.models import (
@@ -73,6 +84,83 @@ class PostView:
         return Visibility(self.post.visibility)
 
 
+PIN, LIKE, BOOST, BOOKMARK = 0, 1, 2, 3
+_MARKS: list[CompoundSelect] = []
+
+
+def _marks_statement() -> CompoundSelect:
+    """(kind, post id) for the posts bound as `ids`: pinned by their author, and liked, boosted
+    or bookmarked by the viewer bound as `me` (None: anonymous). One query instead of four,
+    built once per process."""
+    if not _MARKS:
+        ids: Any = bindparam("ids", expanding=True)
+        me: Any = bindparam("me", type_=BigInteger())
+
+        def kind(k: int) -> Any:
+            return literal_column(str(k), Integer())
+
+        _MARKS.append(
+            union_all(
+                select(kind(PIN), Pin.post_id).where(Pin.post_id.in_(ids)),
+                select(kind(LIKE), Like.post_id).where(
+                    Like.account_id == me, Like.post_id.in_(ids)
+                ),
+                select(kind(BOOST), Post.reblog_of_id).where(
+                    Post.account_id == me, Post.reblog_of_id.in_(ids)
+                ),
+                select(kind(BOOKMARK), Bookmark.post_id).where(
+                    Bookmark.account_id == me, Bookmark.post_id.in_(ids)
+                ),
+            )
+        )
+    return _MARKS[0]
+
+
+_VIEWER_MARKS: list[CompoundSelect] = []
+
+
+async def marks_of_viewers(
+    db: AsyncSession, post_id: int, viewer_ids: Collection[int]
+) -> dict[int, set[int]]:
+    """For one post and many viewers: {viewer id: {LIKE, BOOST, BOOKMARK} they did to it},
+    in one query (a live post rendered for everyone connected)."""
+    if not viewer_ids:
+        return {}
+    if not _VIEWER_MARKS:
+        ids: Any = bindparam("viewer_ids", expanding=True)
+        pid: Any = bindparam("post_id", type_=BigInteger())
+
+        def kind(k: int) -> Any:
+            return literal_column(str(k), Integer())
+
+        _VIEWER_MARKS.append(
+            union_all(
+                select(kind(LIKE), Like.account_id).where(
+                    Like.post_id == pid, Like.account_id.in_(ids)
+                ),
+                select(kind(BOOST), Post.account_id).where(
+                    Post.reblog_of_id == pid, Post.account_id.in_(ids)
+                ),
+                select(kind(BOOKMARK), Bookmark.account_id).where(
+                    Bookmark.post_id == pid, Bookmark.account_id.in_(ids)
+                ),
+            )
+        )
+    out: dict[int, set[int]] = {}
+    params = {"post_id": post_id, "viewer_ids": list(viewer_ids)}
+    for k, account_id in await db.execute(_VIEWER_MARKS[0], params):
+        out.setdefault(account_id, set()).add(k)
+    return out
+
+
+def _poll_counts(poll: Poll, local: list[int] | None) -> list[int]:
+    """Votes per option: counted from PollVote rows for our polls, as the author's server last
+    reported them for remote ones."""
+    if poll.remote_counts is not None and len(poll.remote_counts) == len(poll.options):
+        return [int(n) for n in poll.remote_counts]
+    return local or [0] * len(poll.options)
+
+
 async def present(db: AsyncSession, viewer: policy.Viewer, posts: list[Post]) -> list[PostView]:
     """PostViews for `posts` (already filtered by policy), in the same order."""
     if not posts:
@@ -110,40 +198,17 @@ async def present(db: AsyncSession, viewer: policy.Viewer, posts: list[Post]) ->
     polls = {
         p.post_id: p for p in (await db.scalars(select(Poll).where(Poll.post_id.in_(ids)))).all()
     }
-    pins = set((await db.scalars(select(Pin.post_id).where(Pin.post_id.in_(ids)))).all())
     attachments = await media_service.for_posts(db, ids)
-    liked: set[int] = set()
-    boosted: set[int] = set()
-    bookmarked: set[int] = set()
+    # Remote files not cached (yet, or any more) are fetched for the next look; never linked.
+    remote_media.refetch_soon(db, [m for rows in attachments.values() for m in rows])
+    me = viewer.account_id
+    marks: dict[int, set[int]] = {PIN: set(), LIKE: set(), BOOST: set(), BOOKMARK: set()}
+    for kind, post_id in await db.execute(_marks_statement(), {"ids": ids, "me": me}):
+        marks[kind].add(post_id)
+    pins, liked, boosted, bookmarked = marks[PIN], marks[LIKE], marks[BOOST], marks[BOOKMARK]
     votes: dict[int, list[int]] = {}
     counts: dict[int, list[int]] = {}
-    me = viewer.account_id
     if me is not None:
-        liked = set(
-            (
-                await db.scalars(
-                    select(Like.post_id).where(Like.account_id == me, Like.post_id.in_(ids))
-                )
-            ).all()
-        )
-        boosted = set(
-            (
-                await db.scalars(
-                    select(Post.reblog_of_id).where(
-                        Post.account_id == me, Post.reblog_of_id.in_(ids)
-                    )
-                )
-            ).all()  # type: ignore[arg-type]
-        )
-        bookmarked = set(
-            (
-                await db.scalars(
-                    select(Bookmark.post_id).where(
-                        Bookmark.account_id == me, Bookmark.post_id.in_(ids)
-                    )
-                )
-            ).all()
-        )
         if polls:
             for pid, choice in (
                 await db.execute(
@@ -168,6 +233,14 @@ async def present(db: AsyncSession, viewer: policy.Viewer, posts: list[Post]) ->
                 counts[pid][choice] = int(n)
     now = utcnow()
 
+    mentions_of: dict[int, list[Account]] = {}
+    for pid, a in mention_rows:
+        if a in accounts:
+            mentions_of.setdefault(pid, []).append(accounts[a])
+    tags_of: dict[int, list[str]] = {}
+    for pid, name in tag_rows:
+        tags_of.setdefault(pid, []).append(name)
+
     def view(p: Post) -> PostView:
         v = PostView(post=p, author=accounts[p.account_id])
         v.is_own = me == p.account_id
@@ -175,8 +248,8 @@ async def present(db: AsyncSession, viewer: policy.Viewer, posts: list[Post]) ->
         v.boosted = p.id in boosted
         v.bookmarked = p.id in bookmarked
         v.pinned = p.id in pins
-        v.mentions = [accounts[a] for pid, a in mention_rows if pid == p.id and a in accounts]
-        v.tags = [name for pid, name in tag_rows if pid == p.id]
+        v.mentions = list(mentions_of.get(p.id, ()))
+        v.tags = list(tags_of.get(p.id, ()))
         v.can_boost = me is not None and policy.can_boost(viewer, p)
         v.media = attachments.get(p.id, [])
         poll = polls.get(p.id)
@@ -186,7 +259,7 @@ async def present(db: AsyncSession, viewer: policy.Viewer, posts: list[Post]) ->
             show = expired or bool(mine) or v.is_own
             v.poll = PollView(
                 options=list(poll.options),
-                counts=(counts.get(p.id) or [0] * len(poll.options)) if show else None,
+                counts=_poll_counts(poll, counts.get(p.id)) if show else None,
                 votes_count=poll.votes_count,
                 voters_count=poll.voters_count,
                 multiple=poll.multiple,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -16,6 +20,7 @@ from kith import policy, text
 from kith.accounts.models import Account
 from kith.db import new_id, utcnow
 from kith.errors import Forbidden, NotFound, ValidationFailed
+from kith.federation import outbound
 from kith.jobs.queue import enqueue, job_handler
 from kith.media import service as media
 from kith.notifications import service as notifications
@@ -35,6 +40,8 @@ from kith.posts.models import (
 )
 from kith.runtime import runtime_of
 from kith.search import service as search
+
+log = logging.getLogger(__name__)
 
 MAX_PINS = 5
 MAX_SPOILER = 500
@@ -121,12 +128,68 @@ def _check_content(db: AsyncSession, data: PostInput, *, may_be_empty: bool = Fa
 
 class _Mentioned(NamedTuple):
     id: int
-    username: str
-    username_key: str
+    key: str  # the handle as `text.parse_text` normalises it: "ana" or "ana@host"
+    url: str  # where the mention links to: the profile page
+    local: bool
 
 
-async def _render(db: AsyncSession, source: str) -> tuple[str, list[_Mentioned], list[str]]:
-    """HTML of the source, the local accounts it mentions, and its hashtags."""
+# A remote handle somewhere in the text: the cheap test that spares posts without one any
+# parsing, query or request beyond the local mentions'.
+_REMOTE_HANDLE_HINT = re.compile(r"@[A-Za-z0-9_]{1,30}@[A-Za-z0-9]")
+MAX_REMOTE_MENTIONS = 10
+# Looking up handles stops starting new lookups after this long (each is bounded by the
+# outbound client's own timeouts); the handles left stay plain text.
+REMOTE_MENTIONS_SECONDS = 15.0
+
+
+async def _resolve_remote_mentions(db: AsyncSession, source: str) -> dict[str, _Mentioned]:
+    """The accounts of the `@user@host` mentions of `source` (at most MAX_REMOTE_MENTIONS,
+    in order), looked up through WebFinger when not known: call it BEFORE the session writes
+    anything (on SQLite no request may wait while it holds the write lock). New remote
+    accounts are stored (flushed) at the end, after every request. A handle that cannot be
+    resolved is left out, and stays plain text in the post."""
+    if not _REMOTE_HANDLE_HINT.search(source):
+        return {}
+    from kith.federation import remote_accounts  # federation imports posts: import late
+
+    handles = [m for m in text.parse_text(source).mentions if "@" in m][:MAX_REMOTE_MENTIONS]
+    found: dict[str, Account | dict[str, Any]] = {}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + REMOTE_MENTIONS_SECONDS
+    for handle in handles:
+        split = remote_accounts.split_handle(handle)
+        if split is None or loop.time() > deadline:
+            continue
+        try:
+            found[handle] = await remote_accounts.find_handle(db, *split)
+        except remote_accounts.ActorFetchFailed as exc:
+            log.info("mention %s left as text: %s", handle[:300], exc)
+    base = runtime_of(db).settings.base_url
+    mentioned: dict[str, _Mentioned] = {}
+    for handle, account_or_doc in found.items():
+        if isinstance(account_or_doc, Account):
+            account = account_or_doc
+        else:
+            try:
+                account = await remote_accounts.store_document(db, account_or_doc)
+            except remote_accounts.ActorFetchFailed as exc:
+                log.info("mention %s left as text: %s", handle[:300], exc)
+                continue
+        if account.suspended_at is not None:
+            continue
+        if account.is_local:
+            url = f"{base}/@{account.username}"
+        else:
+            url = await remote_accounts.profile_url(db, account)
+        mentioned[handle] = _Mentioned(account.id, handle, url, account.is_local)
+    return mentioned
+
+
+async def _render(
+    db: AsyncSession, source: str, remote: Mapping[str, _Mentioned]
+) -> tuple[str, list[_Mentioned], list[str]]:
+    """HTML of the source, the accounts it mentions (local names looked up here, `remote`
+    the `@user@host` ones resolved beforehand), and its hashtags."""
     parsed = text.parse_text(source)
     base = runtime_of(db).settings.base_url
     local_names = [m for m in parsed.mentions if "@" not in m]
@@ -139,13 +202,18 @@ async def _render(db: AsyncSession, source: str) -> tuple[str, list[_Mentioned],
                 Account.suspended_at.is_(None),
             )
         )
-        mentioned = [_Mentioned(*row) for row in rows]
-    urls = {a.username_key: f"{base}/@{a.username}" for a in mentioned}
+        mentioned = [_Mentioned(i, key, f"{base}/@{name}", True) for i, name, key in rows]
+    seen = {m.id for m in mentioned}
+    for handle in parsed.mentions:
+        if handle in remote and remote[handle].id not in seen:
+            mentioned.append(remote[handle])
+            seen.add(remote[handle].id)
+    urls = {m.key: m.url for m in mentioned} | {k: m.url for k, m in remote.items()}
     html = text.render_post(source, mention_urls=urls, hashtag_url=lambda t: f"{base}/tags/{t}")
     return html, mentioned, list(parsed.hashtags)
 
 
-async def _tag_ids(db: AsyncSession, tags: list[str]) -> dict[str, int]:
+async def ids_of_tags(db: AsyncSession, tags: list[str]) -> dict[str, int]:
     """Ids of these hashtags (deduplicated, in order), creating the new ones: one lookup for
     all, one insert for the missing (a tag created meanwhile by a concurrent post is fine)."""
     names = list(dict.fromkeys(tags))
@@ -166,7 +234,7 @@ async def _tag_ids(db: AsyncSession, tags: list[str]) -> dict[str, int]:
 
 async def _attach_tags(db: AsyncSession, post_id: int, tags: list[str]) -> None:
     """Link the post to its hashtags, creating the new ones."""
-    tag_ids = await _tag_ids(db, tags)
+    tag_ids = await ids_of_tags(db, tags)
     db.add_all(PostTag(tag_id=tag_id, post_id=post_id) for tag_id in tag_ids.values())
 
 
@@ -188,6 +256,7 @@ async def create_post(db: AsyncSession, author: Account, data: PostInput) -> Pos
     language = _check_language(data.language)
     poll = _check_poll(data.poll, settings.max_poll_options) if data.poll else None
     await media.check_attachable(db, author, data.media_ids)  # before anything is written
+    remote_mentions = await _resolve_remote_mentions(db, data.source)
     viewer = policy.Viewer(author.id)
     parent: Post | None = None
     if data.in_reply_to_id is not None:
@@ -199,7 +268,7 @@ async def create_post(db: AsyncSession, author: Account, data: PostInput) -> Pos
             ) from None
         if parent.reblog_of_id is not None:
             parent = await get_visible_post(db, viewer, parent.reblog_of_id)
-    html, mentioned, tags = await _render(db, data.source)
+    html, mentioned, tags = await _render(db, data.source, remote_mentions)
     post = Post(
         id=new_id(),
         account_id=author.id,
@@ -215,7 +284,7 @@ async def create_post(db: AsyncSession, author: Account, data: PostInput) -> Pos
         created_at=utcnow(),
     )
     post.uri = f"{settings.base_url}/@{author.username}/{post.id}"
-    tag_ids = await _tag_ids(db, tags)
+    tag_ids = await ids_of_tags(db, tags)
     db.add(post)
     await db.flush()  # the post first: its mentions and tags refer to it
     db.add_all(Mention(post_id=post.id, account_id=acc.id) for acc in mentioned)
@@ -243,6 +312,19 @@ async def create_post(db: AsyncSession, author: Account, data: PostInput) -> Pos
             run_at=post.created_at + timedelta(seconds=poll.expires_in),
         )
     await db.flush()
+    await link_new_post(db, post, parent=parent, mentioned_ids=[a.id for a in mentioned if a.local])
+    await outbound.post_created(db, post)
+    await db.commit()
+    await _announce(db, "post.created", post)
+    return post
+
+
+async def link_new_post(
+    db: AsyncSession, post: Post, *, parent: Post | None, mentioned_ids: list[int]
+) -> None:
+    """What every new post does once written, made here or arriving from another server
+    (in the caller's transaction): count it as a reply, notify the author it replies to and
+    the local people it mentions (policy decides who may be), index its text."""
     if parent is not None:
         await db.execute(
             update(Post).where(Post.id == parent.id).values(replies_count=Post.replies_count + 1)
@@ -251,20 +333,17 @@ async def create_post(db: AsyncSession, author: Account, data: PostInput) -> Pos
             db,
             recipient_id=parent.account_id,
             type=NotificationType.REPLY,
-            from_account_id=author.id,
+            from_account_id=post.account_id,
             post_id=post.id,
         )
     await notifications.notify_many(
         db,
-        recipient_ids=[a.id for a in mentioned if parent is None or a.id != parent.account_id],
+        recipient_ids=[i for i in mentioned_ids if parent is None or i != parent.account_id],
         type=NotificationType.MENTION,
-        from_account_id=author.id,
+        from_account_id=post.account_id,
         post_id=post.id,
     )
     await search.index_post(db, post, new=True)
-    await db.commit()
-    await _announce(db, "post.created", post)
-    return post
 
 
 async def _announce(db: AsyncSession, event_type: str, post: Post) -> None:
@@ -295,6 +374,7 @@ async def edit_post(db: AsyncSession, viewer: policy.Viewer, post_id: int, data:
     _check_content(
         db, PostInput(source=data.source, spoiler_text=data.spoiler_text), may_be_empty=True
     )
+    remote_mentions = await _resolve_remote_mentions(db, data.source)  # before any write
     language = _check_language(data.language) if data.language is not None else post.language
     await media.describe(db, attachments, data.media_descriptions)
     if not post.edited_at:
@@ -309,7 +389,7 @@ async def edit_post(db: AsyncSession, viewer: policy.Viewer, post_id: int, data:
                 created_at=post.created_at,
             )
         )
-    html, mentioned, tags = await _render(db, data.source)
+    html, mentioned, tags = await _render(db, data.source, remote_mentions)
     now = utcnow()
     post.source = data.source
     post.content_html = html
@@ -356,6 +436,7 @@ async def edit_post(db: AsyncSession, viewer: policy.Viewer, post_id: int, data:
             post_id=post.id,
         )
     await search.index_post(db, post)
+    await outbound.post_edited(db, post)
     await db.commit()
     await _announce(db, "post.updated", post)
     return post
@@ -387,6 +468,7 @@ async def delete_post(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> 
             .where(Post.id == post.in_reply_to_id, Post.replies_count > 0)
             .values(replies_count=Post.replies_count - 1)
         )
+    await outbound.post_deleting(db, post)
     await search.unindex_post(db, post)
     files = await media.forget_post_media(db, post.id)
     await db.execute(delete(Post).where(Post.id == post.id))
@@ -410,6 +492,7 @@ async def like(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> Post:
             await db.rollback()
             return post
         await _recount(db, post.id)
+        await outbound.liked(db, viewer.account_id, post)
         await notifications.notify(
             db,
             recipient_id=post.account_id,
@@ -425,6 +508,7 @@ async def like(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> Post:
 async def unlike(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> Post:
     post = await get_visible_post(db, viewer, post_id)
     assert viewer.account_id is not None
+    await outbound.unliking(db, viewer.account_id, post)
     await db.execute(
         delete(Like).where(Like.account_id == viewer.account_id, Like.post_id == post.id)
     )
@@ -492,6 +576,7 @@ async def boost(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> Post:
             raise
         return existing
     await _recount(db, post.id)
+    await outbound.post_created(db, reblog)
     await notifications.notify(
         db,
         recipient_id=post.account_id,
@@ -516,6 +601,7 @@ async def unboost(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> None
     )
     if reblog is None:
         return
+    await outbound.post_deleting(db, reblog)
     await db.execute(delete(Post).where(Post.id == reblog.id))
     await notifications.withdraw(
         db,
@@ -600,6 +686,14 @@ async def vote(db: AsyncSession, viewer: policy.Viewer, post_id: int, choices: l
     except IntegrityError:
         await db.rollback()
         raise ValidationFailed("You have already voted.", field="choices") from None
+    author = await db.get(Account, post.account_id)
+    if author is not None and not author.is_local:
+        # A remote poll: its server counts; the vote goes there (federation builds on posts).
+        from kith.federation import polls as federated_polls
+
+        await federated_polls.vote_cast(db, viewer.account_id, post, poll, picked)
+        await db.commit()
+        return poll
     poll.votes_count = int(
         await db.scalar(
             select(func.count()).select_from(PollVote).where(PollVote.post_id == post.id)
@@ -670,6 +764,10 @@ async def notify_poll_ended(db: AsyncSession, payload: dict[str, object]) -> Non
         )
     await _notify_self_poll(db, post)
     poll.ended_notified_at = utcnow()
+    # The final results go to the servers that received the poll (federation builds on posts).
+    from kith.federation import polls as federated_polls
+
+    await federated_polls.poll_ended(db, post)
 
 
 async def _notify_self_poll(db: AsyncSession, post: Post) -> None:

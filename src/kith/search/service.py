@@ -240,11 +240,15 @@ async def search(
     type: str | None = None,
     limit: int = DEFAULT_LIMIT,
     max_id: int | None = None,
+    resolve: bool = False,
 ) -> SearchResults:
-    """Search one kind (`type` in TYPES) or, with no type, all three."""
+    """Search one kind (`type` in TYPES) or, with no type, all three. With `resolve` (signed-in
+    people only), a remote handle `@user@host` not known yet is looked up on its server first."""
     results = SearchResults(query=clean_query(q))
     if not results.query:
         return results
+    if resolve and viewer.account_id is not None and type in (None, "accounts"):
+        await _resolve_remote(db, results.query)
     if type in (None, "accounts"):
         results.accounts = await search_accounts(db, viewer, q, limit=limit)
     if type in (None, "hashtags"):
@@ -252,3 +256,19 @@ async def search(
     if type in (None, "posts"):
         results.posts = await search_posts(db, viewer, q, limit=limit, max_id=max_id)
     return results
+
+
+async def _resolve_remote(db: AsyncSession, q: str) -> None:
+    """Fetch the account `q` names when it is a remote handle (WebFinger, then its actor),
+    and commit it, so the account search below finds it. A failure just finds nothing."""
+    from kith.federation.actors import ActorFetchFailed
+    from kith.federation.remote_accounts import resolve_handle, split_handle
+
+    handle = split_handle(q)
+    if handle is None or _handle_parts(db, q)[1] == "":
+        return
+    try:
+        await resolve_handle(db, *handle)
+        await db.commit()
+    except ActorFetchFailed:
+        await db.rollback()

@@ -5,6 +5,7 @@ page never skips or repeats a post when new ones arrive in between."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from kith import policy
 from kith.accounts.models import Account
@@ -91,13 +93,21 @@ def home_query(
     """Posts for the viewer's Home: their own and those of accounts they follow (boosts only
     where they kept boosts on), replies only when their own or addressed to them or someone
     they follow."""
+    return select(Post).where(home_clause(viewer, followed_tags=followed_tags, now=now, post=Post))
+
+
+def home_clause(
+    viewer: policy.Viewer, *, followed_tags: bool, now: Any, post: Any = Post
+) -> ColumnElement[bool]:
+    """SQL: `post` belongs in the viewer's Home (see `home_query`). The viewer may be a column
+    (a batch over many viewers: `home_audience`)."""
     me = viewer.account_id
     assert me is not None
     followed = select(Follow.followee_id).where(Follow.follower_id == me)
     followed_with_boosts = select(Follow.followee_id).where(
         Follow.follower_id == me, Follow.show_reblogs.is_(True)
     )
-    authors = or_(Post.account_id == me, Post.account_id.in_(followed))
+    authors = or_(post.account_id == me, post.account_id.in_(followed))
     if followed_tags:
         # Public posts with a hashtag I follow join my Home (only asked for when I follow one,
         # so the common Home query stays a plain author scan).
@@ -106,25 +116,27 @@ def home_query(
             .join(TagFollow, TagFollow.tag_id == PostTag.tag_id)
             .where(TagFollow.account_id == me)
         )
-        authors = or_(authors, and_(Post.id.in_(tagged), policy.publicly_listed_clause(viewer)))
+        authors = or_(
+            authors, and_(post.id.in_(tagged), policy.publicly_listed_clause(viewer, post))
+        )
     boosts_ok = or_(
-        Post.reblog_of_id.is_(None),
-        Post.account_id == me,
-        Post.account_id.in_(followed_with_boosts),
+        post.reblog_of_id.is_(None),
+        post.account_id == me,
+        post.account_id.in_(followed_with_boosts),
     )
     replies_ok = or_(
-        Post.in_reply_to_account_id.is_(None),
-        Post.account_id == me,  # one's own replies, to anyone, are in one's Home
-        Post.in_reply_to_account_id == me,
-        Post.in_reply_to_account_id == Post.account_id,
-        Post.in_reply_to_account_id.in_(followed),
+        post.in_reply_to_account_id.is_(None),
+        post.account_id == me,  # one's own replies, to anyone, are in one's Home
+        post.in_reply_to_account_id == me,
+        post.in_reply_to_account_id == post.account_id,
+        post.in_reply_to_account_id.in_(followed),
     )
-    return select(Post).where(
+    return and_(
         authors,
         boosts_ok,
         replies_ok,
-        policy.post_visible_clause(viewer),
-        policy.not_muted_clause(viewer, now=now),
+        policy.post_visible_clause(viewer, post),
+        policy.not_muted_clause(viewer, post, now=now),
     )
 
 
@@ -302,6 +314,27 @@ async def pinned(db: AsyncSession, viewer: policy.Viewer, account: Account) -> l
         .order_by(Pin.created_at.desc())
     )
     return list((await db.scalars(stmt)).all())
+
+
+_AUDIENCE: list[Select[Any]] = []
+
+
+async def home_audience(db: AsyncSession, post_id: int, viewer_ids: Collection[int]) -> set[int]:
+    """Which of these viewers have the post in their Home: `appears_in_home` for many viewers
+    (the live streams of everyone connected) in one statement built once per process."""
+    if not viewer_ids:
+        return set()
+    if not _AUDIENCE:
+        who = aliased(Account)  # an alias: the policy's own subqueries on accounts stay apart
+        viewer = policy.Viewer(who.id)  # type: ignore[arg-type]
+        clause = home_clause(viewer, followed_tags=True, now=bindparam("now", type_=UTCDateTime()))
+        _AUDIENCE.append(
+            select(who.id)
+            .join(Post, Post.id == bindparam("post_id", type_=BigInteger()))
+            .where(who.id.in_(bindparam("viewer_ids", expanding=True)), clause)
+        )
+    params = {"post_id": post_id, "viewer_ids": list(viewer_ids), "now": utcnow()}
+    return set((await db.scalars(_AUDIENCE[0], params)).all())
 
 
 async def appears_in_home(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> bool:

@@ -59,10 +59,10 @@ async def current(request: Request, db: AsyncSession = Depends(get_db)) -> Curre
         return cached
     token = request.cookies.get(SESSION_COOKIE, "")
     result = Current()
-    sess = await accounts.session_for_token(db, token) if token else None
-    if sess is not None:
-        user = await accounts.get_user(db, sess.user_id)
-        if user is not None and user.account.suspended_at is None:
+    found = await accounts.session_and_user(db, token) if token else None
+    if found is not None:
+        sess, user = found
+        if user.account.suspended_at is None:
             if sess.awaiting_second_factor:
                 result = Current(session_token=token, awaiting_second_factor=True)
             else:

@@ -87,7 +87,7 @@ async def _load_post_page(
     request: Request, db: AsyncSession, me: Current, username: str, post_id: int
 ) -> Response:
     post = await posts.get_visible_post(db, me.viewer, post_id)
-    author = await accounts.find_local_account(db, username)
+    author = await accounts.find_account(db, username)
     if author is None or author.id != post.account_id:
         raise NotFound()
     if post.reblog_of_id is not None:

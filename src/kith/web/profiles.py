@@ -24,7 +24,7 @@ TABS = {"": "posts", "with_replies": "replies", "media": "media"}
 
 
 async def _profile_account(db: AsyncSession, me: Current, username: str):  # type: ignore[no-untyped-def]
-    account = await accounts.find_local_account(db, username)
+    account = await accounts.find_account(db, username)
     if account is None or not await policy.can_see_account(db, me.viewer, account):
         raise NotFound("No such account.")
     return account
@@ -149,7 +149,7 @@ async def graph_action(
     else:
         await graph.answer_request(db, mine, target.id, accept=action == "authorize")
         return RedirectResponse("/follow_requests", status_code=303)
-    return RedirectResponse(f"/@{target.username}", status_code=303)
+    return RedirectResponse(f"/@{target.acct}", status_code=303)
 
 
 @router.get("/follow_requests")

@@ -26,7 +26,9 @@ async def search_page(
 ) -> Response:
     """Search form and results; an unknown `type` searches everything."""
     kind = type if type in search.TYPES else None
-    results = await search.search(db, me.viewer, q, type=kind, max_id=_cursor(max_id))
+    results = await search.search(
+        db, me.viewer, q, type=kind, max_id=_cursor(max_id), resolve=max_id is None
+    )
     views = await presenter.present(db, me.viewer, results.posts)
     return await render(
         request,

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 00:36:08.908162
+Create Date: 2026-11-26 01:07:08.308064
 """
 
 from collections.abc import Sequence
@@ -40,6 +40,14 @@ def upgrade() -> None:
         sa.Column("silenced_at", kith.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("uri", sa.String(length=512), nullable=True),
+        sa.Column("also_known_as", sa.JSON(), nullable=False),
+        sa.Column("moved_to_id", sa.BigInteger(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["moved_to_id"],
+            ["accounts.id"],
+            name=op.f("fk_accounts_moved_to_id_accounts"),
+            ondelete="SET NULL",
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_accounts")),
         sa.UniqueConstraint("uri", name=op.f("uq_accounts_uri")),
         sa.UniqueConstraint("username_key", "domain", name=op.f("uq_accounts_username_key_domain")),
@@ -47,6 +55,26 @@ def upgrade() -> None:
     with op.batch_alter_table("accounts", schema=None) as batch_op:
         batch_op.create_index("ix_accounts_display_name", ["display_name"], unique=False)
 
+    op.create_table(
+        "delivery_hosts",
+        sa.Column("host", sa.String(length=255), nullable=False),
+        sa.Column("consecutive_failures", sa.Integer(), nullable=False),
+        sa.Column("unavailable_until", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_status", sa.Integer(), nullable=True),
+        sa.Column("last_error", sa.String(length=500), nullable=False),
+        sa.Column("last_attempt_at", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_success_at", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("host", name=op.f("pk_delivery_hosts")),
+    )
+    op.create_table(
+        "federation_tombstones",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("uri", sa.String(length=1024), nullable=False),
+        sa.Column("actor_uri", sa.String(length=1024), nullable=False),
+        sa.Column("deleted_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_federation_tombstones")),
+        sa.UniqueConstraint("uri", name=op.f("uq_federation_tombstones_uri")),
+    )
     op.create_table(
         "instance_settings",
         sa.Column("id", sa.BigInteger(), nullable=False),
@@ -91,6 +119,21 @@ def upgrade() -> None:
         sa.Column("auto_approve", sa.Boolean(), nullable=False),
         sa.Column("updated_at", kith.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_trend_settings")),
+    )
+    op.create_table(
+        "account_stats",
+        sa.Column("account_id", sa.BigInteger(), nullable=False),
+        sa.Column("statuses_count", sa.Integer(), nullable=False),
+        sa.Column("followers_count", sa.Integer(), nullable=False),
+        sa.Column("following_count", sa.Integer(), nullable=False),
+        sa.Column("last_status_at", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_account_stats_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("account_id", name=op.f("pk_account_stats")),
     )
     op.create_table(
         "actor_keys",
@@ -149,6 +192,27 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("account_id", "root_id", name=op.f("pk_conversation_states")),
+    )
+    op.create_table(
+        "domain_blocks",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("domain", sa.String(length=255), nullable=False),
+        sa.Column("severity", sa.String(length=16), nullable=False),
+        sa.Column("reject_media", sa.Boolean(), nullable=False),
+        sa.Column("public_comment", sa.String(length=1000), nullable=False),
+        sa.Column("private_comment", sa.Text(), nullable=False),
+        sa.Column("created_by_id", sa.BigInteger(), nullable=True),
+        sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("applied_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["created_by_id"],
+            ["accounts.id"],
+            name=op.f("fk_domain_blocks_created_by_id_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_domain_blocks")),
+        sa.UniqueConstraint("domain", name=op.f("uq_domain_blocks_domain")),
     )
     op.create_table(
         "filters",
@@ -370,6 +434,34 @@ def upgrade() -> None:
         sa.UniqueConstraint("client_id", name=op.f("uq_oauth_apps_client_id")),
     )
     op.create_table(
+        "outbound_activities",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("activity_id", sa.String(length=1024), nullable=False),
+        sa.Column("actor_account_id", sa.BigInteger(), nullable=True),
+        sa.Column("document", sa.JSON(), nullable=False),
+        sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["actor_account_id"],
+            ["accounts.id"],
+            name=op.f("fk_outbound_activities_actor_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbound_activities")),
+    )
+    with op.batch_alter_table("outbound_activities", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_outbound_activities_activity_id"), ["activity_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_outbound_activities_actor_account_id"),
+            ["actor_account_id"],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_outbound_activities_created_at"), ["created_at"], unique=False
+        )
+
+    op.create_table(
         "posts",
         sa.Column("id", sa.BigInteger(), nullable=False),
         sa.Column("account_id", sa.BigInteger(), nullable=False),
@@ -442,6 +534,9 @@ def upgrade() -> None:
         sa.Column("following_url", sa.String(length=1024), nullable=True),
         sa.Column("featured_url", sa.String(length=1024), nullable=True),
         sa.Column("profile_url", sa.String(length=1024), nullable=True),
+        sa.Column("avatar_url", sa.String(length=1024), nullable=True),
+        sa.Column("header_url", sa.String(length=1024), nullable=True),
+        sa.Column("images_fetched_at", kith.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("document", sa.JSON(), nullable=False),
         sa.Column("fetched_at", kith.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -453,6 +548,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_remote_actors")),
         sa.UniqueConstraint("account_id", name=op.f("uq_remote_actors_account_id")),
     )
+    with op.batch_alter_table("remote_actors", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_remote_actors_images_fetched_at"), ["images_fetched_at"], unique=False
+        )
+
     op.create_table(
         "reports",
         sa.Column("id", sa.BigInteger(), nullable=False),
@@ -705,6 +805,8 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("file_path", sa.String(length=255), nullable=True),
         sa.Column("preview_path", sa.String(length=255), nullable=True),
+        sa.Column("remote_url", sa.String(length=1024), nullable=True),
+        sa.Column("remote_fetched_at", kith.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("width", sa.Integer(), nullable=True),
         sa.Column("height", sa.Integer(), nullable=True),
         sa.Column("preview_width", sa.Integer(), nullable=True),
@@ -735,6 +837,11 @@ def upgrade() -> None:
         )
         batch_op.create_index(
             "ix_media_attachments_post_id_created_at", ["post_id", "created_at"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_media_attachments_remote_fetched_at"),
+            ["remote_fetched_at"],
+            unique=False,
         )
 
     op.create_table(
@@ -882,6 +989,7 @@ def upgrade() -> None:
         sa.Column("votes_count", sa.Integer(), nullable=False),
         sa.Column("voters_count", sa.Integer(), nullable=False),
         sa.Column("ended_notified_at", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("remote_counts", sa.JSON(), nullable=True),
         sa.ForeignKeyConstraint(
             ["post_id"], ["posts.id"], name=op.f("fk_polls_post_id_posts"), ondelete="CASCADE"
         ),
@@ -1128,6 +1236,7 @@ def downgrade() -> None:
 
     op.drop_table("mentions")
     with op.batch_alter_table("media_attachments", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_media_attachments_remote_fetched_at"))
         batch_op.drop_index("ix_media_attachments_post_id_created_at")
         batch_op.drop_index(batch_op.f("ix_media_attachments_account_id"))
 
@@ -1174,6 +1283,9 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_reports_target_account_id"))
 
     op.drop_table("reports")
+    with op.batch_alter_table("remote_actors", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_remote_actors_images_fetched_at"))
+
     op.drop_table("remote_actors")
     with op.batch_alter_table("posts", schema=None) as batch_op:
         batch_op.drop_index("uq_posts_account_id_reblog_of_id")
@@ -1184,6 +1296,12 @@ def downgrade() -> None:
         batch_op.drop_index("ix_posts_account_id_id")
 
     op.drop_table("posts")
+    with op.batch_alter_table("outbound_activities", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_outbound_activities_created_at"))
+        batch_op.drop_index(batch_op.f("ix_outbound_activities_actor_account_id"))
+        batch_op.drop_index(batch_op.f("ix_outbound_activities_activity_id"))
+
+    op.drop_table("outbound_activities")
     op.drop_table("oauth_apps")
     with op.batch_alter_table("mutes", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_mutes_target_id"))
@@ -1212,6 +1330,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_filters_account_id"))
 
     op.drop_table("filters")
+    op.drop_table("domain_blocks")
     op.drop_table("conversation_states")
     with op.batch_alter_table("blocks", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_blocks_target_id"))
@@ -1221,6 +1340,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_actor_keys_account_id"))
 
     op.drop_table("actor_keys")
+    op.drop_table("account_stats")
     op.drop_table("trend_settings")
     op.drop_table("tags")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
@@ -1228,6 +1348,8 @@ def downgrade() -> None:
 
     op.drop_table("jobs")
     op.drop_table("instance_settings")
+    op.drop_table("federation_tombstones")
+    op.drop_table("delivery_hosts")
     with op.batch_alter_table("accounts", schema=None) as batch_op:
         batch_op.drop_index("ix_accounts_display_name")
 

@@ -1,0 +1,304 @@
+"""Outbound delivery, the sending half: the `federation.deliver` job.
+
+One job POSTs one stored activity to one inbox, signed (draft-cavage, as Mastodon reads it)
+with its actor's key, through the SSRF-safe client. What the answer means:
+- 2xx: delivered;
+- 408, 429, 401, 5xx, a timeout or a broken connection: tried again later, with exponential
+  back-off and jitter, or when the server's `Retry-After` says (capped); given up after
+  `MAX_ATTEMPTS` tries or `GIVE_UP_AFTER` (about three days, as Mastodon's ~2.6);
+- any other answer (400, 403, 404, 410, a redirect…) or a refused address: given up at once;
+  a 410 from a personal inbox forgets its actor (`gone.inbox_gone`). Nothing is sent to a
+  suspended domain (`domain_blocks`), even by a job queued before the block.
+
+A retry is a new job written in the transaction that removes the current one, so a crash at
+any point leaves exactly one job behind (which may send once more: inboxes take an activity
+id once).
+
+**Breaker.** Each host's recent record is a `DeliveryHost` row shared by every worker.
+After `BREAKER_THRESHOLD` consecutive failures (unreachable, 5xx, 429) the host is skipped
+until `unavailable_until`: its jobs are moved past that moment without a request and without
+counting an attempt. When the cool-down ends, the next job is the probe: a success closes the
+breaker, a failure opens it again for longer."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from sqlalchemy import insert, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kith.accounts.models import Account
+from kith.config import Settings
+from kith.db import new_id, utcnow
+from kith.federation import keys
+from kith.federation.delivery import DELIVER_JOB, DELIVER_MAX_CRASHES
+from kith.federation.domain_blocks import domain_is_blocked
+from kith.federation.gone import inbox_gone
+from kith.federation.models import DeliveryHost, OutboundActivity
+from kith.federation.origin import origin_of
+from kith.federation.signatures import sign_request
+from kith.jobs.models import Job
+from kith.jobs.queue import job_handler
+from kith.net import Fetched, FetchError, Signer, UnsafeUrl
+from kith.runtime import runtime_of
+
+log = logging.getLogger(__name__)
+
+ACTIVITY_TYPE = 'application/ld+json; profile="https://www.w3.org/ns/activitystreams"'
+MAX_ATTEMPTS = 16
+GIVE_UP_AFTER = timedelta(days=3)
+MAX_BACKOFF = timedelta(hours=12)
+RETRY_AFTER_CAP = timedelta(hours=12)
+BREAKER_THRESHOLD = 5
+BREAKER_MAX_COOL_DOWN = timedelta(hours=2)
+# An inbox answers with a short body; more is not read.
+MAX_ANSWER_BYTES = 64 * 1024
+RETRYABLE_4XX = frozenset({401, 408, 429})
+# A healthy host's row is refreshed at most this often (a write per delivery would cost
+# throughput and lock contention for nothing).
+HEALTHY_REFRESH = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt came to: delivered, retry (maybe at the server's time), or give up.
+    `host_failed` says whether it counts against the host's breaker."""
+
+    kind: str  # "delivered" | "retry" | "give_up"
+    status: int | None
+    error: str = ""
+    retry_after: timedelta | None = None
+    host_failed: bool = False
+
+
+def retry_seconds(settings: Settings) -> float:
+    """The first retry's delay; each next one doubles (settable so that tests and local
+    federation don't wait minutes)."""
+    return settings.federation_delivery_retry_seconds
+
+
+def backoff(settings: Settings, attempt: int) -> timedelta:
+    """The wait after failed attempt number `attempt` (1-based): doubling from
+    `retry_seconds`, capped at MAX_BACKOFF, ±20 % jitter so that a host's queue does not
+    come back in one burst."""
+    base = retry_seconds(settings) * 2 ** min(max(attempt - 1, 0), 30)
+    seconds = min(base, MAX_BACKOFF.total_seconds())
+    return timedelta(seconds=seconds * random.uniform(0.8, 1.2))
+
+
+def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
+    """`Retry-After` as a wait (delta-seconds or an HTTP date), between 1 s and
+    RETRY_AFTER_CAP; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        wait = timedelta(seconds=int(value[:9]))
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        wait = when - now
+    return max(timedelta(seconds=1), min(wait, RETRY_AFTER_CAP))
+
+
+def classify(fetched: Fetched, now: datetime) -> Outcome:
+    """The outcome of an answered request."""
+    status = fetched.status
+    if 200 <= status < 300:
+        return Outcome("delivered", status)
+    retry_after = parse_retry_after(fetched.headers.get("retry-after"), now)
+    if status >= 500 or status == 429:
+        return Outcome("retry", status, f"HTTP {status}", retry_after, host_failed=True)
+    if status in RETRYABLE_4XX:
+        return Outcome("retry", status, f"HTTP {status}", retry_after)
+    return Outcome("give_up", status, f"HTTP {status}")
+
+
+def cool_down(settings: Settings, failures: int) -> timedelta:
+    """How long a host with this many consecutive failures is skipped: from the first
+    back-off delay at the threshold, doubling, capped at BREAKER_MAX_COOL_DOWN."""
+    extra = min(max(failures - BREAKER_THRESHOLD, 0), 20)
+    seconds = max(retry_seconds(settings), 1.0) * 2**extra
+    return min(timedelta(seconds=seconds), BREAKER_MAX_COOL_DOWN)
+
+
+# --- the job ------------------------------------------------------------------------------
+
+
+async def _signer(db: AsyncSession, actor_account_id: int | None) -> Signer:
+    """Sign as the account (its key is made the first time), or as the instance actor."""
+    if actor_account_id is None:
+        key = await keys.instance_key(db)
+    else:
+        account = await db.get(Account, actor_account_id)
+        if account is None or not account.is_local:
+            raise LookupError(f"no local actor {actor_account_id} to sign with")
+        key = await keys.local_key(db, account)
+    if key.private_key_pem is None:  # pragma: no cover - local keys always have one
+        raise LookupError(f"no private key for {key.key_id}")
+    private = keys.load_private_key(key.private_key_pem)
+    key_id = key.key_id
+    return lambda request: sign_request(request, key_id, private)
+
+
+async def _send(db: AsyncSession, outbound: OutboundActivity, inbox: str) -> Outcome:
+    signer = await _signer(db, outbound.actor_account_id)
+    body = json.dumps(outbound.document, separators=(",", ":")).encode()
+    # Hold no transaction open while waiting on another server (up to 30 s).
+    await db.commit()
+    try:
+        fetched = await runtime_of(db).http.post(
+            inbox,
+            headers={"Content-Type": ACTIVITY_TYPE, "Accept": "application/activity+json"},
+            content=body,
+            sign=signer,
+            max_bytes=MAX_ANSWER_BYTES,
+        )
+    except UnsafeUrl as exc:
+        return Outcome("give_up", None, str(exc)[:500])
+    except FetchError as exc:
+        return Outcome("retry", None, str(exc)[:500], host_failed=True)
+    return classify(fetched, utcnow())
+
+
+async def _requeue(db: AsyncSession, payload: dict[str, Any], run_at: datetime) -> None:
+    """Write the job's successor (same activity and inbox) due at `run_at`."""
+    now = utcnow()
+    await db.execute(
+        insert(Job).values(
+            id=new_id(),
+            kind=DELIVER_JOB,
+            payload=payload,
+            run_at=run_at,
+            attempts=0,
+            max_attempts=DELIVER_MAX_CRASHES,
+            dedupe_key=None,
+            created_at=now,
+        )
+    )
+
+
+@job_handler(DELIVER_JOB)
+async def deliver_one(db: AsyncSession, payload: dict[str, Any]) -> None:
+    """POST one activity to one inbox, then record the host's answer and schedule a retry
+    or give up (see the module docstring)."""
+    settings = runtime_of(db).settings
+    inbox = str(payload["inbox"])
+    attempt = int(payload.get("attempt", 1))
+    first_at = (
+        datetime.fromtimestamp(float(payload["first_at"]), UTC)
+        if payload.get("first_at")
+        else utcnow()
+    )
+    host = origin_of(inbox)
+    outbound = await db.get(OutboundActivity, int(payload["activity"]))
+    if outbound is None:  # forgotten (its actor was deleted, or it outlived GIVE_UP_AFTER)
+        return
+    if await domain_is_blocked(db, host):  # suspended after the job was written
+        log.info("delivery of %s to %s dropped: the domain is suspended", outbound.id, inbox)
+        return
+    now = utcnow()
+    state = await db.get(DeliveryHost, host)
+    if state is not None and state.unavailable_until and state.unavailable_until > now:
+        # The breaker is open: come back after the cool-down, spread over a little while,
+        # without a request and without spending an attempt.
+        spread = timedelta(seconds=random.uniform(0, max(retry_seconds(settings), 1.0)))
+        await _requeue(db, payload, state.unavailable_until + spread)
+        return
+    outcome = await _send(db, outbound, inbox)
+    now = utcnow()
+    await record_answer(db, settings, host, outcome, now)
+    if outcome.kind == "delivered":
+        return
+    if outcome.status == 410:  # the actor of a personal inbox was deleted for good
+        await inbox_gone(db, inbox)
+    too_old = now - first_at >= GIVE_UP_AFTER
+    if outcome.kind == "give_up" or attempt >= MAX_ATTEMPTS or too_old:
+        log.warning(
+            "delivery of %s to %s given up after %d attempt(s): %s",
+            outbound.activity_id,
+            inbox,
+            attempt,
+            outcome.error,
+        )
+        return
+    wait = outcome.retry_after or backoff(settings, attempt)
+    await _requeue(db, {**payload, "attempt": attempt + 1}, now + wait)
+
+
+async def record_answer(
+    db: AsyncSession, settings: Settings, host: str, outcome: Outcome, now: datetime
+) -> None:
+    """Update the host's record and breaker: a failure of the host counts (and opens the
+    breaker at the threshold), any answer from it resets the count."""
+    if outcome.host_failed:
+        await _count_failure(db, settings, host, outcome, now)
+        return
+    state = await db.get(DeliveryHost, host, populate_existing=True)
+    healthy = (
+        state is not None
+        and state.consecutive_failures == 0
+        and state.unavailable_until is None
+        and state.last_success_at is not None
+        and now - state.last_success_at < HEALTHY_REFRESH
+        and outcome.kind == "delivered"
+    )
+    if healthy:
+        return
+    values: dict[str, Any] = {
+        "consecutive_failures": 0,
+        "unavailable_until": None,
+        "last_status": outcome.status,
+        "last_error": outcome.error[:500],
+        "last_attempt_at": now,
+    }
+    if outcome.kind == "delivered":
+        values["last_success_at"] = now
+    await _upsert(db, host, values, values)
+
+
+async def _count_failure(
+    db: AsyncSession, settings: Settings, host: str, outcome: Outcome, now: datetime
+) -> None:
+    common = {
+        "last_status": outcome.status,
+        "last_error": outcome.error[:500],
+        "last_attempt_at": now,
+    }
+    failures = await _upsert(
+        db,
+        host,
+        {**common, "consecutive_failures": 1},
+        {**common, "consecutive_failures": DeliveryHost.consecutive_failures + 1},
+    )
+    if failures is not None and failures >= BREAKER_THRESHOLD:
+        until = now + cool_down(settings, failures)
+        await db.execute(
+            update(DeliveryHost).where(DeliveryHost.host == host).values(unavailable_until=until)
+        )
+        log.warning("deliveries to %s paused until %s (%d failures)", host, until, failures)
+
+
+async def _upsert(
+    db: AsyncSession, host: str, new: dict[str, Any], existing: dict[str, Any]
+) -> int | None:
+    """Insert the host's row with `new`, or update it with `existing`; returns its
+    consecutive failures afterwards."""
+    dialect = db.get_bind().dialect.name
+    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(DeliveryHost).values(
+        host=host, **new
+    )
+    stmt = stmt.on_conflict_do_update(index_elements=["host"], set_=existing)
+    return await db.scalar(stmt.returning(DeliveryHost.consecutive_failures))
