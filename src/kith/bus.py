@@ -90,6 +90,12 @@ class RedisBus:
         # noticed (and re-made) instead of waiting forever.
         self._redis = aioredis.from_url(url, health_check_interval=30)
         self._prefix = prefix
+        self._queues: dict[str, set[asyncio.Queue[Event]]] = {}  # local subscribers
+        self._live: set[str] = set()  # channels Redis confirmed on the current connection
+        self._confirm: dict[str, list[asyncio.Future[None]]] = {}
+        self._requests: list[tuple[str, str]] = []  # (un)subscribe, for the reader task
+        self._reader: asyncio.Task[None] | None = None
+        self._closing = False
 
     @property
     def client(self) -> aioredis.Redis:
@@ -111,33 +117,107 @@ class RedisBus:
     async def subscribe(
         self, *channels: str, ready: asyncio.Event | None = None
     ) -> AsyncIterator[Event]:
-        """Events of these channels from every process. When the connection drops it
-        re-subscribes with a growing delay; events published meanwhile are lost."""
-        names = [self._prefix + ch for ch in channels]
+        """Events of these channels from every process. All subscriptions of this process share
+        one Redis connection (one per open stream would exhaust Redis at a few thousand
+        streams); `ready` is set once Redis confirmed the subscription (or after 5 s). When
+        the connection drops it re-subscribes with a growing delay; events published
+        meanwhile are lost."""
+        q: asyncio.Queue[Event] = asyncio.Queue(maxsize=1000)
+        waits: list[asyncio.Future[None]] = []
+        for ch in channels:
+            subscribers = self._queues.setdefault(ch, set())
+            subscribers.add(q)
+            if ch not in self._live:
+                fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._confirm.setdefault(ch, []).append(fut)
+                waits.append(fut)
+                self._requests.append(("subscribe", ch))
+        try:
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.create_task(self._read_forever())
+            if waits:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.gather(*waits), 5)
+            if ready is not None:
+                ready.set()
+            while True:
+                yield await q.get()
+        finally:
+            for ch in channels:
+                mine = self._queues.get(ch)
+                if mine is None:
+                    continue
+                mine.discard(q)
+                if not mine:
+                    del self._queues[ch]
+                    self._requests.append(("unsubscribe", ch))
+
+    async def _read_forever(self) -> None:
+        """The process's one subscriber connection: applies (un)subscribe requests between
+        reads (a pub/sub connection is used by this task alone) and hands each message to the
+        local subscribers of its channel."""
         delay = 0.5
-        while True:
+        while not self._closing:
             pubsub = self._redis.pubsub()
             try:
-                await pubsub.subscribe(*names)
-                if ready is not None:
-                    ready.set()
+                wanted = list(self._queues)
+                self._requests.clear()  # everything wanted now is (re)subscribed here
+                if wanted:
+                    await pubsub.subscribe(*[self._prefix + ch for ch in wanted])
                 delay = 0.5
                 while True:
-                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=30)
-                    if msg is None:
+                    while self._requests:
+                        op, ch = self._requests.pop(0)
+                        if op == "subscribe" and ch in self._queues and ch not in self._live:
+                            await pubsub.subscribe(self._prefix + ch)
+                        elif op == "unsubscribe" and ch not in self._queues:
+                            self._live.discard(ch)
+                            await pubsub.unsubscribe(self._prefix + ch)
+                    if not pubsub.subscribed:
+                        await asyncio.sleep(0.05)
                         continue
-                    event = _decode(msg.get("data"))
-                    if event is not None:
-                        yield event
-            except (RedisConnectionError, RedisTimeoutError) as err:
+                    msg = await pubsub.get_message(timeout=0.1)
+                    if msg is not None:
+                        self._dispatch(msg)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as err:
+                if self._closing:
+                    return
                 log.warning("bus: lost Redis (%s); subscribing again in %.1f s", err, delay)
             finally:
+                self._live.clear()
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_RECONNECT_DELAY)
 
+    def _dispatch(self, msg: dict[str, Any]) -> None:
+        raw = msg.get("channel")
+        name = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if not name.startswith(self._prefix):
+            return
+        ch = name[len(self._prefix) :]
+        kind = msg.get("type")
+        if kind == "subscribe":
+            self._live.add(ch)
+            for fut in self._confirm.pop(ch, []):
+                if not fut.done():
+                    fut.set_result(None)
+        elif kind == "message":
+            event = _decode(msg.get("data"))
+            if event is None:
+                return
+            for q in list(self._queues.get(ch, ())):
+                with contextlib.suppress(asyncio.QueueFull):
+                    q.put_nowait(event)
+
     async def close(self) -> None:
+        self._closing = True
+        if self._reader is not None:
+            self._reader.cancel()
+            # Bounded: a read interrupted mid-way may be turned into a connection error by
+            # the client library rather than end the task at once.
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError, RedisError, OSError):
+                await asyncio.wait_for(self._reader, 2)
         await self._redis.aclose()
 
 

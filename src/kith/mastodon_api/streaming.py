@@ -320,8 +320,13 @@ class StreamHub:
                 items = await render.statuses(db, viewer, [post], context="home")
                 if items:
                     payloads[vid] = json.dumps(items[0])
+        frames: dict[int, str] = {}  # the WebSocket frame, made once per distinct payload
         for vid, payload in payloads.items():
-            message = {"type": SEND, "items": [(["user"], name, payload)]}
+            frame = frames.get(id(payload))
+            if frame is None:
+                frame = json.dumps({"stream": ["user"], "event": name, "payload": payload})
+                frames[id(payload)] = frame
+            message = {"type": SEND, "items": [(["user"], name, payload)], "frame": frame}
             for x in by_viewer[vid]:
                 with contextlib.suppress(asyncio.QueueFull):
                     x.inbox.put_nowait(message)
@@ -414,6 +419,9 @@ async def websocket_stream(ws: WebSocket) -> None:
                 getter.cancel()
                 break
             ev = getter.result()
+            if ev.get("type") == SEND and "frame" in ev:
+                await ws.send_text(ev["frame"])
+                continue
             for names, name, payload in await session.outgoing(
                 ev, skip_user=bool(ev.get("_hub_user"))
             ):
