@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import text
@@ -637,20 +637,7 @@ async def remove_post(db: AsyncSession, post: Post) -> None:
     await media.forget_post_media(db, post.id)
     await db.execute(delete(Post).where(Post.id == post.id))
     if post.reblog_of_id is not None:
-        await recount(db, post.reblog_of_id)
-
-
-async def recount(db: AsyncSession, post_id: int) -> None:
-    """Recompute a post's like and boost counters from the rows."""
-    from kith.posts.models import Like
-
-    likes = select(func.count()).select_from(Like).where(Like.post_id == post_id).scalar_subquery()
-    boosts = (
-        select(func.count()).select_from(Post).where(Post.reblog_of_id == post_id).scalar_subquery()
-    )
-    await db.execute(
-        update(Post).where(Post.id == post_id).values(likes_count=likes, reblogs_count=boosts)
-    )
+        await posts_service.recount_interactions(db, post.reblog_of_id)
 
 
 async def delete_note(db: AsyncSession, author: Account, uri: str) -> str:

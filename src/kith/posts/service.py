@@ -491,7 +491,7 @@ async def like(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> Post:
         except IntegrityError:
             await db.rollback()
             return post
-        await _recount(db, post.id)
+        await recount_interactions(db, post.id)
         await outbound.liked(db, viewer.account_id, post)
         await notifications.notify(
             db,
@@ -509,19 +509,23 @@ async def unlike(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> Post:
     post = await get_visible_post(db, viewer, post_id)
     assert viewer.account_id is not None
     await outbound.unliking(db, viewer.account_id, post)
-    await db.execute(
-        delete(Like).where(Like.account_id == viewer.account_id, Like.post_id == post.id)
-    )
+    await remove_like(db, viewer.account_id, post)
+    await db.commit()
+    return post
+
+
+async def remove_like(db: AsyncSession, account_id: int, post: Post) -> None:
+    """Take back `account_id`'s like of `post` (in the caller's transaction), here or from
+    another server: the row, its notification, the counter."""
+    await db.execute(delete(Like).where(Like.account_id == account_id, Like.post_id == post.id))
     await notifications.withdraw(
         db,
         recipient_id=post.account_id,
         type=NotificationType.LIKE,
-        from_account_id=viewer.account_id,
+        from_account_id=account_id,
         post_id=post.id,
     )
-    await _recount(db, post.id)
-    await db.commit()
-    return post
+    await recount_interactions(db, post.id)
 
 
 async def _interactable(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> Post:
@@ -533,8 +537,9 @@ async def _interactable(db: AsyncSession, viewer: policy.Viewer, post_id: int) -
     return post
 
 
-async def _recount(db: AsyncSession, post_id: int) -> None:
-    """Recompute cached counters from the rows (exact even under concurrent clicks)."""
+async def recount_interactions(db: AsyncSession, post_id: int) -> None:
+    """Recompute a post's like and boost counters from the rows (exact even under concurrent
+    clicks, and whoever — here or another server — liked or boosted)."""
     likes = select(func.count()).select_from(Like).where(Like.post_id == post_id).scalar_subquery()
     boosts = (
         select(func.count()).select_from(Post).where(Post.reblog_of_id == post_id).scalar_subquery()
@@ -575,7 +580,7 @@ async def boost(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> Post:
         if existing is None:
             raise
         return existing
-    await _recount(db, post.id)
+    await recount_interactions(db, post.id)
     await outbound.post_created(db, reblog)
     await notifications.notify(
         db,
@@ -610,7 +615,7 @@ async def unboost(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> None
         from_account_id=viewer.account_id,
         post_id=original.id,
     )
-    await _recount(db, original.id)
+    await recount_interactions(db, original.id)
     await db.commit()
     await runtime_of(db).bus.publish(
         "posts", {"type": "post.deleted", "post_id": reblog.id, "account_id": reblog.account_id}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
@@ -25,13 +25,13 @@ from kith.federation.remote_posts import (
     Fetched,
     fetch_object,
     is_followed_here,
-    recount,
     remove_post,
     store_fetched,
     visibility_of,
 )
 from kith.notifications import service as notifications
 from kith.notifications.models import NotificationType
+from kith.posts import service as posts_service
 from kith.posts.models import Like, Post, Visibility
 
 BOOSTABLE = (Visibility.PUBLIC, Visibility.UNLISTED)
@@ -52,7 +52,7 @@ async def on_like(db: AsyncSession, item: InboxItem) -> str:
         return "ignored: already liked"
     db.add(Like(account_id=actor.id, post_id=post.id))
     await db.flush()
-    await recount(db, post.id)
+    await posts_service.recount_interactions(db, post.id)
     await notifications.notify(
         db,
         recipient_id=post.account_id,
@@ -68,15 +68,7 @@ async def undo_like(db: AsyncSession, actor: Account, like: dict[str, Any]) -> s
     post = await local_post(db, first_id(like.get("object")) or "")
     if post is None:
         return "ignored: not a like of one of our posts"
-    await db.execute(delete(Like).where(Like.account_id == actor.id, Like.post_id == post.id))
-    await notifications.withdraw(
-        db,
-        recipient_id=post.account_id,
-        type=NotificationType.LIKE,
-        from_account_id=actor.id,
-        post_id=post.id,
-    )
-    await recount(db, post.id)
+    await posts_service.remove_like(db, actor.id, post)
     return "unliked"
 
 
@@ -148,7 +140,7 @@ async def on_announce(db: AsyncSession, item: InboxItem) -> str:
         )
     )
     await db.flush()
-    await recount(db, original.id)
+    await posts_service.recount_interactions(db, original.id)
     if await _is_local(db, original.account_id):
         await notifications.notify(
             db,

@@ -11,10 +11,11 @@ from kith.accounts.models import Account
 from kith.federation.actors import ActorFetchFailed
 from kith.federation.handlers.common import ready_to_fetch
 from kith.federation.remote_accounts import fetch_account, store_document
-from kith.federation.remote_posts import recount, remove_post
+from kith.federation.remote_posts import remove_post
 from kith.graph.models import Follow, FollowRequest
 from kith.notifications.models import Notification
 from kith.posts.models import Like, Post
+from kith.posts.service import recount_interactions
 
 
 async def update_actor(db: AsyncSession, actor: Account, obj: Any) -> str:
@@ -46,7 +47,7 @@ async def delete_actor(db: AsyncSession, actor: Account) -> str:
         await remove_post(db, post)
     for post_id in touched - {None} - {p.id for p in posts}:
         assert post_id is not None
-        await recount(db, post_id)
+        await recount_interactions(db, post_id)
         replies = (
             select(func.count()).select_from(Post).where(Post.in_reply_to_id == post_id)
         ).scalar_subquery()
