@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kith import policy
 from kith.accounts.models import Account
 from kith.config import Settings
+from kith.db import utcnow
 from kith.federation.models import Tombstone
 from kith.graph.models import Follow
 from kith.media.models import MediaAttachment
@@ -406,3 +407,40 @@ async def test_delete_person__removes_posts_and_follows(
     assert await count(db, Follow) == 0 and await count(db, Like) == 0
     await db.refresh(mine)
     assert mine.likes_count == 0
+
+
+async def test_update_person__suspended_by_its_server__hidden_until_lifted(
+    db: AsyncSession, settings: Settings, rt: Runtime, peer: Peer
+) -> None:
+    # Given bo follows alice and has her post; mallory was suspended here by a moderator
+    bo = await bo_follows_alice(settings, rt, peer, db)
+    await deliver(settings, rt, peer, peer.activity("alice", "Create", peer.note("alice")))
+    await deliver(settings, rt, peer, peer.activity("mallory", "Like", f"{local('bo')}/x"))
+    mallory = await remote(db, peer, "mallory")
+    mallory.suspended_at = utcnow()
+    await db.commit()
+    (note,) = (await db.scalars(select(Post))).all()
+
+    async def bo_sees_it() -> bool:
+        fresh = await db.get(Post, note.id, populate_existing=True)
+        return fresh is not None and await policy.can_see_post(db, policy.Viewer(bo.id), fresh)
+
+    assert await bo_sees_it()
+    # When alice's server says she is suspended (Update of her actor, as Mastodon sends it)
+    doc = peer.add_actor("alice", key=0, suspended=True)
+    outcome = await deliver(settings, rt, peer, peer.activity("alice", "Update", doc))
+    # Then she and her post are hidden here, and bo still follows her (it can be lifted)
+    assert outcome == "profile updated"
+    assert (await remote(db, peer, "alice")).suspended_at is not None
+    assert not await bo_sees_it()
+    assert await count(db, Follow) == 1
+    # When her server lifts the suspension
+    doc = peer.add_actor("alice", key=0)
+    await deliver(settings, rt, peer, peer.activity("alice", "Update", doc))
+    # Then she is back, and bo sees her post again
+    assert (await remote(db, peer, "alice")).suspended_at is None
+    assert await bo_sees_it()
+    # And a profile update from mallory does not lift the moderator's suspension
+    doc = peer.add_actor("mallory", key=1)
+    await deliver(settings, rt, peer, peer.activity("mallory", "Update", doc))
+    assert (await remote(db, peer, "mallory")).suspended_at is not None

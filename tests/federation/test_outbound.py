@@ -10,17 +10,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.accounts import profile
-from kith.accounts.models import Account
+from kith.accounts.models import Account, User
 from kith.config import Settings
 from kith.federation import keys, outbound
 from kith.federation.models import OutboundActivity
 from kith.graph import service as graph
 from kith.graph.models import Follow
 from kith.jobs.models import Job
+from kith.moderation import service as moderation
 from kith.posts import service as posts
 from kith.posts.models import Mention, Post, Visibility
 from kith.runtime import Runtime
@@ -325,3 +326,47 @@ async def test_profile_update__update_person_to_remote_followers(
     assert update["object"]["name"] == "Ana B"
     assert update["object"]["publicKey"]["id"] == "http://kith.test/users/ana#main-key"
     assert world.other_server.received == []
+
+
+async def test_suspension_and_its_end__update_person_to_remote_followers(
+    db: AsyncSession, rt: Runtime, world: World
+) -> None:
+    # Given ana, followed by fan on a remote server
+    # When an admin suspends her (twice: the second changes nothing), then lifts it
+    await moderation.suspend(db, world.ana)
+    await moderation.suspend(db, world.ana)
+    await run_jobs(rt)
+    # Then fan's server is told once, with the stub that says she is suspended, signed by her
+    (suspended,) = world.follower_server.activities()
+    assert suspended["type"] == "Update" and suspended["object"]["suspended"] is True
+    assert suspended["object"]["id"] == suspended["actor"] == "http://kith.test/users/ana"
+    assert all(d.verified for d in world.follower_server.received)
+    await moderation.unsuspend(db, world.ana)
+    await run_jobs(rt)
+    # And told again when it is lifted, without the flag; the other server hears nothing
+    _, lifted = world.follower_server.activities()
+    assert lifted["type"] == "Update" and "suspended" not in lifted["object"]
+    assert world.other_server.received == []
+
+
+async def test_account_deleted__delete_person_to_followers_and_followed_servers(
+    db: AsyncSession, rt: Runtime, world: World
+) -> None:
+    # Given ana, followed by fan (one server) and following stranger (another)
+    db.add(Follow(follower_id=world.ana.id, followee_id=world.stranger.id))
+    await db.commit()
+    # When her account goes: Delete(Person) queued, then her login and follows removed before
+    # any delivery runs (the account row and its key stay)
+    await outbound.account_deleted(db, world.ana)
+    await db.execute(delete(User).where(User.account_id == world.ana.id))
+    await db.execute(delete(Follow).where(Follow.follower_id == world.ana.id))
+    await db.execute(delete(Follow).where(Follow.followee_id == world.ana.id))
+    await db.commit()
+    await run_jobs(rt)
+    # Then both servers get one Delete whose object is her actor, signed with her key
+    for server in world.servers:
+        (deleted,) = server.activities()
+        assert deleted["type"] == "Delete"
+        assert deleted["object"] == deleted["actor"] == "http://kith.test/users/ana"
+        assert [d.key_id for d in server.received] == ["http://kith.test/users/ana#main-key"]
+        assert all(d.verified for d in server.received)

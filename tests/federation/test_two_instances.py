@@ -3,8 +3,10 @@
 KITH_TEST_DB=postgres), real HTTP between them, each allow-listing the other. Everything is
 driven through their Mastodon APIs and checked by polling with a deadline.
 
-People: on A, ana (locked), al and cy; on B, bea (follows ana, with approval), bo (follows no
-one) and dee (follows cy, then is blocked)."""
+People: on A, ana (locked), al and cy, ed (moves to ned on B), fay (suspended) and ada (an
+admin); on B, bea
+(follows ana, with approval), bo (follows no one until the move and suspension tests), dee
+(follows cy, then is blocked) and ned (ed's new account)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,7 +33,7 @@ from kith.posts.models import Post
 from kith.runtime import Runtime
 from tests.browser.servers import KithServer, _kith_command, server_env
 from tests.conftest import BACKEND, _create_pg_database, _drop_pg_database
-from tests.world import person
+from tests.world import PASSWORD, Browser, person
 
 pytestmark = pytest.mark.slow
 
@@ -120,7 +123,7 @@ class Pair:
 
     def handle(self, name: str) -> str:
         """The fediverse handle of a person on A or B."""
-        on = self.a if name in ("ana", "al", "cy") else self.b
+        on = self.a if name in self.a.tokens else self.b
         return f"@{name}@{on.domain}"
 
 
@@ -149,15 +152,16 @@ async def pair(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pair]:
     a, b = instances
     a.peer, b.peer = b.domain, a.domain
     people = [
-        (a, [("ana", True), ("al", False), ("cy", False)]),
-        (b, [("bea", False), ("bo", False), ("dee", False)]),
+        (a, [("ana", True), ("al", False), ("cy", False), ("ed", False), ("fay", False)]),
+        (a, [("ada", False)]),
+        (b, [("bea", False), ("bo", False), ("dee", False), ("ned", False)]),
     ]
     try:
         for inst, names in people:
             inst.rt = Runtime.from_settings(inst.settings())
             async with inst.rt.sessions() as db:
                 for name, locked in names:
-                    account = await person(db, name, locked=locked)
+                    account = await person(db, name, locked=locked, admin=name == "ada")
                     issued = await oauth.create_personal_token(
                         db, account, "two-instances", "read write follow"
                     )
@@ -498,3 +502,203 @@ async def _queue_empty(inst: Instance) -> bool:
             select(func.count()).select_from(Job).where(Job.kind == "federation.deliver")
         )
         return count == 0
+
+
+# --- polls --------------------------------------------------------------------------------
+
+
+async def _poll_counts(client: httpx.AsyncClient, status_id: str) -> tuple[list[int], int, bool]:
+    poll = await ok(client.get(f"/api/v1/polls/{status_id}"))
+    return [o["votes_count"] for o in poll["options"]], poll["votes_count"], poll["expired"]
+
+
+async def _end_poll_now(inst: Instance, status_id: str) -> None:
+    """Let a poll's time run out: its end moves to now, and its `poll.ended` job is due."""
+    from datetime import timedelta
+
+    from kith.db import utcnow
+    from kith.jobs.models import Job
+    from kith.posts.models import Poll
+
+    assert inst.rt is not None
+    ended = utcnow() - timedelta(seconds=1)
+    async with inst.rt.sessions() as db:
+        poll = await db.get(Poll, int(status_id))
+        assert poll is not None
+        poll.expires_at = ended
+        for job in (await db.scalars(select(Job).where(Job.kind == "poll.ended"))).all():
+            if job.payload.get("post_id") == int(status_id):
+                job.run_at = ended
+        await db.commit()
+
+
+async def test_poll__a_remote_vote_counts_once_and_the_results_come_back(
+    pair: Pair, bea_follows_ana: tuple[str, str]
+) -> None:
+    async with pair.a.api("ana") as ana, pair.a.api("al") as al, pair.b.api("bea") as bea:
+        # Given ana's public poll, as bea (her follower on B) sees it
+        original = await post(
+            ana, "poll-colour", poll={"options": ["red", "blue"], "expires_in": 300}
+        )
+        at_b = await eventually(
+            lambda: find_status(bea, "/api/v1/timelines/home", "poll-colour"), "the poll on B"
+        )
+        assert at_b["poll"]["options"][0]["title"] == "red"
+        # When bea votes "red" on B, and al votes "blue" on A
+        voted = await ok(bea.post(f"/api/v1/polls/{at_b['id']}/votes", json={"choices": ["0"]}))
+        assert voted["voted"] and voted["own_votes"] == [0]
+        await ok(al.post(f"/api/v1/polls/{original['id']}/votes", json={"choices": ["1"]}))
+        # Then A counts bea's vote
+        await eventually(
+            lambda: _equal(_poll_counts(ana, original["id"]), ([1, 1], 2, False)),
+            "bea's vote counted on A",
+        )
+        # And voting again on B is refused there, nothing more is sent
+        again = await bea.post(f"/api/v1/polls/{at_b['id']}/votes", json={"choices": ["1"]})
+        assert again.status_code == 422, again.text
+        # And the same vote delivered a second time (a retry) is not counted again
+        await _redeliver_votes(pair)
+        await eventually(lambda: _queue_empty(pair.b), "B's delivery queue to drain")
+        await eventually(lambda: _votes_processed(pair.a), "A processing the repeat")
+        assert await _poll_counts(ana, original["id"]) == ([1, 1], 2, False)
+        # And until the poll ends, B only knows its own vote
+        assert await _poll_counts(bea, at_b["id"]) == ([1, 0], 1, False)
+        # When the poll ends on A
+        await _end_poll_now(pair.a, original["id"])
+        # Then B receives the final results (A's Update of the Question)
+        await eventually(
+            lambda: _equal(_poll_counts(bea, at_b["id"]), ([1, 1], 2, True)),
+            "the final results on B",
+        )
+
+
+async def _redeliver_votes(pair: Pair) -> None:
+    """Send B's stored vote activities to A once more, as a retry would."""
+    from kith.accounts.models import Account
+    from kith.federation.delivery import deliver
+
+    assert pair.b.rt is not None
+    async with pair.b.rt.sessions() as db:
+        rows = (
+            await db.execute(
+                select(OutboundActivity.actor_account_id, OutboundActivity.document).where(
+                    OutboundActivity.activity_id.contains("#votes/")
+                )
+            )
+        ).all()
+        assert len(rows) == 1, rows  # one vote, one option: one activity
+        [(voter_id, document)] = rows
+        voter = await db.get(Account, voter_id)
+        assert await deliver(db, voter, document, [f"{pair.a.base_url}/inbox"]) == 1
+        await db.commit()
+
+
+async def _votes_processed(inst: Instance) -> bool:
+    """Every vote that reached the instance has been processed (whatever the outcome)."""
+    assert inst.rt is not None
+    async with inst.rt.sessions() as db:
+        waiting = await db.scalar(
+            select(func.count())
+            .select_from(InboxItem)
+            .where(InboxItem.activity_id.contains("#votes/"), InboxItem.processed_at.is_(None))
+        )
+        return waiting == 0
+
+
+# --- account migration --------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def signed_in(inst: Instance, name: str) -> AsyncIterator[Browser]:
+    """A browser session on the instance's web pages, signed in as `name`."""
+    async with httpx.AsyncClient(base_url=inst.base_url, timeout=15) as client:
+        b = Browser(client)
+        r = await b.sign_in(name)
+        assert r.status_code in (200, 303), r.text
+        yield b
+
+
+async def test_move__followers_on_both_instances_follow_the_new_account(pair: Pair) -> None:
+    # Given ed on A, followed by cy (on A) and bo (on B)
+    ed_at_b, _ = await follow(pair, "bo", "ed")
+    async with pair.a.api("cy") as cy, pair.b.api("bo") as bo:
+        ed_at_a = (await ok(cy.get("/api/v1/accounts/lookup", params={"acct": "ed"})))["id"]
+        assert (await ok(cy.post(f"/api/v1/accounts/{ed_at_a}/follow")))["following"]
+        # And ned on B, ed's new account, lists ed as an alias
+        async with signed_in(pair.b, "ned") as ned:
+            r = await ned.post("/settings/migration/aliases", {"aliases": pair.handle("ed")})
+            assert r.status_code == 303, r.text
+        # When ed moves to ned
+        async with signed_in(pair.a, "ed") as ed:
+            r = await ed.post(
+                "/settings/migration/move", {"target": pair.handle("ned"), "password": PASSWORD}
+            )
+            assert r.status_code == 303, r.text
+        ned_at_a = await resolve(cy, pair.handle("ned"))
+        ned_at_b = (await ok(bo.get("/api/v1/accounts/lookup", params={"acct": "ned"})))["id"]
+
+        # Then cy, on A, follows ned on B (B accepted the follow), and no longer ed
+        async def cy_moved() -> bool:
+            return bool((await relationship(cy, ned_at_a))["following"])
+
+        await eventually(cy_moved, "cy following ned (B accepting A's Follow)")
+        assert not (await relationship(cy, ed_at_a))["following"]
+
+        # And bo, on B, follows ned, no longer ed, and is told why
+        async def bo_moved() -> bool:
+            return bool((await relationship(bo, ned_at_b))["following"])
+
+        await eventually(bo_moved, "bo following ned (B applying A's Move)")
+        assert not (await relationship(bo, ed_at_b))["following"]
+        kinds = [n["type"] for n in await ok(bo.get("/api/v1/notifications"))]
+        assert "move" in kinds
+    # And A no longer counts bo among ed's followers (B sent the Undo of the Follow)
+    async with pair.a.api("ed") as ed_api:
+
+        async def no_followers() -> bool:
+            return not await ok(ed_api.get(f"/api/v1/accounts/{ed_at_a}/followers"))
+
+        await eventually(no_followers, "ed's followers on A going to none")
+
+
+# --- suspension ---------------------------------------------------------------------------
+
+
+async def test_suspension__hides_the_account_on_the_other_instance_until_lifted(
+    pair: Pair,
+) -> None:
+    # Given bo on B follows fay on A and has her public post in his home
+    fay_at_b, _ = await follow(pair, "bo", "fay")
+    async with pair.a.api("fay") as fay, pair.b.api("bo") as bo:
+        fay_id = (await ok(fay.get("/api/v1/accounts/verify_credentials")))["id"]
+        await post(fay, "fay-before-suspension")
+        at_b = await eventually(
+            lambda: find_status(bo, "/api/v1/timelines/home", "fay-before-suspension"),
+            "fay's post on B",
+        )
+
+        async def shown_on_b() -> bool:
+            status = await bo.get(f"/api/v1/statuses/{at_b['id']}")
+            account = await bo.get(f"/api/v1/accounts/{fay_at_b}")
+            return status.status_code == 200 and account.status_code == 200
+
+        # When an admin of A suspends fay
+        async with signed_in(pair.a, "ada") as ada:
+            r = await ada.post(f"/admin/accounts/{fay_id}/suspend")
+            assert r.status_code == 303, r.text
+
+        # Then B hides her account and her post (A sent Update(Person) with suspended: true)
+        await eventually(lambda: _negated(shown_on_b()), "fay hidden on B")
+        assert await find_status(bo, "/api/v1/timelines/home", "fay-before-suspension") is None
+        # When the admin lifts the suspension
+        async with signed_in(pair.a, "ada") as ada:
+            r = await ada.post(f"/admin/accounts/{fay_id}/unsuspend")
+            assert r.status_code == 303, r.text
+        # Then B shows her and her post again, and bo still follows her
+        await eventually(shown_on_b, "fay shown again on B")
+        assert await find_status(bo, "/api/v1/timelines/home", "fay-before-suspension")
+        assert (await relationship(bo, fay_at_b))["following"]
+
+
+async def _negated(value: Awaitable[bool]) -> bool:
+    return not await value

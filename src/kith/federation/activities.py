@@ -1,7 +1,7 @@
 """The activities Kith sends, as ActivityStreams 2 JSON: Update and Delete of posts, Undo of
-a boost, Like, Follow, Accept, Reject, Block, their Undos, and Update of a profile. Pure
-converters, like `activitypub.py` (which builds the Note, its Create and a boost's
-Announce): they take rows and documents and never query.
+a boost, Like, Follow, Accept, Reject, Block, their Undos, and Update and Delete of a
+profile. Pure converters, like `activitypub.py` (which builds the Note, its Create and a
+boost's Announce): they take rows and documents and never query.
 
 Ids: every activity gets an id no other activity will ever have, because receivers take an
 activity id once (a second Like with the id of an undone first one would be dropped as a
@@ -122,3 +122,10 @@ def update_person(settings: Settings, account: Account, person_doc: Json) -> Jso
     me = actor_id(settings, account)
     to, cc = addressing(settings, "public", account, [])
     return _envelope("Update", f"{me}#updates/{new_id()}", me, _inner(person_doc), to=to, cc=cc)
+
+
+def delete_person(settings: Settings, account: Account) -> Json:
+    """The `Delete` of a local actor (its object the actor's own id, as Mastodon sends it),
+    to Public: receivers drop the account's posts and follows for good."""
+    me = actor_id(settings, account)
+    return _envelope("Delete", f"{me}#delete", me, me, to=[uris.AS_PUBLIC])

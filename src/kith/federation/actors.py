@@ -216,10 +216,27 @@ async def store_actor(db: AsyncSession, fetched: FetchedActor) -> Account:
         uri[:1024] for uri in (id_of(v) for v in _as_list(doc.get("alsoKnownAs"))[:20]) if uri
     ]
     await db.flush()
-    await _store_endpoints(db, account, doc)
+    was_suspended = await _store_endpoints(db, account, doc)
+    await _follow_origin_suspension(db, account, was_suspended, doc.get("suspended") is True)
     await _store_key(db, account, fetched)
     await db.flush()
     return account
+
+
+async def _follow_origin_suspension(
+    db: AsyncSession, account: Account, was: bool, now: bool
+) -> None:
+    """Mirror a suspension the actor's own server announces (`suspended: true`, as Mastodon
+    and Kith send in `Update(Person)`): the account is hidden here until its server lifts it.
+    Lifting it clears only a suspension its server had announced, and never the stamp of a
+    domain block. (A moderator's suspension made here while the server's own lasted is not
+    told apart, and ends with it.)"""
+    if now and account.suspended_at is None:
+        account.suspended_at = utcnow()
+    elif was and not now and account.suspended_at is not None:
+        rule = await domain_blocks.policy_for(db, account.domain)
+        if not rule.suspend:
+            account.suspended_at = None
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -246,11 +263,14 @@ def _fields(doc: dict[str, Any]) -> list[dict[str, str]]:
     return found
 
 
-async def _store_endpoints(db: AsyncSession, account: Account, doc: dict[str, Any]) -> None:
+async def _store_endpoints(db: AsyncSession, account: Account, doc: dict[str, Any]) -> bool:
+    """Store the actor's endpoints and document; returns whether the document it replaces
+    said the actor was suspended."""
     remote = await db.scalar(select(RemoteActor).where(RemoteActor.account_id == account.id))
     if remote is None:
-        remote = RemoteActor(account_id=account.id)
+        remote = RemoteActor(account_id=account.id, document={})
         db.add(remote)
+    was_suspended = isinstance(remote.document, dict) and remote.document.get("suspended") is True
     endpoints = doc.get("endpoints")
     if not isinstance(endpoints, dict):
         endpoints = {}
@@ -265,6 +285,7 @@ async def _store_endpoints(db: AsyncSession, account: Account, doc: dict[str, An
     remote.document = doc
     remote.fetched_at = utcnow()
     await _note_images(db, remote, _image_url(doc.get("icon")), _image_url(doc.get("image")))
+    return was_suspended
 
 
 def _image_url(value: Any) -> str | None:

@@ -26,7 +26,7 @@ from kith import policy
 from kith.accounts.models import Account
 from kith.federation import activities, uris
 from kith.federation import activitypub as ap
-from kith.federation.delivery import deliver, inboxes_of_followers
+from kith.federation.delivery import deliver, inboxes_of, inboxes_of_followers
 from kith.federation.models import ActorKey, OutboundActivity, RemoteActor
 from kith.graph.models import Block, Follow, FollowRequest
 from kith.posts import presenter
@@ -363,3 +363,18 @@ async def profile_updated(db: AsyncSession, account: Account) -> None:
         moved_to=ap.actor_id(settings, moved) if moved else None,
     )
     await deliver(db, account, activities.update_person(settings, account, person), inboxes)
+
+
+async def account_deleted(db: AsyncSession, account: Account) -> None:
+    """Send `Delete` of a local actor to the servers of its remote followers and of the
+    remote accounts it follows. Call it before the account's follows go. The deliveries are
+    signed when they run, with the account's key, and the stored activity and the key are
+    deleted with the Account row (foreign-key cascade): a deletion must keep that row (a
+    husk) until the jobs have run, or nothing is sent."""
+    if not account.is_local:
+        return
+    followed = await db.scalars(select(Follow.followee_id).where(Follow.follower_id == account.id))
+    inboxes = await inboxes_of_followers(db, account) | await inboxes_of(db, followed.all())
+    if inboxes:
+        activity = activities.delete_person(runtime_of(db).settings, account)
+        await deliver(db, account, activity, inboxes)

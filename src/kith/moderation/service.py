@@ -152,19 +152,37 @@ async def resolve_report(
 
 
 async def suspend(db: AsyncSession, account: Account) -> None:
-    """Suspend: the account can't sign in and everything it posted disappears from view."""
-    if account.suspended_at is None:
+    """Suspend: the account can't sign in and everything it posted disappears from view,
+    here and, for a local account, on its followers' servers (`_tell_followers_servers`)."""
+    newly = account.suspended_at is None
+    if newly:
         account.suspended_at = utcnow()
     user = await accounts.user_for_account(db, account.id)
     if user is not None:
         await db.execute(delete(UserSession).where(UserSession.user_id == user.id))
+    if newly:
+        await _tell_followers_servers(db, account)
     await db.commit()
 
 
 async def unsuspend(db: AsyncSession, account: Account) -> None:
-    """Lift a suspension: the account and its posts are back."""
+    """Lift a suspension: the account and its posts are back, here and on its followers'
+    servers."""
+    lifted = account.suspended_at is not None
     account.suspended_at = None
+    if lifted:
+        await _tell_followers_servers(db, account)
     await db.commit()
+
+
+async def _tell_followers_servers(db: AsyncSession, account: Account) -> None:
+    """A local account's suspension (or its end) goes to its remote followers' servers as
+    `Update(Person)` (with `suspended: true` while it lasts), as Mastodon sends it: peers hide
+    the account and can show it again. Not `Delete`, which would make them forget it for
+    good. No commit."""
+    from kith.federation import outbound  # federation builds on accounts, not the reverse
+
+    await outbound.profile_updated(db, account)
 
 
 async def silence(db: AsyncSession, account: Account, on: bool = True) -> None:
