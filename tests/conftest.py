@@ -17,6 +17,7 @@ from kith.config import Settings
 from kith.migrate import upgrade
 from kith.models import Base
 from kith.runtime import Runtime
+from kith.timelines import feeds
 
 BACKEND = os.environ.get("KITH_TEST_DB", "sqlite")
 PG_ADMIN_URL = os.environ.get(
@@ -94,6 +95,7 @@ async def rt(settings: Settings) -> AsyncIterator[Runtime]:
     runtime = Runtime.from_settings(settings)
     await _wipe(runtime)
     yield runtime
+    await feeds.wait_for_feeds()  # Home feeds made in the background, after a first read
     await runtime.close()
 
 

@@ -23,12 +23,14 @@ from kith.accounts.credentials import MailThrottle
 from kith.accounts.service import LoginThrottle
 from kith.accounts.two_factor import SecondFactorThrottle
 from kith.config import Settings, get_settings
+from kith.edge import Edge
 from kith.errors import KithError, RateLimited
 from kith.federation import inbox_routes as federation_inbox
 from kith.federation import routes as federation
 from kith.jobs.worker import work_forever
 from kith.mastodon_api.ratelimit import ApiRateLimiter
 from kith.runtime import Runtime
+from kith.timelines import feeds
 from kith.web import (
     about,
     admin,
@@ -103,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker
+            await feeds.wait_for_feeds()
             await rt.close()
 
     app = FastAPI(title="Kith", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -150,27 +153,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         return await _error_page(request, exc.status_code, str(exc.detail))
 
-    app.middleware("http")(ApiRateLimiter().middleware)
-
-    @app.middleware("http")
-    async def _no_nul_in_urls(request: Request, call_next):  # type: ignore[no-untyped-def]
-        # A NUL in a path or query would reach the database as text PostgreSQL refuses.
-        raw = request.scope.get("raw_path", b"") + b"?" + request.scope.get("query_string", b"")
-        if b"%00" in raw or b"\x00" in raw:
-            return await _error_page(request, 422, "The address must not contain NUL characters.")
-        return await call_next(request)
-
-    @app.middleware("http")
-    async def _security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
-        response: Response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
-            "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-        )
-        return response
+    app.add_middleware(Edge, error_page=_error_page, limiter=ApiRateLimiter())
 
     return app

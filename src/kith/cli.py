@@ -66,6 +66,7 @@ def serve(
         # Open streams would hold a shutdown forever: give them a few seconds, then close.
         timeout_graceful_shutdown=5,
         proxy_headers=False,
+        ws_per_message_deflate=settings.stream_compression,
     )
     if workers == 1:
         uvicorn.run(create_app(settings), **options)

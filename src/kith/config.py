@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     login_window_seconds: int = 300
     log_level: str = "info"
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=60)
+    # permessage-deflate on the streaming API's WebSockets. Off by default, as Mastodon's
+    # streaming server has it: every frame is compressed once per client, which for a post
+    # reaching 1,000 open streams cost a third of the 250 ms it should take (bench/api.py).
+    stream_compression: bool = False
     # Outbound HTTP (kith.net). Off by default: fetching loopback/private addresses is how
     # SSRF attacks reach internal services. Tests and local federation turn one of them on.
     federation_allow_private: bool = False  # any private/loopback address, and plain http

@@ -9,4 +9,5 @@ from kith.mastodon_api import scheduling  # noqa: F401
 from kith.media import remote as media_remote  # noqa: F401
 from kith.media import service as media_service  # noqa: F401
 from kith.posts import service as posts_service  # noqa: F401
+from kith.timelines import feeds as timeline_feeds  # noqa: F401
 from kith.trends import service as trends_service  # noqa: F401

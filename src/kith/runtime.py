@@ -6,6 +6,7 @@ that must publish or read a setting after it commits needs nothing but its sessi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -24,6 +25,9 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession] = field(init=False)
     bus: MemoryBus | RedisBus = field(init=False)
     _http: OutboundHttp | None = field(default=None, init=False, repr=False)
+    # Per-process caches of the layers above, by name (mastodon_api.entity_cache): they live
+    # and die with the runtime, so each test's instance starts empty.
+    caches: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.sessions = async_sessionmaker(

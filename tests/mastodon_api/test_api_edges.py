@@ -358,3 +358,35 @@ async def test_a_client_hanging_up_mid_body_is_not_a_server_error(settings: Sett
         await app(scope, receive, send)
     starts = [m for m in sent if m["type"] == "http.response.start"]
     assert starts and starts[0]["status"] == 400
+
+
+async def test_public_timeline__federated_local_and_remote(api: httpx.AsyncClient, db) -> None:  # type: ignore[no-untyped-def]
+    from kith.accounts.models import Account
+    from kith.posts.models import Post, Visibility
+
+    alice = await person(db, "alice")
+    here = await post(db, alice, "from here")
+    far = Account(
+        username="bob", username_key="bob", domain="far.example", uri="https://far.example/u/bob"
+    )
+    db.add(far)
+    await db.flush()
+    there = Post(account_id=far.id, content_html="<p>from there</p>", uri="https://far.example/1")
+    unlisted = Post(
+        account_id=far.id,
+        content_html="<p>quiet</p>",
+        uri="https://far.example/2",
+        visibility=Visibility.UNLISTED,
+    )
+    db.add_all([there, unlisted])
+    await db.commit()
+
+    async def ids(query: str) -> list[str]:
+        r = await api.get(f"/api/v1/timelines/public{query}")
+        assert r.status_code == 200
+        return [s["id"] for s in r.json()]
+
+    assert await ids("") == [str(there.id), str(here.id)]
+    assert await ids("?local=true") == [str(here.id)]
+    assert await ids("?remote=true") == [str(there.id)]
+    assert await ids(f"?remote=true&max_id={there.id}") == []

@@ -51,6 +51,9 @@ class Account(Base):
     moved_to_id: Mapped[int | None] = mapped_column(
         ForeignKey("accounts.id", ondelete="SET NULL"), default=None
     )
+    # Bumped by a database trigger (migration 0004) on every change of a column the Account
+    # entity shows: cached entities are keyed by it (mastodon_api/entity_cache.py).
+    render_rev: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     user: Mapped[User | None] = relationship(back_populates="account", uselist=False, lazy="raise")
 

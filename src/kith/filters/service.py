@@ -434,11 +434,16 @@ async def active_rules_of(
 
 
 def hit(view: PostView, rule: Rule) -> FilterHit | None:
-    """How `rule` catches the post in `view`, or None. A boost is caught by its own id or by
-    the id of the post it shares, as on Mastodon."""
-    haystack = search.post_document(view.shown.post)
+    """How `rule` catches the post in `view`, or None (see `hit_post`)."""
+    return hit_post(view.post, view.shown.post, rule)
+
+
+def hit_post(post: Post, shown: Post, rule: Rule) -> FilterHit | None:
+    """How `rule` catches `post` (whose text is `shown`'s: the original of a boost), or None.
+    A boost is caught by its own id or by the id of the post it shares, as on Mastodon."""
+    haystack = search.post_document(shown)
     words = [k for k, pattern in rule.keywords if pattern.search(haystack)]
-    ids = sorted({view.post.id, view.shown.post.id} & rule.status_ids)
+    ids = sorted({post.id, shown.id} & rule.status_ids)
     if not words and not ids:
         return None
     return FilterHit(rule.filter, words, ids)
@@ -474,9 +479,14 @@ async def apply(
 def judge(view: PostView, rules: list[Rule]) -> list[FilterHit] | None:
     """What `apply` decides for one post and one person's rules: None when a "hide" filter
     catches it, else the hits of "warn" filters (empty: not filtered). Own posts: []."""
-    if view.shown.is_own or not rules:
+    return judge_post(view.post, view.shown.post, view.shown.is_own, rules)
+
+
+def judge_post(post: Post, shown: Post, own: bool, rules: list[Rule]) -> list[FilterHit] | None:
+    """`judge` for a post row (`shown`: the original of a boost; `own`: the viewer wrote it)."""
+    if own or not rules:
         return []
-    hits = [h for h in (hit(view, r) for r in rules) if h is not None]
+    hits = [h for h in (hit_post(post, shown, r) for r in rules) if h is not None]
     if any(h.filter.action == "hide" for h in hits):
         return None
     return hits

@@ -23,6 +23,7 @@ from kith.graph.models import Follow, FollowRequest
 from kith.mastodon_api import entities, render
 from kith.mastodon_api.deps import (
     PAGINATION,
+    ApiJSON,
     Auth,
     account_window,
     clamp,
@@ -212,7 +213,7 @@ async def account_statuses(
     posts = [x for x in page.posts if not (p.flag("exclude_reblogs") and x.reblog_of_id)]
     items = await render.statuses(db, auth.viewer, posts, context="account")
     link = link_header(request, page.posts, lambda x: x.id)
-    return JSONResponse(items, headers={"Link": link} if link else {})
+    return ApiJSON(items, headers={"Link": link} if link else {})
 
 
 @router.get("/{account_id}/followers", openapi_extra=documented(PAGINATION))

@@ -16,6 +16,7 @@ from kith.graph import service as graph
 from kith.mastodon_api import render
 from kith.mastodon_api.deps import (
     PAGINATION,
+    ApiJSON,
     Auth,
     account_window,
     clamp,
@@ -52,7 +53,7 @@ async def _saved(
     items = await render.statuses(db, auth.viewer, [post for post, _ in rows])
     link = link_header(request, list(rows), lambda row: int(row[1]))
     headers = {"Link": link} if link else {}
-    return JSONResponse(items, headers=headers)
+    return ApiJSON(items, headers=headers)
 
 
 @router.get("/bookmarks", openapi_extra=documented(PAGINATION))

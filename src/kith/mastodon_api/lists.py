@@ -16,6 +16,7 @@ from kith.lists.models import List
 from kith.mastodon_api import render
 from kith.mastodon_api.deps import (
     PAGINATION,
+    ApiJSON,
     Auth,
     clamp,
     documented,
@@ -178,4 +179,4 @@ async def timeline(
     )
     items = await render.statuses(db, auth.viewer, page.posts, context="home")
     link = link_header(request, page.posts, lambda x: x.id)
-    return JSONResponse(items, headers={"Link": link} if link else {})
+    return ApiJSON(items, headers={"Link": link} if link else {})

@@ -16,6 +16,7 @@ from kith.graph import service as graph
 from kith.mastodon_api import render
 from kith.mastodon_api.deps import (
     PAGINATION,
+    ApiJSON,
     Auth,
     account_window,
     clamp,
@@ -131,7 +132,7 @@ async def list_notifications(
         rows = [n for n in rows if n.from_account_id == account_filter]
     items = await entities_for(db, auth.viewer, rows)
     link = link_header(request, rows, lambda n: n.id)
-    return JSONResponse(items, headers={"Link": link} if link else {})
+    return ApiJSON(items, headers={"Link": link} if link else {})
 
 
 @router.get("/notifications/unread_count")

@@ -7,10 +7,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
 
 from kith.bus import RedisBus
@@ -59,11 +57,8 @@ class ApiRateLimiter:
             return self.hit(key, limit)
         return limit, int(used), start + self.window
 
-    async def middleware(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        if not request.url.path.startswith("/api/"):
-            return await call_next(request)
+    async def check(self, request: Request) -> tuple[dict[str, str], bool]:
+        """Count an API request: (Mastodon's rate-limit headers, over the limit?)."""
         token = bearer_token(request)
         if token:
             key, limit = "t:" + hashlib.sha256(token.encode()).hexdigest()[:32], self.per_token
@@ -79,8 +74,4 @@ class ApiRateLimiter:
             "X-RateLimit-Remaining": str(max(0, limit - used)),
             "X-RateLimit-Reset": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(reset)),
         }
-        if used > limit:
-            return JSONResponse({"error": "Too many requests"}, status_code=429, headers=headers)
-        response = await call_next(request)
-        response.headers.update(headers)
-        return response
+        return headers, used > limit

@@ -14,8 +14,8 @@ from kith import policy
 from kith.accounts.models import Account
 from kith.filters import service as filters
 from kith.graph.service import Linked
-from kith.mastodon_api import entities
-from kith.mastodon_api.deps import link_header
+from kith.mastodon_api import entities, entity_cache
+from kith.mastodon_api.deps import ApiJSON, link_header
 from kith.posts import presenter
 from kith.posts.models import Post
 from kith.runtime import runtime_of
@@ -24,13 +24,9 @@ from kith.runtime import runtime_of
 async def statuses(
     db: AsyncSession, viewer: policy.Viewer, posts: list[Post], *, context: str | None = None
 ) -> list[dict[str, Any]]:
-    """Status entities for posts the viewer may see, with filters of `context` applied."""
-    views = await presenter.present(db, viewer, posts)
-    if context:
-        views = await filters.apply(db, viewer, views, context=context)
-    counts = await entities.account_counts(db, entities.all_accounts(views))
-    settings = runtime_of(db).settings
-    return [entities.status(settings, v, counts) for v in views]
+    """Status entities for posts the viewer may see, with filters of `context` applied (from
+    the parts cached per process: entity_cache)."""
+    return await entity_cache.statuses(db, viewer, posts, context=context)
 
 
 async def status_for_many(
@@ -100,4 +96,4 @@ async def account_page(request: Request, db: AsyncSession, rows: list[Linked]) -
     behind them (follows, requests, blocks, mutes), not the accounts' ids."""
     items = await accounts(db, [x.account for x in rows])
     link = link_header(request, rows, lambda x: x.row_id)
-    return JSONResponse(items, headers={"Link": link} if link else {})
+    return ApiJSON(items, headers={"Link": link} if link else {})

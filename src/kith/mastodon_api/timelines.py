@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kith.mastodon_api import render
 from kith.mastodon_api.deps import (
     PAGINATION,
+    ApiJSON,
     Auth,
     clamp,
     documented,
@@ -35,7 +36,7 @@ async def _respond(
     link = link_header(request, page.posts, lambda p: p.id)
     if link:
         headers["Link"] = link
-    return JSONResponse(items, headers=headers)
+    return ApiJSON(items, headers=headers)
 
 
 async def _cursors(request: Request) -> dict[str, Any]:
@@ -68,10 +69,9 @@ async def public(
     request: Request, db: AsyncSession = Depends(get_db), auth: Auth = Depends(optional_auth)
 ) -> JSONResponse:
     p = await read_params(request)
-    if p.flag("remote"):
-        return JSONResponse([])  # no remote posts before federation
-    page = await timelines.local(
-        db, auth.viewer, only_media=p.flag("only_media"), **await _cursors(request)
+    origin = "local" if p.flag("local") else "remote" if p.flag("remote") else "all"
+    page = await timelines.public(
+        db, auth.viewer, origin=origin, only_media=p.flag("only_media"), **await _cursors(request)
     )
     return await _respond(request, db, auth, page, "public")
 

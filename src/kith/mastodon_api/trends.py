@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.mastodon_api import render
-from kith.mastodon_api.deps import Auth, clamp, optional_auth
+from kith.mastodon_api.deps import ApiJSON, Auth, clamp, optional_auth
 from kith.mastodon_api.params import read_params
 from kith.posts.models import Tag
 from kith.runtime import runtime_of
@@ -38,7 +38,7 @@ def _respond(
     if full if full is not None else len(items) == limit:
         url = request.url.remove_query_params("offset").include_query_params(offset=offset + limit)
         headers["Link"] = f'<{url}>; rel="next"'
-    return JSONResponse(items, headers=headers)
+    return ApiJSON(items, headers=headers)
 
 
 async def _tag_entities(

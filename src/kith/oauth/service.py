@@ -300,16 +300,24 @@ async def token_info(db: AsyncSession, access_token: str) -> TokenInfo | None:
     """The live token for a bearer value, or None (unknown, revoked, expired, user gone)."""
     if not access_token or len(access_token) > 200:
         return None
-    row = await db.scalar(select(OAuthToken).where(OAuthToken.token_hash == _hash(access_token)))
-    now = utcnow()
-    if row is None or row.revoked_at is not None or (row.expires_at and row.expires_at <= now):
+    # One query for the token, its app and its user (with the account, joined by User):
+    # every API request starts here.
+    found = (
+        await db.execute(
+            select(OAuthToken, OAuthApp, User)
+            .join(OAuthApp, OAuthApp.id == OAuthToken.app_id)
+            .outerjoin(User, User.account_id == OAuthToken.account_id)
+            .where(OAuthToken.token_hash == _hash(access_token))
+        )
+    ).first()
+    if found is None:
         return None
-    app = await db.get(OAuthApp, row.app_id)
-    if app is None:
+    row, app, holder = found
+    if row.revoked_at is not None or (row.expires_at and row.expires_at <= utcnow()):
         return None
-    user = None
+    user: User | None = None
     if row.account_id is not None:
-        user = await db.scalar(select(User).where(User.account_id == row.account_id))
+        user = holder
         if user is None or user.account.suspended_at is not None or user.state != "active":
             return None
     return TokenInfo(row, app, user, frozenset(row.scopes.split()))

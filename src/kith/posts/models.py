@@ -49,6 +49,11 @@ class Post(Base):
     reblogs_count: Mapped[int] = mapped_column(Integer, default=0)
     likes_count: Mapped[int] = mapped_column(Integer, default=0)
     uri: Mapped[str | None] = mapped_column(String(512), default=None, unique=True)
+    # Bumped by database triggers (migration 0004) whenever something a Status entity shows
+    # of this post changes (text, media, mentions, tags; not the counters): API entities are
+    # cached per process keyed by it (mastodon_api/entity_cache.py). Read it fresh from the
+    # database, never from an object the session already held.
+    render_rev: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 # Profile and home timelines: "posts by these authors, newest first" is an index range scan.

@@ -12,6 +12,7 @@ from sqlalchemy import (
     CompoundSelect,
     Integer,
     bindparam,
+    func,
     inspect,
     literal_column,
     select,
@@ -161,6 +162,66 @@ def _poll_counts(poll: Poll, local: list[int] | None) -> list[int]:
     return local or [0] * len(poll.options)
 
 
+async def marks_of(db: AsyncSession, me: int | None, ids: list[int]) -> dict[int, set[int]]:
+    """{PIN: ids pinned by their author, LIKE / BOOST / BOOKMARK: ids the viewer `me` liked,
+    boosted, bookmarked} for these post ids, in one query."""
+    marks: dict[int, set[int]] = {PIN: set(), LIKE: set(), BOOST: set(), BOOKMARK: set()}
+    if ids:
+        for kind, post_id in await db.execute(_marks_statement(), {"ids": ids, "me": me}):
+            marks[kind].add(post_id)
+    return marks
+
+
+async def poll_views(
+    db: AsyncSession, me: int | None, authors: dict[int, int]
+) -> dict[int, PollView]:
+    """The polls among these posts ({post id: author id}) as the viewer `me` sees them: totals
+    hidden until they voted, the poll ended, or it is their own."""
+    if not authors:
+        return {}
+    polls = {
+        p.post_id: p
+        for p in (await db.scalars(select(Poll).where(Poll.post_id.in_(list(authors))))).all()
+    }
+    if not polls:
+        return {}
+    votes: dict[int, list[int]] = {}
+    if me is not None:
+        for pid, choice in await db.execute(
+            select(PollVote.post_id, PollVote.choice).where(
+                PollVote.account_id == me, PollVote.post_id.in_(list(polls))
+            )
+        ):
+            votes.setdefault(pid, []).append(choice)
+    counts: dict[int, list[int]] = {}
+    for pid, choice, n in await db.execute(
+        select(PollVote.post_id, PollVote.choice, func.count())
+        .where(PollVote.post_id.in_(list(polls)))
+        .group_by(PollVote.post_id, PollVote.choice)
+    ):
+        counts.setdefault(pid, [0] * len(polls[pid].options))
+        if 0 <= choice < len(counts[pid]):
+            counts[pid][choice] = int(n)
+    now = utcnow()
+    out = {}
+    for pid, poll in polls.items():
+        expired = poll.expires_at <= now
+        mine = sorted(votes.get(pid, []))
+        show = expired or bool(mine) or me == authors[pid]
+        out[pid] = PollView(
+            options=list(poll.options),
+            counts=_poll_counts(poll, counts.get(pid)) if show else None,
+            votes_count=poll.votes_count,
+            voters_count=poll.voters_count,
+            multiple=poll.multiple,
+            expires_at=poll.expires_at,
+            expired=expired,
+            voted=bool(mine),
+            own_votes=mine,
+        )
+    return out
+
+
 async def present(db: AsyncSession, viewer: policy.Viewer, posts: list[Post]) -> list[PostView]:
     """PostViews for `posts` (already filtered by policy), in the same order."""
     if not posts:
@@ -195,43 +256,13 @@ async def present(db: AsyncSession, viewer: policy.Viewer, posts: list[Post]) ->
             select(PostTag.post_id, Tag.name).join(Tag).where(PostTag.post_id.in_(ids))
         )
     ).all()
-    polls = {
-        p.post_id: p for p in (await db.scalars(select(Poll).where(Poll.post_id.in_(ids)))).all()
-    }
     attachments = await media_service.for_posts(db, ids)
     # Remote files not cached (yet, or any more) are fetched for the next look; never linked.
     remote_media.refetch_soon(db, [m for rows in attachments.values() for m in rows])
     me = viewer.account_id
-    marks: dict[int, set[int]] = {PIN: set(), LIKE: set(), BOOST: set(), BOOKMARK: set()}
-    for kind, post_id in await db.execute(_marks_statement(), {"ids": ids, "me": me}):
-        marks[kind].add(post_id)
+    marks = await marks_of(db, me, ids)
     pins, liked, boosted, bookmarked = marks[PIN], marks[LIKE], marks[BOOST], marks[BOOKMARK]
-    votes: dict[int, list[int]] = {}
-    counts: dict[int, list[int]] = {}
-    if me is not None:
-        if polls:
-            for pid, choice in (
-                await db.execute(
-                    select(PollVote.post_id, PollVote.choice).where(
-                        PollVote.account_id == me, PollVote.post_id.in_(list(polls))
-                    )
-                )
-            ).all():
-                votes.setdefault(pid, []).append(choice)
-    if polls:
-        from sqlalchemy import func
-
-        for pid, choice, n in (
-            await db.execute(
-                select(PollVote.post_id, PollVote.choice, func.count())
-                .where(PollVote.post_id.in_(list(polls)))
-                .group_by(PollVote.post_id, PollVote.choice)
-            )
-        ).all():
-            counts.setdefault(pid, [0] * len(polls[pid].options))
-            if 0 <= choice < len(counts[pid]):
-                counts[pid][choice] = int(n)
-    now = utcnow()
+    polls = await poll_views(db, me, {p.id: p.account_id for p in all_posts.values()})
 
     mentions_of: dict[int, list[Account]] = {}
     for pid, a in mention_rows:
@@ -252,22 +283,7 @@ async def present(db: AsyncSession, viewer: policy.Viewer, posts: list[Post]) ->
         v.tags = list(tags_of.get(p.id, ()))
         v.can_boost = me is not None and policy.can_boost(viewer, p)
         v.media = attachments.get(p.id, [])
-        poll = polls.get(p.id)
-        if poll is not None:
-            expired = poll.expires_at <= now
-            mine = sorted(votes.get(p.id, []))
-            show = expired or bool(mine) or v.is_own
-            v.poll = PollView(
-                options=list(poll.options),
-                counts=_poll_counts(poll, counts.get(p.id)) if show else None,
-                votes_count=poll.votes_count,
-                voters_count=poll.voters_count,
-                multiple=poll.multiple,
-                expires_at=poll.expires_at,
-                expired=expired,
-                voted=bool(mine),
-                own_votes=mine,
-            )
+        v.poll = polls.get(p.id)
         return v
 
     result = []

@@ -30,6 +30,7 @@ from kith.db import EPOCH, UTCDateTime, id_for_time, utcnow
 from kith.graph.models import Follow
 from kith.media.models import MediaAttachment
 from kith.posts.models import Pin, Post, PostTag, Tag
+from kith.timelines import feeds
 from kith.timelines.models import TagFollow
 
 DEFAULT_LIMIT = 20
@@ -156,15 +157,37 @@ async def home(
     window is exactly the page the unbounded query gives, and the database sorts and filters
     about a day of the followed accounts' posts instead of all of them (measured in
     bench/timelines.py: ~9x less time on SQLite)."""
-    followed_tags = await follows_any_tag(db, viewer)
     if min_id is not None or since_id is not None:  # already bounded below
-        stmt = home_query(viewer, followed_tags=followed_tags)
+        stmt = home_query(viewer, followed_tags=await follows_any_tag(db, viewer))
         return await paginate(
             db, stmt, max_id=max_id, min_id=min_id, since_id=since_id, limit=limit
         )
     n = clamp_limit(limit)
     top = max_id if max_id is not None else id_for_time(utcnow() + timedelta(minutes=5))
-    stmt = _prebuilt_home(followed_tags)
+    assert viewer.account_id is not None
+    floor = await feeds.floor_of(db, viewer.account_id)
+    rows: list[Post] = []
+    if floor is not None and top > floor:
+        rows = await feeds.read(db, viewer, floor, ceiling=top, n=n)
+        if len(rows) == n:
+            return Page(posts=rows, older_max_id=rows[-1].id, newer_min_id=rows[0].id)
+        # The feed ran out: the rest of the page is searched below its floor.
+        top = floor + 1
+    page = await _searched_home(db, viewer, top=top, n=n - len(rows))
+    rows += page
+    return Page(
+        posts=rows,
+        older_max_id=rows[-1].id if len(rows) == n else None,
+        newer_min_id=rows[0].id if rows else max_id,
+    )
+
+
+async def _searched_home(
+    db: AsyncSession, viewer: policy.Viewer, *, top: int, n: int
+) -> list[Post]:
+    """Up to `n` posts of the viewer's Home below `top`, searched among followed accounts'
+    posts (no feed, or below its floor)."""
+    stmt = _prebuilt_home(await follows_any_tag(db, viewer))
     rows: list[Post] = []
     for window in HOME_WINDOWS:
         floor = 0 if window is None else top - id_for_time(EPOCH + window)
@@ -178,11 +201,7 @@ async def home(
         rows = list((await db.scalars(stmt, params)).all())
         if len(rows) == n:
             break
-    return Page(
-        posts=rows,
-        older_max_id=rows[-1].id if len(rows) == n else None,
-        newer_min_id=rows[0].id if rows else max_id,
-    )
+    return rows
 
 
 _HOME_STATEMENTS: dict[bool, Select[Any]] = {}
@@ -235,15 +254,98 @@ async def local(
 ) -> Page:
     """All public posts of this instance's people (no unlisted posts, no boosts); with
     `only_media`, only those with attachments."""
+    return await public(
+        db,
+        viewer,
+        origin="local",
+        max_id=max_id,
+        min_id=min_id,
+        since_id=since_id,
+        limit=limit,
+        only_media=only_media,
+    )
+
+
+ORIGINS = ("all", "local", "remote")
+
+
+async def public(
+    db: AsyncSession,
+    viewer: policy.Viewer,
+    *,
+    origin: str = "all",
+    max_id: int | None = None,
+    min_id: int | None = None,
+    since_id: int | None = None,
+    limit: int | None = None,
+    only_media: bool = False,
+) -> Page:
+    """Public posts known here (no unlisted posts, no boosts): from everywhere (the
+    "federated" timeline), only this instance's people (`origin="local"`) or only other
+    servers' (`"remote"`); with `only_media`, only those with attachments."""
+    assert origin in ORIGINS
+    if min_id is None:  # the common pages: a statement built once per process
+        n = clamp_limit(limit)
+        params = {
+            "viewer_id": viewer.account_id,
+            "now": utcnow(),
+            "floor": since_id if since_id is not None else -1,
+            "ceiling": max_id if max_id is not None else MAX_POST_ID,
+            "n": n,
+        }
+        stmt = _prebuilt_public(viewer.account_id is not None, only_media, origin)
+        rows = list((await db.scalars(stmt, params)).all())
+        return Page(
+            posts=rows,
+            older_max_id=rows[-1].id if len(rows) == n else None,
+            newer_min_id=rows[0].id if rows else max_id,
+        )
+    stmt = _public_query(viewer, only_media=only_media, origin=origin)
+    return await paginate(db, stmt, max_id=max_id, min_id=min_id, since_id=since_id, limit=limit)
+
+
+MAX_POST_ID = 2**63 - 1
+
+
+def _public_query(
+    viewer: policy.Viewer, *, only_media: bool, origin: str, now: Any = None
+) -> Select[Any]:
     stmt = select(Post).where(
-        exists().where(Account.id == Post.account_id, Account.domain == ""),
         policy.publicly_listed_clause(viewer),
         policy.post_visible_clause(viewer),
-        policy.not_muted_clause(viewer),
+        policy.not_muted_clause(viewer, now=now),
     )
-    if only_media:
-        stmt = stmt.where(with_media_clause())
-    return await paginate(db, stmt, max_id=max_id, min_id=min_id, since_id=since_id, limit=limit)
+    if origin == "local":
+        stmt = stmt.where(exists().where(Account.id == Post.account_id, Account.domain == ""))
+    elif origin == "remote":
+        stmt = stmt.where(exists().where(Account.id == Post.account_id, Account.domain != ""))
+    return stmt.where(with_media_clause()) if only_media else stmt
+
+
+_PUBLIC_STATEMENTS: dict[tuple[bool, bool, str], Select[Any]] = {}
+
+
+def _prebuilt_public(signed_in: bool, only_media: bool, origin: str) -> Select[Any]:
+    """The public timeline's statement with the viewer, the time and the id bounds as bound
+    parameters, built once per process and shape (as `_prebuilt_home`)."""
+    key = (signed_in, only_media, origin)
+    stmt = _PUBLIC_STATEMENTS.get(key)
+    if stmt is None:
+        viewer = (
+            policy.Viewer(bindparam("viewer_id", type_=BigInteger()))  # type: ignore[arg-type]
+            if signed_in
+            else policy.ANONYMOUS
+        )
+        now = bindparam("now", type_=UTCDateTime())
+        stmt = (
+            _public_query(viewer, only_media=only_media, origin=origin, now=now)
+            .where(Post.id > bindparam("floor", type_=BigInteger()))
+            .where(Post.id < bindparam("ceiling", type_=BigInteger()))
+            .order_by(Post.id.desc())
+            .limit(bindparam("n", type_=Integer()))
+        )
+        _PUBLIC_STATEMENTS[key] = stmt
+    return stmt
 
 
 async def hashtag(

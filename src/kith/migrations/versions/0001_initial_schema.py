@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 01:07:08.308064
+Create Date: 2026-11-26 03:43:31.457316
 """
 
 from collections.abc import Sequence
@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("uri", sa.String(length=512), nullable=True),
         sa.Column("also_known_as", sa.JSON(), nullable=False),
         sa.Column("moved_to_id", sa.BigInteger(), nullable=True),
+        sa.Column("render_rev", sa.Integer(), server_default="0", nullable=False),
         sa.ForeignKeyConstraint(
             ["moved_to_id"],
             ["accounts.id"],
@@ -287,6 +288,19 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "home_feeds",
+        sa.Column("account_id", sa.BigInteger(), nullable=False),
+        sa.Column("floor_id", sa.BigInteger(), nullable=False),
+        sa.Column("read_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_home_feeds_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("account_id", name=op.f("pk_home_feeds")),
+    )
+    op.create_table(
         "idempotency_keys",
         sa.Column("id", sa.BigInteger(), nullable=False),
         sa.Column("account_id", sa.BigInteger(), nullable=False),
@@ -481,6 +495,7 @@ def upgrade() -> None:
         sa.Column("reblogs_count", sa.Integer(), nullable=False),
         sa.Column("likes_count", sa.Integer(), nullable=False),
         sa.Column("uri", sa.String(length=512), nullable=True),
+        sa.Column("render_rev", sa.Integer(), server_default="0", nullable=False),
         sa.ForeignKeyConstraint(
             ["account_id"],
             ["accounts.id"],
@@ -751,6 +766,27 @@ def upgrade() -> None:
             batch_op.f("ix_filter_statuses_filter_id"), ["filter_id"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_filter_statuses_post_id"), ["post_id"], unique=False)
+
+    op.create_table(
+        "home_entries",
+        sa.Column("account_id", sa.BigInteger(), nullable=False),
+        sa.Column("post_id", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["home_feeds.account_id"],
+            name=op.f("fk_home_entries_account_id_home_feeds"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["post_id"],
+            ["posts.id"],
+            name=op.f("fk_home_entries_post_id_posts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("account_id", "post_id", name=op.f("pk_home_entries")),
+    )
+    with op.batch_alter_table("home_entries", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_home_entries_post_id"), ["post_id"], unique=False)
 
     op.create_table(
         "likes",
@@ -1250,6 +1286,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_likes_id"))
 
     op.drop_table("likes")
+    with op.batch_alter_table("home_entries", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_home_entries_post_id"))
+
+    op.drop_table("home_entries")
     with op.batch_alter_table("filter_statuses", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_filter_statuses_post_id"))
         batch_op.drop_index(batch_op.f("ix_filter_statuses_filter_id"))
@@ -1318,6 +1358,7 @@ def downgrade() -> None:
 
     op.drop_table("inbox_items")
     op.drop_table("idempotency_keys")
+    op.drop_table("home_feeds")
     with op.batch_alter_table("follows", schema=None) as batch_op:
         batch_op.drop_index("ix_follows_followee_id")
 

@@ -1,0 +1,108 @@
+"""Where one Mastodon API endpoint spends its CPU: requests through the ASGI app in this process
+(no HTTP, no concurrency), on a copy of the seeded SQLite file of bench/api.py (run that first).
+
+Prints CPU per request (process time: the event loop and aiosqlite's thread) without the
+profiler, then the functions where the profiled run spent the most time.
+
+    .venv/bin/python bench/profile_api.py                          # home, 200 requests
+    .venv/bin/python bench/profile_api.py --path "/api/v1/timelines/public?local=true&limit=40"
+    .venv/bin/python bench/profile_api.py --no-profile --requests 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from api_probes import api_tokens
+from seeded_databases import BENCH_VAR
+from sqlalchemy import select
+
+from kith.accounts.models import Account, User, UserState
+from kith.app import create_app
+from kith.config import Settings
+from kith.runtime import Runtime
+
+
+def _seeded_file() -> Path:
+    cached = sorted((BENCH_VAR / "cache").glob("kith-*.db"), key=lambda p: p.stat().st_mtime)
+    cached = [p for p in cached if ".seeding." not in p.name]
+    if not cached:
+        sys.exit("no seeded SQLite file: run bench/api.py --db sqlite first")
+    return cached[-1]
+
+
+async def main(args: argparse.Namespace) -> None:
+    work = BENCH_VAR / "profile-api.db"
+    for stale in (work, work.with_name(work.name + "-wal"), work.with_name(work.name + "-shm")):
+        stale.unlink(missing_ok=True)
+    shutil.copyfile(_seeded_file(), work)
+    url = f"sqlite+aiosqlite:///{work}"
+    settings = Settings(
+        database_url=url,
+        var_dir=BENCH_VAR / "profile-var",
+        run_worker=False,
+    )
+    rt = Runtime.from_settings(settings)
+    async with rt.sessions() as db:
+        readers = (
+            await db.scalars(
+                select(Account.id)
+                .join(User, User.account_id == Account.id)
+                .where(User.state == UserState.ACTIVE)
+                .order_by(Account.id)
+                .limit(args.readers)
+            )
+        ).all()
+    tokens = list((await api_tokens(rt, list(readers))).values())
+    await rt.close()
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=settings.base_url) as client:
+
+            async def run(n: int) -> tuple[float, float]:
+                start, start_main = time.process_time(), time.thread_time()
+                for i in range(n):
+                    r = await client.get(
+                        args.path, headers={"Authorization": f"Bearer {tokens[i % len(tokens)]}"}
+                    )
+                    if r.status_code != 200:
+                        sys.exit(f"{r.status_code}: {r.text[:300]}")
+                main = time.thread_time() - start_main
+                return (time.process_time() - start) / n, main / n
+
+            await run(args.warmup)
+            per, main = await run(args.requests)
+            print(
+                f"{args.path}: {per * 1000:.2f} ms CPU per request, {main * 1000:.2f} ms of it on"
+                f" the event loop's thread (the rest: the database's threads) ({args.requests}"
+                " requests, the test client included)"
+            )
+            if args.profile:
+                prof = cProfile.Profile()
+                prof.enable()
+                await run(args.requests)
+                prof.disable()
+                stats = pstats.Stats(prof).strip_dirs()
+                stats.sort_stats("tottime").print_stats(args.top)
+                stats.sort_stats("cumulative").print_stats(args.top)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--path", default="/api/v1/timelines/home?limit=40")
+    p.add_argument("--requests", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--readers", type=int, default=64)
+    p.add_argument("--top", type=int, default=45)
+    p.add_argument("--no-profile", dest="profile", action="store_false")
+    asyncio.run(main(p.parse_args()))

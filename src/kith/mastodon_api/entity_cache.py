@@ -1,0 +1,314 @@
+"""Status entities built from parts cached per process: the API's hot path.
+
+A Status entity is mostly what changes rarely (text, media, mentions, tags, its author's
+profile) and a little that changes all the time or differs per viewer (counters, favourited,
+reblogged, bookmarked, pinned, poll, filters). The rare part is cached here, per post and per
+account, keyed by the row's `render_rev` (database triggers bump it on every change of what the
+entity shows, whoever makes it: migration 0004). A request reads, in one statement, the fresh
+revisions and counters of its posts, their boosted originals and their authors, and the
+viewer's marks (liked, boosted, bookmarked, pinned); it builds only the parts it has not cached
+(bench/profile_api.py and bench/api.py measure it; docs/benchmarks.md has the figures).
+
+Two rules keep it right:
+- The revision is read first, the parts after it: a part stored under revision r was built
+  from data at least as new as r (PostgreSQL's READ COMMITTED could otherwise pair an old row
+  the session already held with a newer revision).
+- A session that has written and not committed builds but never stores: its writes may still
+  roll back. (`kith.db.has_uncommitted_writes`.)
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import BigInteger, bindparam, exists, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from kith import policy
+from kith.accounts.models import Account, AccountStats
+from kith.db import has_uncommitted_writes
+from kith.filters import service as filters
+from kith.filters.models import Filter
+from kith.mastodon_api import entities
+from kith.posts import presenter
+from kith.posts.models import Bookmark, Like, Pin, Poll, Post
+from kith.runtime import runtime_of
+
+Json = dict[str, Any]
+K = TypeVar("K")
+V = TypeVar("V")
+
+MAX_POSTS = 20_000  # ~1.5 KB each: ~30 MB per process at most
+MAX_ACCOUNTS = 10_000
+
+
+class Lru(Generic[K, V]):
+    """A small least-recently-used map (the event loop is its only user: no locking)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass(frozen=True, slots=True)
+class PostPart:
+    """What a Status entity shows of one post that only changes with its `render_rev`."""
+
+    rev: int
+    static: Json  # entities.status_static: never mutated once stored
+
+
+@dataclass
+class EntityCache:
+    posts: Lru[int, PostPart]
+    accounts: Lru[int, tuple[int, Json]]  # id → (render_rev, entities.account_static)
+
+
+def cache_of(db: AsyncSession) -> EntityCache:
+    """This process's cache (one per Runtime)."""
+    caches = runtime_of(db).caches
+    cache = caches.get("entities")
+    if cache is None:
+        cache = caches["entities"] = EntityCache(Lru(MAX_POSTS), Lru(MAX_ACCOUNTS))
+    return cache
+
+
+@dataclass(frozen=True, slots=True)
+class PostState:
+    """What is read fresh for each post every time: revisions, counters, the viewer's marks."""
+
+    id: int
+    rev: int
+    account_id: int
+    reblog_of_id: int | None
+    replies: int
+    reblogs: int
+    likes: int
+    has_poll: bool
+    liked: bool
+    boosted: bool
+    bookmarked: bool
+    pinned: bool
+    viewer_filters: bool  # the viewer has filters (of any context): judge the posts
+    account_rev: int
+    statuses_count: int | None
+    followers_count: int | None
+    following_count: int | None
+    last_status_at: Any
+
+
+_STATE: list[Any] = []
+
+
+def _state_statement() -> Any:
+    """One row per post bound as `ids` and per original they boost, for the viewer bound as
+    `me` (None: anonymous): its PostState. Built once per process; one round trip to the
+    database for a whole page, whatever is cached."""
+    if not _STATE:
+        ids: Any = bindparam("ids", expanding=True)
+        me: Any = bindparam("me", type_=BigInteger())
+        boost = aliased(Post)
+        shown = or_(
+            Post.id.in_(ids),
+            Post.id.in_(
+                select(boost.reblog_of_id).where(boost.id.in_(ids), boost.reblog_of_id.is_not(None))
+            ),
+        )
+        _STATE.append(
+            select(
+                Post.id,
+                Post.render_rev,
+                Post.account_id,
+                Post.reblog_of_id,
+                Post.replies_count,
+                Post.reblogs_count,
+                Post.likes_count,
+                exists().where(Poll.post_id == Post.id),
+                exists().where(Like.post_id == Post.id, Like.account_id == me),
+                exists().where(boost.reblog_of_id == Post.id, boost.account_id == me),
+                exists().where(Bookmark.post_id == Post.id, Bookmark.account_id == me),
+                exists().where(Pin.post_id == Post.id, Pin.account_id == Post.account_id),
+                exists().where(Filter.account_id == me),
+                Account.render_rev,
+                AccountStats.statuses_count,
+                AccountStats.followers_count,
+                AccountStats.following_count,
+                AccountStats.last_status_at,
+            )
+            .join(Account, Account.id == Post.account_id)
+            .outerjoin(AccountStats, AccountStats.account_id == Post.account_id)
+            .where(shown)
+        )
+    return _STATE[0]
+
+
+async def _states(db: AsyncSession, me: int | None, ids: list[int]) -> dict[int, PostState]:
+    rows = await db.execute(_state_statement(), {"ids": ids, "me": me})
+    return {r[0]: PostState(*r) for r in rows}
+
+
+async def _post_parts(
+    db: AsyncSession, cache: EntityCache, viewer: policy.Viewer, states: dict[int, PostState]
+) -> dict[int, PostPart]:
+    """The static part of every post in `states`, from the cache or built (and stored)."""
+    parts: dict[int, PostPart] = {}
+    missing: list[int] = []
+    for pid, state in states.items():
+        part = cache.posts.get(pid)
+        if part is not None and part.rev == state.rev:
+            parts[pid] = part
+        else:
+            missing.append(pid)
+    if not missing:
+        return parts
+    # Read after the revisions (see the module's docstring): fresh rows, not the session's.
+    rows = (
+        await db.scalars(
+            select(Post).where(Post.id.in_(missing)).execution_options(populate_existing=True)
+        )
+    ).all()
+    views = await presenter.present(db, viewer, list(rows))
+    settings = runtime_of(db).settings
+    keep = not has_uncommitted_writes(db)
+    for v in views:
+        part = PostPart(states[v.post.id].rev, entities.status_static(settings, v))
+        parts[v.post.id] = part
+        # A remote file not cached yet shows a placeholder until it is: presenting the post
+        # again is what asks for it (presenter → media.remote.refetch_soon).
+        if keep and not any(m.remote_url and not m.file_path for m in v.media):
+            cache.posts.put(v.post.id, part)
+    return parts
+
+
+async def _accounts(
+    db: AsyncSession, cache: EntityCache, states: dict[int, PostState]
+) -> dict[int, Json]:
+    """Account entities of the posts' authors: the static part cached, the counters fresh."""
+    out: dict[int, Json] = {}
+    missing: dict[int, PostState] = {}
+    for state in states.values():
+        if state.account_id in out:
+            continue
+        hit = cache.accounts.get(state.account_id)
+        if hit is not None and hit[0] == state.account_rev:
+            out[state.account_id] = hit[1] | entities.account_counts_fields(_counts(state))
+        else:
+            missing[state.account_id] = state
+    if missing:
+        settings = runtime_of(db).settings
+        keep = not has_uncommitted_writes(db)
+        accounts = await db.scalars(
+            select(Account)
+            .where(Account.id.in_(list(missing)))
+            .execution_options(populate_existing=True)
+        )
+        for a in accounts:
+            state = missing[a.id]
+            static = entities.account_static(settings, a)
+            if keep:
+                cache.accounts.put(a.id, (state.account_rev, static))
+            out[a.id] = static | entities.account_counts_fields(_counts(state))
+    return out
+
+
+def _counts(s: PostState) -> entities.Counts:
+    return (s.statuses_count or 0, s.followers_count or 0, s.following_count or 0,
+            s.last_status_at)  # fmt: skip
+
+
+async def statuses(
+    db: AsyncSession, viewer: policy.Viewer, posts: list[Post], *, context: str | None = None
+) -> list[Json]:
+    """Status entities for posts the viewer may see (kith.policy decided), in order, with the
+    filters of `context` applied (a "hide" filter drops a post)."""
+    if not posts:
+        return []
+    cache = cache_of(db)
+    me = viewer.account_id
+    states = await _states(db, me, [p.id for p in posts])
+    parts = await _post_parts(db, cache, viewer, states)
+    accounts = await _accounts(db, cache, states)
+    polls = await presenter.poll_views(
+        db, me, {s.id: s.account_id for s in states.values() if s.has_poll}
+    )
+    hits_of: dict[int, list[Any] | None] = {}
+    if context and any(s.viewer_filters for s in states.values()):
+        hits_of = await _filter_hits(db, viewer, posts, states, context)
+
+    def entity(pid: int, hits: list[Any]) -> Json:
+        state = states[pid]
+        data = dict(parts[pid].static)
+        data["account"] = dict(accounts[state.account_id])
+        original = state.reblog_of_id
+        data["reblog"] = entity(original, []) if original in parts else None
+        data.update(entities.status_counts_fields(state.replies, state.reblogs, state.likes))
+        own = me == state.account_id
+        data.update(
+            entities.status_viewer_fields(
+                liked=state.liked,
+                boosted=state.boosted,
+                bookmarked=state.bookmarked,
+                pinned=state.pinned if own else None,
+                hits=hits,
+            )
+        )
+        data["poll"] = entities.poll_of(pid, polls.get(pid), is_own=own)
+        return data
+
+    out = []
+    for p in posts:
+        if p.id not in parts or p.id not in states:
+            continue  # deleted meanwhile
+        hits = hits_of.get(p.id, [])
+        if hits is None:
+            continue  # a "hide" filter caught it
+        out.append(entity(p.id, hits))
+    return out
+
+
+async def _filter_hits(
+    db: AsyncSession,
+    viewer: policy.Viewer,
+    posts: list[Post],
+    states: dict[int, PostState],
+    context: str,
+) -> dict[int, list[Any] | None]:
+    """{post id: the viewer's filter hits (None: hidden)} for the posts some filter of theirs
+    catches in this context; nothing at all (one query) for the many who have none."""
+    rules = await filters.active_rules(db, viewer, context, post_ids=list(states))
+    if not rules:
+        return {}
+    originals = {p.reblog_of_id for p in posts if p.reblog_of_id is not None}
+    rows = {p.id: p for p in posts}
+    if originals - rows.keys():
+        found = await db.scalars(select(Post).where(Post.id.in_(list(originals - rows.keys()))))
+        rows |= {p.id: p for p in found}
+    out: dict[int, list[Any] | None] = {}
+    for p in posts:
+        shown = rows.get(p.reblog_of_id) if p.reblog_of_id is not None else p
+        if shown is None:
+            continue
+        hits = filters.judge_post(p, shown, viewer.account_id == shown.account_id, rules)
+        if hits:
+            out[p.id] = hits
+        elif hits is None:
+            out[p.id] = None
+    return out

@@ -1,0 +1,201 @@
+"""Home feeds kept on write: a person's Home read from the candidates stored for them.
+
+Searching Home means looking through every followed account's recent posts and checking the
+policy on each, for every page (~3 ms of SQLite per page at 150 follows). A feed is the list
+of those candidates, kept as posts appear (database triggers: migration 0005), so a page
+reads its 40 entries, newest first, and checks the policy on those only.
+
+- A feed holds every post that may be in the person's Home with an id above its floor. Below
+  the floor, Home is searched as before (`timelines.home` falls through).
+- Entries are candidates: the whole Home rule (`timelines.home_clause`) is applied when they
+  are read, so follows, blocks and mutes that end or begin need no clean-up.
+- A feed is made after the first Home read that finds none (in the background: a page must
+  not write), from the last FEED_DAYS of candidates; entries older than KEEP_DAYS are trimmed,
+  and feeds unread for DROP_AFTER_DAYS are dropped (their people get one searched page, then
+  a new feed), by the periodic job `timelines.trim_feeds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    bindparam,
+    delete,
+    literal_column,
+    select,
+    true,
+    union,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kith import policy
+from kith.db import UTCDateTime, id_for_time, utcnow
+from kith.graph.models import Follow
+from kith.jobs.queue import job_handler
+from kith.posts.models import Post, PostTag
+from kith.runtime import runtime_of
+from kith.timelines.models import HomeEntry, HomeFeed, TagFollow
+
+log = logging.getLogger(__name__)
+
+FEED_DAYS = 7
+KEEP_DAYS = 30
+DROP_AFTER_DAYS = 14
+READ_STAMP_EVERY = timedelta(days=1)  # how stale `read_at` may get before a read rewrites it
+TRIM_JOB = "timelines.trim_feeds"
+
+_pending: set[asyncio.Task[None]] = set()
+
+
+async def floor_of(db: AsyncSession, account_id: int) -> int | None:
+    """The floor of this person's feed, or None when they have none. Notes the read (at most
+    once a day, in the background)."""
+    row = (
+        await db.execute(
+            select(HomeFeed.floor_id, HomeFeed.read_at).where(HomeFeed.account_id == account_id)
+        )
+    ).first()
+    if row is None:
+        _soon(db, build, account_id)
+        return None
+    if row[1] < utcnow() - READ_STAMP_EVERY:
+        _soon(db, _stamp_read, account_id)
+    return int(row[0])
+
+
+def _soon(db: AsyncSession, work: Any, account_id: int) -> None:
+    """Run `work(session, account_id)` in a session of its own once the caller is done."""
+    factory = runtime_of(db).sessions
+
+    async def run() -> None:
+        try:
+            async with factory() as own:
+                await work(own, account_id)
+        except (SQLAlchemyError, RuntimeError, OSError):  # shutting down, database gone
+            log.warning("home feed of %s: %s failed", account_id, work.__name__, exc_info=True)
+
+    task = asyncio.get_running_loop().create_task(run())
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+
+
+async def wait_for_feeds() -> None:
+    """Let background feed work finish (tests, benchmarks, shutdown)."""
+    while _pending:
+        await asyncio.gather(*list(_pending), return_exceptions=True)
+
+
+async def _stamp_read(db: AsyncSession, account_id: int) -> None:
+    await db.execute(
+        update(HomeFeed).where(HomeFeed.account_id == account_id).values(read_at=utcnow())
+    )
+    await db.commit()
+
+
+def _candidates(account_id: int, floor: int) -> Any:
+    """(account id, post id) of every post above `floor` that may be in this person's Home:
+    their own, their followed accounts' (boosts and replies included) and those with a
+    hashtag they follow. What the triggers add as posts appear, for the posts already there."""
+    followed = select(Follow.followee_id).where(Follow.follower_id == account_id)
+    me = literal_column(str(int(account_id)), BigInteger()).label("account_id")
+    return union(
+        select(me, Post.id).where(
+            Post.id > floor, (Post.account_id == account_id) | Post.account_id.in_(followed)
+        ),
+        select(me, PostTag.post_id)
+        .join(TagFollow, TagFollow.tag_id == PostTag.tag_id)
+        .where(TagFollow.account_id == account_id, PostTag.post_id > floor),
+    )
+
+
+async def build(db: AsyncSession, account_id: int) -> int:
+    """Make this person's feed (if they have none) from the last FEED_DAYS; returns its floor.
+
+    The feed's row commits first, then its entries: a post whose transaction ran its trigger
+    before the row existed and committed after the entries were read would be missed, so the
+    last minute's candidates are read once more after that commit (PostgreSQL; SQLite runs
+    one writer at a time)."""
+    existing = await db.scalar(select(HomeFeed.floor_id).where(HomeFeed.account_id == account_id))
+    if existing is not None:
+        return int(existing)
+    floor = id_for_time(utcnow() - timedelta(days=FEED_DAYS))
+    db.add(HomeFeed(account_id=account_id, floor_id=floor, read_at=utcnow()))
+    await db.flush()
+    await _add_candidates(db, account_id, floor)
+    await db.commit()
+    await _add_candidates(db, account_id, max(floor, id_for_time(utcnow() - timedelta(minutes=1))))
+    await db.commit()
+    return floor
+
+
+async def _add_candidates(db: AsyncSession, account_id: int, floor: int) -> None:
+    postgres = db.get_bind().dialect.name == "postgresql"
+    # WHERE true: SQLite would read the ON of ON CONFLICT as a join's.
+    rows = select(_candidates(account_id, floor).subquery()).where(true())
+    stmt = (pg_insert if postgres else sqlite_insert)(HomeEntry).from_select(
+        ["account_id", "post_id"], rows
+    )
+    await db.execute(stmt.on_conflict_do_nothing())
+
+
+_READ: list[Any] = []
+
+
+def _read_statement() -> Any:
+    """A page of a feed for the viewer bound as `viewer_id`: entries below `ceiling` and above
+    `floor`, newest first, that pass the Home rule. Built once per process."""
+    if not _READ:
+        from kith.timelines.service import home_clause  # service builds on this module
+
+        viewer = policy.Viewer(bindparam("viewer_id", type_=BigInteger()))  # type: ignore[arg-type]
+        now = bindparam("now", type_=UTCDateTime())
+        _READ.append(
+            select(Post)
+            .join(HomeEntry, HomeEntry.post_id == Post.id)
+            .where(
+                HomeEntry.account_id == bindparam("viewer_id", type_=BigInteger()),
+                HomeEntry.post_id > bindparam("floor", type_=BigInteger()),
+                HomeEntry.post_id < bindparam("ceiling", type_=BigInteger()),
+                home_clause(viewer, followed_tags=True, now=now),
+            )
+            .order_by(HomeEntry.post_id.desc())
+            .limit(bindparam("n", type_=Integer()))
+        )
+    return _READ[0]
+
+
+async def read(
+    db: AsyncSession, viewer: policy.Viewer, floor: int, *, ceiling: int, n: int
+) -> list[Post]:
+    """Up to `n` posts of the viewer's Home with ids in (floor, ceiling), newest first."""
+    params = {
+        "viewer_id": viewer.account_id,
+        "floor": floor,
+        "ceiling": ceiling,
+        "n": n,
+        "now": utcnow(),
+    }
+    return list((await db.scalars(_read_statement(), params)).all())
+
+
+@job_handler(TRIM_JOB)
+async def trim(db: AsyncSession, payload: dict[str, Any]) -> None:
+    """Drop feeds unread for DROP_AFTER_DAYS; trim the rest to KEEP_DAYS (raising floors)."""
+    now = utcnow()
+    await db.execute(
+        delete(HomeFeed).where(HomeFeed.read_at < now - timedelta(days=DROP_AFTER_DAYS))
+    )
+    cutoff = id_for_time(now - timedelta(days=KEEP_DAYS))
+    # The entries cascade with their feed on PostgreSQL and on SQLite (foreign keys are on).
+    await db.execute(delete(HomeEntry).where(HomeEntry.post_id <= cutoff))
+    await db.execute(update(HomeFeed).where(HomeFeed.floor_id < cutoff).values(floor_id=cutoff))

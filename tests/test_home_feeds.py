@@ -1,0 +1,152 @@
+"""Home feeds kept on write (timelines.feeds, migration 0005) must give exactly the Home that
+searching gives, before and after every kind of change, and fall through to searching below
+their floor."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kith import policy
+from kith.accounts.models import Account
+from kith.db import id_for_time, utcnow
+from kith.graph import service as graph
+from kith.posts import service as posts
+from kith.posts.models import Post, Tag, Visibility
+from kith.timelines import feeds
+from kith.timelines import service as timelines
+from kith.timelines.models import HomeEntry, HomeFeed, TagFollow
+from tests.world import person, post
+
+TOP = 2**63 - 1
+
+
+async def searched(db: AsyncSession, who: Account, n: int = 40) -> list[int]:
+    rows = await timelines._searched_home(db, policy.Viewer(who.id), top=TOP, n=n)
+    return [p.id for p in rows]
+
+
+async def from_feed(db: AsyncSession, who: Account, n: int = 40) -> list[int]:
+    floor = await db.scalar(select(HomeFeed.floor_id).where(HomeFeed.account_id == who.id))
+    assert floor is not None, "no feed"
+    rows = await feeds.read(db, policy.Viewer(who.id), floor, ceiling=TOP, n=n)
+    return [p.id for p in rows]
+
+
+async def home_ids(db: AsyncSession, who: Account, **kw: int) -> list[int]:
+    page = await timelines.home(db, policy.Viewer(who.id), **kw)
+    return [p.id for p in page.posts]
+
+
+async def test_feed__equals_the_searched_home__through_every_kind_of_change(
+    db: AsyncSession,
+) -> None:
+    me, friend, quiet = await person(db, "me"), await person(db, "friend"), await person(db, "q")
+    stranger, loud = await person(db, "stranger"), await person(db, "loud")
+    await graph.follow(db, me.id, friend.id)
+    await graph.follow(db, me.id, quiet.id)
+    await graph.follow(db, me.id, loud.id)
+    before = [
+        await post(db, friend, "hello"),
+        await post(db, friend, "for followers", visibility=Visibility.PRIVATE),
+        await post(db, stranger, "not followed"),
+        await post(db, quiet, "reply to a stranger", reply_to=await post(db, stranger, "hm")),
+        await post(db, me, "mine #cats"),
+    ]
+    await posts.boost(db, policy.Viewer(loud.id), before[2].id)
+    await feeds.build(db, me.id)
+    assert await from_feed(db, me) == await searched(db, me)
+    assert len(await searched(db, me)) >= 4
+
+    # Posts, boosts and replies made after the feed exists.
+    await post(db, friend, "later")
+    await post(db, stranger, "@me hi, direct", visibility=Visibility.DIRECT)
+    await posts.boost(db, policy.Viewer(friend.id), before[0].id)
+    await post(db, quiet, "@friend a reply", reply_to=before[0])
+    # A hashtag followed after the posts that carry it, and a post that carries it later.
+    tag = await db.scalar(select(Tag).where(Tag.name == "cats"))
+    assert tag is not None
+    db.add(TagFollow(account_id=me.id, tag_id=tag.id))
+    await db.commit()
+    await post(db, stranger, "more #cats")
+    await post(db, stranger, "#cats for followers", visibility=Visibility.PRIVATE)
+    assert await from_feed(db, me) == await searched(db, me)
+
+    # A new follow brings the followee's earlier posts; ending it, blocking, muting and
+    # boosts turned off take effect at once without touching the feed.
+    await graph.follow(db, me.id, stranger.id)
+    assert before[2].id in await from_feed(db, me)
+    assert await from_feed(db, me) == await searched(db, me)
+    await graph.unfollow(db, me.id, stranger.id)
+    await graph.block(db, me.id, quiet.id)
+    await graph.mute(db, me.id, friend.id)
+    await db.execute(update_show_reblogs(me.id, loud.id))
+    await db.commit()
+    assert await from_feed(db, me) == await searched(db, me)
+    await posts.delete_post(db, policy.Viewer(friend.id), before[0].id)
+    assert await from_feed(db, me) == await searched(db, me)
+    # Short pages too (the limit applies after the policy).
+    assert await from_feed(db, me, 2) == await searched(db, me, 2)
+
+
+def update_show_reblogs(me: int, target: int):  # type: ignore[no-untyped-def]
+    from kith.graph.models import Follow
+
+    return (
+        update(Follow)
+        .where(Follow.follower_id == me, Follow.followee_id == target)
+        .values(show_reblogs=False)
+    )
+
+
+async def test_home__reads_the_feed_then_searches_below_its_floor(db: AsyncSession) -> None:
+    me, friend = await person(db, "me"), await person(db, "friend")
+    await graph.follow(db, me.id, friend.id)
+    made = [await post(db, friend, f"post {i}") for i in range(8)]
+    assert await home_ids(db, me, limit=5) == [p.id for p in reversed(made)][:5]
+    await feeds.wait_for_feeds()  # the first read asked for a feed
+    assert await db.scalar(select(func.count()).select_from(HomeFeed)) == 1
+    # Pretend the feed began in the middle: its entries stop at the floor.
+    floor = made[3].id
+    await db.execute(update(HomeFeed).where(HomeFeed.account_id == me.id).values(floor_id=floor))
+    await db.commit()
+    everything = [p.id for p in reversed(made)]
+    assert await home_ids(db, me, limit=6) == everything[:6]  # 4 from the feed, 2 searched
+    assert await home_ids(db, me, limit=40) == everything
+    assert await home_ids(db, me, limit=3, max_id=made[2].id) == everything[-2:]
+
+
+async def test_trim__drops_unread_feeds_and_old_entries(db: AsyncSession) -> None:
+    me, other, friend = await person(db, "me"), await person(db, "other"), await person(db, "f")
+    await graph.follow(db, me.id, friend.id)
+    await graph.follow(db, other.id, friend.id)
+    old = Post(
+        id=id_for_time(utcnow() - timedelta(days=feeds.KEEP_DAYS + 1)),
+        account_id=friend.id,
+        content_html="<p>old</p>",
+    )
+    db.add(old)
+    await db.commit()
+    await post(db, friend, "new")
+    for who in (me, other):
+        await feeds.build(db, who.id)
+        # Built from the last FEED_DAYS only; the old post is there for the test's sake.
+        db.add(HomeEntry(account_id=who.id, post_id=old.id))
+    await db.execute(
+        update(HomeFeed)
+        .where(HomeFeed.account_id == other.id)
+        .values(read_at=utcnow() - timedelta(days=feeds.DROP_AFTER_DAYS + 1))
+    )
+    await db.execute(update(HomeFeed).values(floor_id=0))
+    await db.commit()
+    await feeds.trim(db, {})
+    await db.commit()
+    feeds_left = (await db.scalars(select(HomeFeed))).all()
+    assert [f.account_id for f in feeds_left] == [me.id]
+    assert feeds_left[0].floor_id > old.id
+    entries = (await db.scalars(select(HomeEntry.post_id))).all()
+    assert old.id not in entries and len(entries) == 1
+    # The old post is still in Home: searched below the raised floor.
+    assert old.id in await home_ids(db, me)
