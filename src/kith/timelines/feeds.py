@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
@@ -55,6 +55,7 @@ READ_STAMP_EVERY = timedelta(days=1)  # how stale `read_at` may get before a rea
 TRIM_JOB = "timelines.trim_feeds"
 
 _pending: set[asyncio.Task[None]] = set()
+_building: set[int] = set()  # accounts whose feed this process is making
 
 
 async def floor_of(db: AsyncSession, account_id: int) -> int | None:
@@ -66,7 +67,9 @@ async def floor_of(db: AsyncSession, account_id: int) -> int | None:
         )
     ).first()
     if row is None:
-        _soon(db, build, account_id)
+        if account_id not in _building:  # several first reads at once ask once
+            _building.add(account_id)
+            _soon(db, build, account_id)
         return None
     if row[1] < utcnow() - READ_STAMP_EVERY:
         _soon(db, _stamp_read, account_id)
@@ -118,22 +121,32 @@ def _candidates(account_id: int, floor: int) -> Any:
     )
 
 
-async def build(db: AsyncSession, account_id: int) -> int:
-    """Make this person's feed (if they have none) from the last FEED_DAYS; returns its floor.
+async def build(db: AsyncSession, account_id: int) -> int | None:
+    """Make this person's feed (if they have none) from the last FEED_DAYS; returns its floor
+    (None: another process made it at the same time).
 
     The feed's row commits first, then its entries: a post whose transaction ran its trigger
     before the row existed and committed after the entries were read would be missed, so the
     last minute's candidates are read once more after that commit (PostgreSQL; SQLite runs
     one writer at a time)."""
-    existing = await db.scalar(select(HomeFeed.floor_id).where(HomeFeed.account_id == account_id))
-    if existing is not None:
-        return int(existing)
-    floor = id_for_time(utcnow() - timedelta(days=FEED_DAYS))
-    db.add(HomeFeed(account_id=account_id, floor_id=floor, read_at=utcnow()))
-    await db.flush()
-    await _add_candidates(db, account_id, floor)
-    await db.commit()
-    await _add_candidates(db, account_id, max(floor, id_for_time(utcnow() - timedelta(minutes=1))))
+    try:
+        existing = await db.scalar(
+            select(HomeFeed.floor_id).where(HomeFeed.account_id == account_id)
+        )
+        if existing is not None:
+            return int(existing)
+        floor = id_for_time(utcnow() - timedelta(days=FEED_DAYS))
+        db.add(HomeFeed(account_id=account_id, floor_id=floor, read_at=utcnow()))
+        await db.flush()
+        await _add_candidates(db, account_id, floor)
+        await db.commit()
+    except IntegrityError:  # another process made it meanwhile (or the account is gone)
+        await db.rollback()
+        return None
+    finally:
+        _building.discard(account_id)
+    recent = id_for_time(utcnow() - timedelta(minutes=1))
+    await _add_candidates(db, account_id, max(floor, recent))
     await db.commit()
     return floor
 
@@ -152,19 +165,22 @@ _READ: list[Any] = []
 
 
 def _read_statement() -> Any:
-    """A page of a feed for the viewer bound as `viewer_id`: entries below `ceiling` and above
-    `floor`, newest first, that pass the Home rule. Built once per process."""
+    """A page of the feed of the viewer bound as `viewer_id`: entries below `ceiling` and
+    above the feed's floor, newest first, that pass the Home rule, each with the feed's floor
+    and last read time (no rows: no feed, or nothing there). Built once per process."""
     if not _READ:
         from kith.timelines.service import home_clause  # service builds on this module
 
-        viewer = policy.Viewer(bindparam("viewer_id", type_=BigInteger()))  # type: ignore[arg-type]
+        me = bindparam("viewer_id", type_=BigInteger())
+        viewer = policy.Viewer(me)  # type: ignore[arg-type]
         now = bindparam("now", type_=UTCDateTime())
         _READ.append(
-            select(Post)
+            select(Post, HomeFeed.floor_id, HomeFeed.read_at)
             .join(HomeEntry, HomeEntry.post_id == Post.id)
+            .join(HomeFeed, HomeFeed.account_id == HomeEntry.account_id)
             .where(
-                HomeEntry.account_id == bindparam("viewer_id", type_=BigInteger()),
-                HomeEntry.post_id > bindparam("floor", type_=BigInteger()),
+                HomeEntry.account_id == me,
+                HomeEntry.post_id > HomeFeed.floor_id,
                 HomeEntry.post_id < bindparam("ceiling", type_=BigInteger()),
                 home_clause(viewer, followed_tags=True, now=now),
             )
@@ -175,17 +191,19 @@ def _read_statement() -> Any:
 
 
 async def read(
-    db: AsyncSession, viewer: policy.Viewer, floor: int, *, ceiling: int, n: int
-) -> list[Post]:
-    """Up to `n` posts of the viewer's Home with ids in (floor, ceiling), newest first."""
-    params = {
-        "viewer_id": viewer.account_id,
-        "floor": floor,
-        "ceiling": ceiling,
-        "n": n,
-        "now": utcnow(),
-    }
-    return list((await db.scalars(_read_statement(), params)).all())
+    db: AsyncSession, viewer: policy.Viewer, *, ceiling: int, n: int
+) -> tuple[list[Post], int | None]:
+    """Up to `n` posts of the viewer's Home from their feed, below `ceiling`, newest first,
+    and the feed's floor (None: no feed). One query when the feed fills the page."""
+    assert viewer.account_id is not None
+    params = {"viewer_id": viewer.account_id, "ceiling": ceiling, "n": n, "now": utcnow()}
+    rows = (await db.execute(_read_statement(), params)).all()
+    if not rows:
+        return [], await floor_of(db, viewer.account_id)
+    floor, read_at = rows[0][1], rows[0][2]
+    if read_at < utcnow() - READ_STAMP_EVERY:
+        _soon(db, _stamp_read, viewer.account_id)
+    return [r[0] for r in rows], int(floor)
 
 
 @job_handler(TRIM_JOB)

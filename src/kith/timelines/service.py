@@ -164,15 +164,11 @@ async def home(
         )
     n = clamp_limit(limit)
     top = max_id if max_id is not None else id_for_time(utcnow() + timedelta(minutes=5))
-    assert viewer.account_id is not None
-    floor = await feeds.floor_of(db, viewer.account_id)
-    rows: list[Post] = []
-    if floor is not None and top > floor:
-        rows = await feeds.read(db, viewer, floor, ceiling=top, n=n)
-        if len(rows) == n:
-            return Page(posts=rows, older_max_id=rows[-1].id, newer_min_id=rows[0].id)
-        # The feed ran out: the rest of the page is searched below its floor.
-        top = floor + 1
+    rows, floor = await feeds.read(db, viewer, ceiling=top, n=n)
+    if len(rows) == n:
+        return Page(posts=rows, older_max_id=rows[-1].id, newer_min_id=rows[0].id)
+    if floor is not None:  # the feed ran out: the rest is searched below its floor
+        top = min(top, floor + 1)
     page = await _searched_home(db, viewer, top=top, n=n - len(rows))
     rows += page
     return Page(
