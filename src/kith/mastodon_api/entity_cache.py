@@ -23,7 +23,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import BigInteger, bindparam, exists, or_, select
+from sqlalchemy import BigInteger, bindparam, exists, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -126,11 +126,15 @@ def _state_statement() -> Any:
         ids: Any = bindparam("ids", expanding=True)
         me: Any = bindparam("me", type_=BigInteger())
         boost = aliased(Post)
-        shown = or_(
-            Post.id.in_(ids),
-            Post.id.in_(
-                select(boost.reblog_of_id).where(boost.id.in_(ids), boost.reblog_of_id.is_not(None))
-            ),
+        # One IN over a union, not two INs joined by OR: PostgreSQL would answer the OR with
+        # a pass over every post (~1 s per page on the bench's million posts).
+        shown = Post.id.in_(
+            union_all(
+                select(boost.id).where(boost.id.in_(ids)),
+                select(boost.reblog_of_id).where(
+                    boost.id.in_(ids), boost.reblog_of_id.is_not(None)
+                ),
+            )
         )
         _STATE.append(
             select(
