@@ -259,6 +259,54 @@ async def test_periodic_jobs__scheduled_by_many_workers__exist_once_per_slot(
         assert await jobs(db) == []
 
 
+# --- lanes: a batch's jobs at once ------------------------------------------------------
+
+
+async def test_laned_jobs__other_lanes_at_once__one_lane_in_order__unlaned_first(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a kind whose jobs name a lane, and one without lanes, all in one batch
+    events: list[str] = []
+    running = {"now": 0, "most": 0}
+
+    async def laned(db: AsyncSession, payload: dict[str, Any]) -> None:
+        events.append(f"start {payload['name']}")
+        running["now"] += 1
+        running["most"] = max(running["most"], running["now"])
+        await asyncio.sleep(0.05)  # waiting on another server, say
+        running["now"] -= 1
+        await queue.writing(db)
+        db.add(Tag(name=payload["name"], display_name=payload["name"]))
+        events.append(f"end {payload['name']}")
+
+    async def unlaned(db: AsyncSession, payload: dict[str, Any]) -> None:
+        events.append("start serial")
+        await asyncio.sleep(0.05)
+        events.append("end serial")
+
+    monkeypatch.setitem(queue.HANDLERS, "test.laned", laned)
+    monkeypatch.setitem(queue.LANES, "test.laned", lambda payload: str(payload["lane"]))
+    monkeypatch.setitem(queue.HANDLERS, "test.serial", unlaned)
+    names = [("a", "a1"), ("b", "b1"), ("a", "a2"), ("c", "c1"), ("a", "a3"), ("d", "d1")]
+    async with rt.sessions() as db:
+        for lane, name in names:
+            await queue.enqueue(db, "test.laned", {"lane": lane, "name": name})
+        await queue.enqueue(db, "test.serial", {})
+        await db.commit()
+    # When one worker runs the batch
+    assert await worker.run_once(rt.sessions, "A", limit=10) == len(names) + 1
+    # Then the job without a lane ran alone, before any other
+    assert events[:2] == ["start serial", "end serial"]
+    # And the four lanes ran at once, lane a's jobs one after another, in order
+    assert running["most"] == 4
+    lane_a = [e for e in events if e.endswith(("a1", "a2", "a3"))]
+    assert lane_a == ["start a1", "end a1", "start a2", "end a2", "start a3", "end a3"]
+    # And every job committed its effect and was removed (concurrent writers on SQLite too)
+    async with rt.sessions() as db:
+        assert await db.scalar(select(func.count()).select_from(Tag)) == len(names)
+        assert await jobs(db) == []
+
+
 # --- the poll-ended job -------------------------------------------------------------------
 
 

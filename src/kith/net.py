@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,14 @@ from urllib.parse import urljoin, urlsplit
 
 import httpcore
 import httpx
+
+try:
+    import sniffio  # noqa: F401
+except ImportError:
+    # httpcore imports sniffio for every lock it sets up, several times per request; without
+    # the package each attempt searches the whole path again (~0.1 ms). A None entry fails it
+    # at once, with the same result.
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 from kith import __version__
 from kith.config import Settings

@@ -6,6 +6,7 @@ sender's public key."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -393,3 +394,71 @@ async def test_breaker__one_host_down_does_not_hold_back_another(
         await run_jobs(rt)
         assert len(other.received) == 1
     assert peer.received == []
+
+
+# --- one worker, many hosts ---------------------------------------------------------------
+
+
+async def test_deliveries_to_different_hosts__sent_at_once_each_once(
+    db: AsyncSession, rt: Runtime, ana: Account, peer: RemoteInbox
+) -> None:
+    # Given three servers that each take a second to answer, and two activities for each
+    async with remote_inbox("127.0.0.2") as second, remote_inbox("127.0.0.3") as third:
+        servers = [peer, second, third]
+        await learn_keys(db, *servers)
+        for server in servers:
+            server.delay = 1.0
+        for n in (1, 2):
+            await delivery.deliver(db, ana, activity(n), [s.shared_inbox for s in servers])
+        await db.commit()
+        # When one worker runs them
+        started = asyncio.get_running_loop().time()
+        await run_jobs(rt)
+        elapsed = asyncio.get_running_loop().time() - started
+    # Then the servers were waited on together (one after another would take 6 s), each
+    # host's two deliveries one after the other, in order; each verified once
+    assert elapsed < 4.0
+    for server in servers:
+        assert [(d.activity["id"], d.verified) for d in server.received] == [
+            (activity(1)["id"], True),
+            (activity(2)["id"], True),
+        ]
+    assert await jobs(db) == []
+
+
+async def test_success__after_another_worker_counted_a_failure__resets_the_count(
+    db: AsyncSession, rt: Runtime, ana: Account, peer: RemoteInbox
+) -> None:
+    # Given a host known as healthy when the delivery starts
+    await db.merge(DeliveryHost(host=peer.host, last_success_at=utcnow(), last_status=202))
+    await delivery.deliver(db, ana, activity(), [peer.shared_inbox])
+    await db.commit()
+    peer.delay = 0.5
+    running = asyncio.create_task(run_jobs(rt))
+    # When, while it waits for the answer, another worker counts a failure of that host
+    await asyncio.sleep(0.25)
+    await db.execute(update(DeliveryHost).values(consecutive_failures=3))
+    await db.commit()
+    await running
+    # Then the answer that came resets the count (the record read before sending was stale)
+    state = await host_state(db, peer)
+    assert state is not None and state.consecutive_failures == 0 and state.last_status == 202
+    assert len(peer.received) == 1
+
+
+async def test_success__on_a_healthy_host__writes_no_record(
+    db: AsyncSession, rt: Runtime, ana: Account, peer: RemoteInbox
+) -> None:
+    # A healthy host's record is refreshed at most every HEALTHY_REFRESH, not per delivery.
+    recently = utcnow() - timedelta(seconds=30)
+    await db.merge(
+        DeliveryHost(
+            host=peer.host, last_success_at=recently, last_attempt_at=recently, last_status=202
+        )
+    )
+    await delivery.deliver(db, ana, activity(), [peer.shared_inbox])
+    await db.commit()
+    await run_jobs(rt)
+    state = await host_state(db, peer)
+    assert len(peer.received) == 1
+    assert state is not None and state.last_attempt_at == recently

@@ -10,6 +10,11 @@ with its actor's key, through the SSRF-safe client. What the answer means:
   a 410 from a personal inbox forgets its actor (`gone.inbox_gone`). Nothing is sent to a
   suspended domain (`domain_blocks`), even by a job queued before the block.
 
+A worker sends the deliveries of a claimed batch to different hosts at once and those to one
+host one after another (the job's lane is its host; see `jobs/worker.py`). The activity's
+body and the actor's parsed key are kept per process; the host's record is read once, before
+the request, and the commit before the request ends that read.
+
 A retry is a new job written in the transaction that removes the current one, so a crash at
 any point leaves exactly one job behind (which may send once more: inboxes take an activity
 id once).
@@ -25,12 +30,14 @@ from __future__ import annotations
 import json
 import logging
 import random
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, update
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from sqlalchemy import Table, bindparam, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,7 +53,7 @@ from kith.federation.models import DeliveryHost, OutboundActivity
 from kith.federation.origin import origin_of
 from kith.federation.signatures import sign_request
 from kith.jobs.models import Job
-from kith.jobs.queue import job_handler
+from kith.jobs.queue import job_handler, writing
 from kith.net import Fetched, FetchError, Signer, UnsafeUrl
 from kith.runtime import runtime_of
 
@@ -136,28 +143,135 @@ def cool_down(settings: Settings, failures: int) -> timedelta:
 
 # --- the job ------------------------------------------------------------------------------
 
+# Per process and database: what every delivery of one activity, or by one actor, would
+# otherwise read, parse or serialise again (500 jobs for one post are 500 times the same).
+# Both are safe to keep: a stored activity is never changed, and a local actor's key is made
+# once and never replaced. Bounded, oldest out first.
+PROCESS_CACHE_SIZE = 256
+
+
+@dataclass
+class _Copies:
+    bodies: dict[int, bytes] = field(default_factory=dict)
+    keys: dict[int | None, tuple[str, RSAPrivateKey]] = field(default_factory=dict)
+
+
+_COPIES: weakref.WeakKeyDictionary[Any, _Copies] = weakref.WeakKeyDictionary()
+
+
+def _copies(db: AsyncSession) -> _Copies:
+    engine = db.get_bind()
+    copies = _COPIES.get(engine)
+    if copies is None:
+        copies = _COPIES[engine] = _Copies()
+    return copies
+
+
+def _keep(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= PROCESS_CACHE_SIZE:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What a delivery reads before sending: its activity's actor and id, and the breaker
+    record of the destination host as it was (`known_host` False: no row yet)."""
+
+    actor_account_id: int | None
+    activity_id: str
+    known_host: bool
+    consecutive_failures: int
+    unavailable_until: datetime | None
+    last_success_at: datetime | None
+
+    def breaker_open(self, now: datetime) -> bool:
+        return self.unavailable_until is not None and self.unavailable_until > now
+
+    def looked_healthy(self, now: datetime) -> bool:
+        """No failure counted and a success recent enough that it needs no refresh."""
+        return (
+            self.consecutive_failures == 0
+            and self.unavailable_until is None
+            and self.last_success_at is not None
+            and now - self.last_success_at < HEALTHY_REFRESH
+        )
+
+
+# Built once: a delivery's statements are the same every time but for their values, and
+# building them costs more than running them.
+_HOST_TABLE = cast(Table, DeliveryHost.__table__)
+_HOSTS = _HOST_TABLE.c
+_OUTBOUND = OutboundActivity.__table__.c
+_CONTEXT = (
+    select(
+        _OUTBOUND.actor_account_id,
+        _OUTBOUND.activity_id,
+        _HOSTS.host,
+        _HOSTS.consecutive_failures,
+        _HOSTS.unavailable_until,
+        _HOSTS.last_success_at,
+    )
+    .select_from(OutboundActivity.__table__)
+    .outerjoin(_HOST_TABLE, _HOSTS.host == bindparam("host"))
+    .where(_OUTBOUND.id == bindparam("outbound_id"))
+)
+
+
+async def _context(db: AsyncSession, outbound_id: int, host: str) -> _Context | None:
+    """The stored activity and the host's record in one statement (an outer join on the
+    host); None when the activity was forgotten (its actor deleted, or too old)."""
+    row = (await db.execute(_CONTEXT, {"host": host, "outbound_id": outbound_id})).first()
+    if row is None:
+        return None
+    return _Context(
+        actor_account_id=row[0],
+        activity_id=row[1],
+        known_host=row[2] is not None,
+        consecutive_failures=row[3] or 0,
+        unavailable_until=row[4],
+        last_success_at=row[5],
+    )
+
+
+async def _body(db: AsyncSession, outbound_id: int) -> bytes | None:
+    """The activity as sent: serialised once per process, not once per inbox (None: it was
+    forgotten a moment ago)."""
+    bodies = _copies(db).bodies
+    body = bodies.get(outbound_id)
+    if body is None:
+        document = await db.scalar(
+            select(OutboundActivity.document).where(OutboundActivity.id == outbound_id)
+        )
+        if document is None:
+            return None
+        body = json.dumps(document, separators=(",", ":")).encode()
+        _keep(bodies, outbound_id, body)
+    return body
+
 
 async def _signer(db: AsyncSession, actor_account_id: int | None) -> Signer:
-    """Sign as the account (its key is made the first time), or as the instance actor."""
-    if actor_account_id is None:
-        key = await keys.instance_key(db)
-    else:
-        account = await db.get(Account, actor_account_id)
-        if account is None or not account.is_local:
-            raise LookupError(f"no local actor {actor_account_id} to sign with")
-        key = await keys.local_key(db, account)
-    if key.private_key_pem is None:  # pragma: no cover - local keys always have one
-        raise LookupError(f"no private key for {key.key_id}")
-    private = keys.load_private_key(key.private_key_pem)
-    key_id = key.key_id
+    """Sign as the account (its key is made the first time), or as the instance actor; the
+    parsed key is kept for the next job."""
+    kept = _copies(db).keys
+    found = kept.get(actor_account_id)
+    if found is None:
+        if actor_account_id is None:
+            key = await keys.instance_key(db)
+        else:
+            account = await db.get(Account, actor_account_id)
+            if account is None or not account.is_local:
+                raise LookupError(f"no local actor {actor_account_id} to sign with")
+            key = await keys.local_key(db, account)
+        if key.private_key_pem is None:  # pragma: no cover - local keys always have one
+            raise LookupError(f"no private key for {key.key_id}")
+        found = (key.key_id, keys.load_private_key(key.private_key_pem))
+        _keep(kept, actor_account_id, found)
+    key_id, private = found
     return lambda request: sign_request(request, key_id, private)
 
 
-async def _send(db: AsyncSession, outbound: OutboundActivity, inbox: str) -> Outcome:
-    signer = await _signer(db, outbound.actor_account_id)
-    body = json.dumps(outbound.document, separators=(",", ":")).encode()
-    # Hold no transaction open while waiting on another server (up to 30 s).
-    await db.commit()
+async def _send(db: AsyncSession, inbox: str, body: bytes, signer: Signer) -> Outcome:
     try:
         fetched = await runtime_of(db).http.post(
             inbox,
@@ -190,7 +304,14 @@ async def _requeue(db: AsyncSession, payload: dict[str, Any], run_at: datetime) 
     )
 
 
-@job_handler(DELIVER_JOB)
+def destination_host(payload: dict[str, Any]) -> str:
+    """A delivery job's lane in the worker: its host, so that a batch's deliveries to
+    different hosts go out together and those to one host one after another (the breaker
+    counts each answer before the next request)."""
+    return origin_of(str(payload["inbox"]))
+
+
+@job_handler(DELIVER_JOB, lane=destination_host)
 async def deliver_one(db: AsyncSession, payload: dict[str, Any]) -> None:
     """POST one activity to one inbox, then record the host's answer and schedule a retry
     or give up (see the module docstring)."""
@@ -203,23 +324,35 @@ async def deliver_one(db: AsyncSession, payload: dict[str, Any]) -> None:
         else utcnow()
     )
     host = origin_of(inbox)
-    outbound = await db.get(OutboundActivity, int(payload["activity"]))
-    if outbound is None:  # forgotten (its actor was deleted, or it outlived GIVE_UP_AFTER)
+    outbound_id = int(payload["activity"])
+    seen = await _context(db, outbound_id, host)
+    if seen is None:  # forgotten (its actor was deleted, or it outlived GIVE_UP_AFTER)
         return
     if await domain_is_blocked(db, host):  # suspended after the job was written
-        log.info("delivery of %s to %s dropped: the domain is suspended", outbound.id, inbox)
+        log.info("delivery of %s to %s dropped: the domain is suspended", outbound_id, inbox)
         return
-    now = utcnow()
-    state = await db.get(DeliveryHost, host)
-    if state is not None and state.unavailable_until and state.unavailable_until > now:
+    body = await _body(db, outbound_id)
+    if body is None:
+        return
+    signer = await _signer(db, seen.actor_account_id)
+    # End the read transaction before waiting on another server (up to 30 s) or writing:
+    # no snapshot is held open meanwhile, and on SQLite the writes below start a fresh
+    # transaction (one that had read first could not take the write lock once another
+    # connection committed after its read: SQLITE_BUSY_SNAPSHOT, which no busy timeout waits
+    # out).
+    await db.commit()
+    if seen.breaker_open(utcnow()):
         # The breaker is open: come back after the cool-down, spread over a little while,
         # without a request and without spending an attempt.
+        assert seen.unavailable_until is not None
         spread = timedelta(seconds=random.uniform(0, max(retry_seconds(settings), 1.0)))
-        await _requeue(db, payload, state.unavailable_until + spread)
+        await writing(db)
+        await _requeue(db, payload, seen.unavailable_until + spread)
         return
-    outcome = await _send(db, outbound, inbox)
+    outcome = await _send(db, inbox, body, signer)
+    await writing(db)
     now = utcnow()
-    await record_answer(db, settings, host, outcome, now)
+    await record_answer(db, settings, host, outcome, now, seen)
     if outcome.kind == "delivered":
         return
     if outcome.status == 410:  # the actor of a personal inbox was deleted for good
@@ -228,7 +361,7 @@ async def deliver_one(db: AsyncSession, payload: dict[str, Any]) -> None:
     if outcome.kind == "give_up" or attempt >= MAX_ATTEMPTS or too_old:
         log.warning(
             "delivery of %s to %s given up after %d attempt(s): %s",
-            outbound.activity_id,
+            seen.activity_id,
             inbox,
             attempt,
             outcome.error,
@@ -239,23 +372,19 @@ async def deliver_one(db: AsyncSession, payload: dict[str, Any]) -> None:
 
 
 async def record_answer(
-    db: AsyncSession, settings: Settings, host: str, outcome: Outcome, now: datetime
+    db: AsyncSession,
+    settings: Settings,
+    host: str,
+    outcome: Outcome,
+    now: datetime,
+    seen: _Context | None = None,
 ) -> None:
     """Update the host's record and breaker: a failure of the host counts (and opens the
-    breaker at the threshold), any answer from it resets the count."""
+    breaker at the threshold), any answer from it resets the count. `seen`: the record as
+    read before the request (not read again); a success on a host that looked healthy then
+    writes only if another worker has counted a failure since."""
     if outcome.host_failed:
         await _count_failure(db, settings, host, outcome, now)
-        return
-    state = await db.get(DeliveryHost, host, populate_existing=True)
-    healthy = (
-        state is not None
-        and state.consecutive_failures == 0
-        and state.unavailable_until is None
-        and state.last_success_at is not None
-        and now - state.last_success_at < HEALTHY_REFRESH
-        and outcome.kind == "delivered"
-    )
-    if healthy:
         return
     values: dict[str, Any] = {
         "consecutive_failures": 0,
@@ -266,7 +395,10 @@ async def record_answer(
     }
     if outcome.kind == "delivered":
         values["last_success_at"] = now
-    await _upsert(db, host, values, values)
+        if seen is not None and seen.known_host and seen.looked_healthy(now):
+            await db.execute(_RESET_IF_FAILED, {"match_host": host, **values})
+            return
+    await _upsert(db, host, values, increment=False)
 
 
 async def _count_failure(
@@ -277,12 +409,7 @@ async def _count_failure(
         "last_error": outcome.error[:500],
         "last_attempt_at": now,
     }
-    failures = await _upsert(
-        db,
-        host,
-        {**common, "consecutive_failures": 1},
-        {**common, "consecutive_failures": DeliveryHost.consecutive_failures + 1},
-    )
+    failures = await _upsert(db, host, {**common, "consecutive_failures": 1}, increment=True)
     if failures is not None and failures >= BREAKER_THRESHOLD:
         until = now + cool_down(settings, failures)
         await db.execute(
@@ -291,14 +418,38 @@ async def _count_failure(
         log.warning("deliveries to %s paused until %s (%d failures)", host, until, failures)
 
 
-async def _upsert(
-    db: AsyncSession, host: str, new: dict[str, Any], existing: dict[str, Any]
-) -> int | None:
-    """Insert the host's row with `new`, or update it with `existing`; returns its
-    consecutive failures afterwards."""
-    dialect = db.get_bind().dialect.name
-    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(DeliveryHost).values(
-        host=host, **new
+_RESET_IF_FAILED = (
+    update(_HOST_TABLE)
+    .where(
+        _HOSTS.host == bindparam("match_host"),
+        or_(_HOSTS.consecutive_failures > 0, _HOSTS.unavailable_until.is_not(None)),
     )
-    stmt = stmt.on_conflict_do_update(index_elements=["host"], set_=existing)
-    return await db.scalar(stmt.returning(DeliveryHost.consecutive_failures))
+    .execution_options(synchronize_session=False)
+)
+_UPSERTS: dict[tuple[str, tuple[str, ...], bool], Any] = {}
+
+
+def _upsert_statement(dialect: str, columns: tuple[str, ...], increment: bool) -> Any:
+    """INSERT … ON CONFLICT (host) DO UPDATE of these columns, taken from the values given
+    (`increment`: the failure count goes up by one instead), built once per shape."""
+    key = (dialect, columns, increment)
+    stmt = _UPSERTS.get(key)
+    if stmt is None:
+        insert_ = (pg_insert if dialect == "postgresql" else sqlite_insert)(_HOST_TABLE)
+        set_: dict[str, Any] = {c: insert_.excluded[c] for c in columns}
+        if increment:
+            set_["consecutive_failures"] = _HOSTS.consecutive_failures + 1
+        stmt = insert_.on_conflict_do_update(index_elements=["host"], set_=set_).returning(
+            _HOSTS.consecutive_failures
+        )
+        _UPSERTS[key] = stmt
+    return stmt
+
+
+async def _upsert(
+    db: AsyncSession, host: str, values: dict[str, Any], *, increment: bool
+) -> int | None:
+    """Insert the host's row with `values`, or update it with them (`increment`: but add one
+    to its failure count); returns its consecutive failures afterwards."""
+    stmt = _upsert_statement(db.get_bind().dialect.name, tuple(sorted(values)), increment)
+    return await db.scalar(stmt, {"host": host, **values})
