@@ -7,6 +7,7 @@ profiler, then the functions where the profiled run spent the most time.
     .venv/bin/python bench/profile_api.py                          # home, 200 requests
     .venv/bin/python bench/profile_api.py --path "/api/v1/timelines/public?local=true&limit=40"
     .venv/bin/python bench/profile_api.py --no-profile --requests 500
+    .venv/bin/python bench/profile_api.py --path /api/v1/statuses --post-json '{"status": "hi {i}"}'
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import json
 import pstats
 import shutil
 import sys
@@ -72,9 +74,12 @@ async def main(args: argparse.Namespace) -> None:
             async def run(n: int) -> tuple[float, float]:
                 start, start_main = time.process_time(), time.thread_time()
                 for i in range(n):
-                    r = await client.get(
-                        args.path, headers={"Authorization": f"Bearer {tokens[i % len(tokens)]}"}
-                    )
+                    headers = {"Authorization": f"Bearer {tokens[i % len(tokens)]}"}
+                    if args.post_json:
+                        body = json.loads(args.post_json.replace("{i}", str(i)))
+                        r = await client.post(args.path, json=body, headers=headers)
+                    else:
+                        r = await client.get(args.path, headers=headers)
                     if r.status_code != 200:
                         sys.exit(f"{r.status_code}: {r.text[:300]}")
                 main = time.thread_time() - start_main
@@ -105,4 +110,9 @@ if __name__ == "__main__":
     p.add_argument("--readers", type=int, default=64)
     p.add_argument("--top", type=int, default=45)
     p.add_argument("--no-profile", dest="profile", action="store_false")
+    p.add_argument(
+        "--post-json",
+        help='POST this JSON body instead of a GET ("{i}" is replaced by the request number), e.g.'
+        ' --path /api/v1/statuses --post-json \'{"status": "hello #kith {i}"}\'',
+    )
     asyncio.run(main(p.parse_args()))
