@@ -166,3 +166,23 @@ async def test_build__twice_at_once__makes_one_feed_quietly(db: AsyncSession, rt
     assert any(f is not None for f in floors)
     assert await db.scalar(select(func.count()).select_from(HomeFeed)) == 1
     assert len(await from_feed(db, me)) == 1
+
+
+async def test_read__a_feed_made_between_its_two_statements__is_read(  # type: ignore[no-untyped-def]
+    db: AsyncSession, rt, monkeypatch
+) -> None:
+    """Each statement sees the latest commit: the first finds no entries, a background build
+    commits, the second finds the feed. The page must come from the feed, not from a search
+    below its floor (which would be empty)."""
+    me, friend = await person(db, "me"), await person(db, "friend")
+    await graph.follow(db, me.id, friend.id)
+    made = await post(db, friend, "hello")
+    real_floor_of = feeds.floor_of
+
+    async def built_meanwhile(session: AsyncSession, account_id: int) -> int | None:
+        async with rt.sessions() as other:
+            await feeds.build(other, account_id)
+        return await real_floor_of(session, account_id)
+
+    monkeypatch.setattr(feeds, "floor_of", built_meanwhile)
+    assert await home_ids(db, me) == [made.id]

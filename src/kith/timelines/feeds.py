@@ -199,7 +199,14 @@ async def read(
     params = {"viewer_id": viewer.account_id, "ceiling": ceiling, "n": n, "now": utcnow()}
     rows = (await db.execute(_read_statement(), params)).all()
     if not rows:
-        return [], await floor_of(db, viewer.account_id)
+        floor = await floor_of(db, viewer.account_id)
+        if floor is None:
+            return [], None
+        # A feed made between the two statements (each sees the latest commit): its row and
+        # entries commit together, so reading again now sees them.
+        rows = (await db.execute(_read_statement(), params)).all()
+        if not rows:
+            return [], floor
     floor, read_at = rows[0][1], rows[0][2]
     if read_at < utcnow() - READ_STAMP_EVERY:
         _soon(db, _stamp_read, viewer.account_id)
