@@ -19,6 +19,8 @@ app.add_typer(user_app, name="user")
 token_app = typer.Typer(help="Access tokens for scripts and bots (Mastodon API).")
 app.add_typer(token_app, name="token")
 app.add_typer(domain_app, name="domain")
+community_app = typer.Typer(help="Manage micro-communities (for operators and scripts).")
+app.add_typer(community_app, name="community")
 
 
 def _logging() -> None:
@@ -202,6 +204,46 @@ def user_suspend(name: str) -> None:
         typer.echo(f"error: no local account named {name}", err=True)
         raise typer.Exit(2)
     typer.echo(f"suspended @{name}")
+
+
+@community_app.command("create")
+def community_create(
+    handle: Annotated[str, typer.Argument(help="The community's @handle (a–z, 0–9, _).")],
+    name: Annotated[str, typer.Option(help="Its display name.")],
+    owner: Annotated[str, typer.Option(help="Local account that will own it.")],
+    membership: Annotated[
+        str, typer.Option(help="How people join: open, approval, invite or private.")
+    ] = "open",
+) -> None:
+    """Start a community owned by OWNER, whoever the instance lets found communities."""
+    from kith.accounts import service as accounts
+    from kith.communities import service as communities
+    from kith.errors import KithError
+    from kith.runtime import Runtime
+
+    async def main() -> str:
+        rt = Runtime.from_settings(get_settings())
+        try:
+            async with rt.sessions() as db:
+                account = await accounts.find_local_account(db, owner)
+                if account is None:
+                    raise KithError(f"no local account named {owner}", field="owner")
+                data = communities.CommunityInput(name=name, membership=membership)
+                made = await communities.create_community(
+                    db, account.id, handle, data, operator=True
+                )
+                return (
+                    f"created community @{made.handle} ({made.membership}), "
+                    f"owned by @{account.username}"
+                )
+        finally:
+            await rt.close()
+
+    try:
+        typer.echo(asyncio.run(main()))
+    except KithError as err:
+        typer.echo(f"error: {err.field or ''}: {err.message}", err=True)
+        raise typer.Exit(2) from None
 
 
 @token_app.command("create")

@@ -10,6 +10,13 @@ from kith.accounts.models import (  # noqa: F401
     User,
     UserSession,
 )
+from kith.communities.models import (  # noqa: F401
+    Community,
+    CommunityBan,
+    CommunityInvite,
+    Membership,
+    ModerationLogEntry,
+)
 from kith.db import Base  # noqa: F401
 from kith.federation.models import (  # noqa: F401
     ActorKey,

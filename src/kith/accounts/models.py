@@ -189,6 +189,8 @@ class InstanceSettings(Base):
     rules: Mapped[list[str]] = mapped_column(JSON, default=list)
     registration_mode: Mapped[str] = mapped_column(String(16), default=RegistrationMode.OPEN)
     require_email_confirmation: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Who may start a community: "everyone" (any active local account) or "admins".
+    community_creation: Mapped[str] = mapped_column(String(16), default="everyone")
 
 
 Index("ix_accounts_display_name", Account.display_name)

@@ -23,6 +23,7 @@ from kith.accounts.models import (
     UserState,
 )
 from kith.accounts.throttle import SlidingWindow
+from kith.communities.models import Community
 from kith.db import utcnow
 from kith.errors import NotFound, RateLimited, ValidationFailed
 from kith.moderation import sign_ups
@@ -167,7 +168,10 @@ async def register(
             invite = await _check_invite(db, invite_code)
         elif mode == RegistrationMode.APPROVAL:
             needs_approval = True
-    if await find_local_account(db, key) is not None:
+    # Community handles share the local name space (`@name@domain`) with usernames.
+    if await find_local_account(db, key) is not None or await db.scalar(
+        select(Community.id).where(Community.handle_key == key)
+    ):
         raise ValidationFailed("This username is taken.", field="username")
     if await db.scalar(select(User.id).where(User.email_key == email.lower())):
         raise ValidationFailed("An account with this email exists.", field="email")

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 03:43:31.457316
+Create Date: 2026-11-26 04:32:12.636243
 """
 
 from collections.abc import Sequence
@@ -84,6 +84,7 @@ def upgrade() -> None:
         sa.Column("rules", sa.JSON(), nullable=False),
         sa.Column("registration_mode", sa.String(length=16), nullable=False),
         sa.Column("require_email_confirmation", sa.Boolean(), nullable=False),
+        sa.Column("community_creation", sa.String(length=16), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_instance_settings")),
     )
     op.create_table(
@@ -179,6 +180,32 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("blocks", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_blocks_target_id"), ["target_id"], unique=False)
+
+    op.create_table(
+        "communities",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("handle", sa.String(length=30), nullable=False),
+        sa.Column("handle_key", sa.String(length=30), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("rules", sa.Text(), nullable=False),
+        sa.Column("topics", sa.JSON(), nullable=False),
+        sa.Column("language", sa.String(length=16), nullable=False),
+        sa.Column("membership", sa.String(length=16), nullable=False),
+        sa.Column("join_question", sa.String(length=500), nullable=False),
+        sa.Column("owner_id", sa.BigInteger(), nullable=True),
+        sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["owner_id"],
+            ["accounts.id"],
+            name=op.f("fk_communities_owner_id_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_communities")),
+        sa.UniqueConstraint("handle_key", name=op.f("uq_communities_handle_key")),
+    )
+    with op.batch_alter_table("communities", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_communities_owner_id"), ["owner_id"], unique=False)
 
     op.create_table(
         "conversation_states",
@@ -720,6 +747,112 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_bookmarks_id"), ["id"], unique=False)
 
     op.create_table(
+        "community_bans",
+        sa.Column("community_id", sa.BigInteger(), nullable=False),
+        sa.Column("account_id", sa.BigInteger(), nullable=False),
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("until", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("by_id", sa.BigInteger(), nullable=True),
+        sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_community_bans_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["by_id"],
+            ["accounts.id"],
+            name=op.f("fk_community_bans_by_id_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["community_id"],
+            ["communities.id"],
+            name=op.f("fk_community_bans_community_id_communities"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("community_id", "account_id", name=op.f("pk_community_bans")),
+    )
+    with op.batch_alter_table("community_bans", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_community_bans_account_id"), ["account_id"], unique=False
+        )
+
+    op.create_table(
+        "community_invites",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("community_id", sa.BigInteger(), nullable=False),
+        sa.Column("code_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_by_id", sa.BigInteger(), nullable=True),
+        sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("max_uses", sa.Integer(), nullable=True),
+        sa.Column("uses", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["community_id"],
+            ["communities.id"],
+            name=op.f("fk_community_invites_community_id_communities"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["created_by_id"],
+            ["accounts.id"],
+            name=op.f("fk_community_invites_created_by_id_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_community_invites")),
+        sa.UniqueConstraint("code_hash", name=op.f("uq_community_invites_code_hash")),
+    )
+    with op.batch_alter_table("community_invites", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_community_invites_community_id"), ["community_id"], unique=False
+        )
+
+    op.create_table(
+        "community_moderation_log",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("community_id", sa.BigInteger(), nullable=False),
+        sa.Column("actor_id", sa.BigInteger(), nullable=True),
+        sa.Column("action", sa.String(length=32), nullable=False),
+        sa.Column("target_account_id", sa.BigInteger(), nullable=True),
+        sa.Column("target_post_id", sa.BigInteger(), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("detail", sa.String(length=200), nullable=False),
+        sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["actor_id"],
+            ["accounts.id"],
+            name=op.f("fk_community_moderation_log_actor_id_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["community_id"],
+            ["communities.id"],
+            name=op.f("fk_community_moderation_log_community_id_communities"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["target_account_id"],
+            ["accounts.id"],
+            name=op.f("fk_community_moderation_log_target_account_id_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["target_post_id"],
+            ["posts.id"],
+            name=op.f("fk_community_moderation_log_target_post_id_posts"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_community_moderation_log")),
+    )
+    with op.batch_alter_table("community_moderation_log", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_community_moderation_log_community_id", ["community_id", "id"], unique=False
+        )
+
+    op.create_table(
         "filter_keywords",
         sa.Column("id", sa.BigInteger(), nullable=False),
         sa.Column("filter_id", sa.BigInteger(), nullable=False),
@@ -1135,6 +1268,42 @@ def upgrade() -> None:
         sa.UniqueConstraint("email_key", name=op.f("uq_users_email_key")),
     )
     op.create_table(
+        "community_members",
+        sa.Column("community_id", sa.BigInteger(), nullable=False),
+        sa.Column("account_id", sa.BigInteger(), nullable=False),
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("role", sa.String(length=16), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("answer", sa.Text(), nullable=False),
+        sa.Column("invite_id", sa.BigInteger(), nullable=True),
+        sa.Column("requested_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("joined_at", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_community_members_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["community_id"],
+            ["communities.id"],
+            name=op.f("fk_community_members_community_id_communities"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["invite_id"],
+            ["community_invites.id"],
+            name=op.f("fk_community_members_invite_id_community_invites"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("community_id", "account_id", name=op.f("pk_community_members")),
+    )
+    with op.batch_alter_table("community_members", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_community_members_account_id"), ["account_id"], unique=False
+        )
+
+    op.create_table(
         "email_tokens",
         sa.Column("id", sa.BigInteger(), nullable=False),
         sa.Column("user_id", sa.BigInteger(), nullable=False),
@@ -1241,6 +1410,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_email_tokens_user_id"))
 
     op.drop_table("email_tokens")
+    with op.batch_alter_table("community_members", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_community_members_account_id"))
+
+    op.drop_table("community_members")
     op.drop_table("users")
     with op.batch_alter_table("trend_statuses", schema=None) as batch_op:
         batch_op.drop_index("ix_trend_statuses_score")
@@ -1299,6 +1472,18 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_filter_keywords_filter_id"))
 
     op.drop_table("filter_keywords")
+    with op.batch_alter_table("community_moderation_log", schema=None) as batch_op:
+        batch_op.drop_index("ix_community_moderation_log_community_id")
+
+    op.drop_table("community_moderation_log")
+    with op.batch_alter_table("community_invites", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_community_invites_community_id"))
+
+    op.drop_table("community_invites")
+    with op.batch_alter_table("community_bans", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_community_bans_account_id"))
+
+    op.drop_table("community_bans")
     with op.batch_alter_table("bookmarks", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_bookmarks_id"))
 
@@ -1373,6 +1558,10 @@ def downgrade() -> None:
     op.drop_table("filters")
     op.drop_table("domain_blocks")
     op.drop_table("conversation_states")
+    with op.batch_alter_table("communities", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_communities_owner_id"))
+
+    op.drop_table("communities")
     with op.batch_alter_table("blocks", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_blocks_target_id"))
 

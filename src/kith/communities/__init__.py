@@ -1,0 +1,1 @@
+"""Micro-communities: groups with members, roles, rules and moderation (docs/communities.md)."""

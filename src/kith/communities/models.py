@@ -1,0 +1,174 @@
+"""Tables of the communities domain: a community, its members, invites, bans and the log of
+what its moderators did."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from kith.db import Base, new_id, utcnow
+
+
+class MembershipModel(enum.StrEnum):
+    """How people get in (the rules are `communities.service.join`'s)."""
+
+    OPEN = "open"  # anyone joins at once
+    APPROVAL = "approval"  # a request, with the answer to the join question, waits for a moderator
+    INVITE = "invite"  # only with an invite code
+    PRIVATE = "private"  # an invite code or an approved request; content for members only
+
+
+class Role(enum.StrEnum):
+    """What a member may do, from most to least power."""
+
+    OWNER = "owner"
+    MODERATOR = "moderator"
+    MEMBER = "member"
+
+
+class MemberState(enum.StrEnum):
+    ACTIVE = "active"
+    PENDING = "pending"  # a join request waiting for a moderator
+
+
+class ModAction(enum.StrEnum):
+    """What a moderation log entry records."""
+
+    UPDATE = "update"
+    APPROVE = "approve"
+    REJECT = "reject"
+    BAN = "ban"
+    UNBAN = "unban"
+    CREATE_INVITE = "create_invite"
+    MAKE_MODERATOR = "make_moderator"
+    REMOVE_MODERATOR = "remove_moderator"
+    TRANSFER_OWNERSHIP = "transfer_ownership"
+
+
+class CommunityCreation(enum.StrEnum):
+    """Who may start a community (`InstanceSettings.community_creation`)."""
+
+    EVERYONE = "everyone"  # any active local account
+    ADMINS = "admins"
+
+
+class Community(Base):
+    """A micro-community. Its handle shares the local name space with usernames (both are
+    `@name@domain` to the fediverse), so the two never clash."""
+
+    __tablename__ = "communities"
+
+    id: Mapped[int] = mapped_column(primary_key=True, default=new_id)
+    handle: Mapped[str] = mapped_column(String(30))  # as its founder typed it
+    handle_key: Mapped[str] = mapped_column(String(30), unique=True)  # lowercase, for lookups
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="")
+    rules: Mapped[str] = mapped_column(Text, default="")
+    topics: Mapped[list[str]] = mapped_column(JSON, default=list)  # normalized hashtag names
+    language: Mapped[str] = mapped_column(String(16), default="")  # "" when not said
+    membership: Mapped[str] = mapped_column(String(16), default=MembershipModel.OPEN)
+    join_question: Mapped[str] = mapped_column(String(500), default="")
+    # Mirrors the owner's Membership (role OWNER), for lookups: both change together.
+    # SET NULL: deleting the owner's account leaves the community for an admin to hand over.
+    owner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Membership(Base):
+    """A person in a community (active), or asking to be (pending, with their answer)."""
+
+    __tablename__ = "community_members"
+
+    community_id: Mapped[int] = mapped_column(
+        ForeignKey("communities.id", ondelete="CASCADE"), primary_key=True
+    )
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    id: Mapped[int] = mapped_column(default=new_id)
+    role: Mapped[str] = mapped_column(String(16), default=Role.MEMBER)
+    state: Mapped[str] = mapped_column(String(16), default=MemberState.ACTIVE)
+    answer: Mapped[str] = mapped_column(Text, default="")
+    # The invite that let them in, if one did.
+    invite_id: Mapped[int | None] = mapped_column(
+        ForeignKey("community_invites.id", ondelete="SET NULL"), default=None
+    )
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    joined_at: Mapped[datetime | None] = mapped_column(default=None)  # None while pending
+
+
+class CommunityInvite(Base):
+    """An invite code to a community. Only a hash of the code is stored: a leaked database
+    does not let anyone in."""
+
+    __tablename__ = "community_invites"
+
+    id: Mapped[int] = mapped_column(primary_key=True, default=new_id)
+    community_id: Mapped[int] = mapped_column(
+        ForeignKey("communities.id", ondelete="CASCADE"), index=True
+    )
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), default=None
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    max_uses: Mapped[int | None] = mapped_column(Integer, default=None)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CommunityBan(Base):
+    """`account` may not join, post in or be approved into `community` until `until` (None:
+    for good). An expired row stays until the next ban or join replaces it."""
+
+    __tablename__ = "community_bans"
+
+    community_id: Mapped[int] = mapped_column(
+        ForeignKey("communities.id", ondelete="CASCADE"), primary_key=True
+    )
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    id: Mapped[int] = mapped_column(default=new_id)
+    until: Mapped[datetime | None] = mapped_column(default=None)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), default=None
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModerationLogEntry(Base):
+    """One thing a community's moderators did, kept for members to see (and for appeals).
+    Written in the same transaction as the action; outlives the accounts it names."""
+
+    __tablename__ = "community_moderation_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True, default=new_id)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"))
+    actor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), default=None
+    )
+    action: Mapped[str] = mapped_column(String(32))
+    target_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), default=None
+    )
+    target_post_id: Mapped[int | None] = mapped_column(
+        ForeignKey("posts.id", ondelete="SET NULL"), default=None
+    )
+    reason: Mapped[str] = mapped_column(Text, default="")  # what the moderator wrote
+    detail: Mapped[str] = mapped_column(String(200), default="")  # what changed, for the reader
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# A community's log is read newest first: the ids are time-sortable.
+Index(
+    "ix_community_moderation_log_community_id",
+    ModerationLogEntry.community_id,
+    ModerationLogEntry.id,
+)

@@ -1,0 +1,145 @@
+"""Who may do what in a community: the one place that reads roles and bans.
+
+Services and, later, handlers ask `can` / `require`; nobody compares roles by hand. What a
+person may *see* of a community (private ones) is a visibility rule and will live in
+`kith.policy` with the rest."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kith.accounts.models import Account
+from kith.communities.models import Community, CommunityBan, Membership, MemberState, Role
+from kith.db import utcnow
+from kith.errors import Forbidden
+
+
+class CommunityAction(enum.StrEnum):
+    """Things a person may try to do in a community."""
+
+    POST = "post"  # write in its feed (active members)
+    UPDATE = "update"  # edit its name, description, rules, topics, membership model
+    INVITE = "invite"  # make invite codes
+    MODERATE = "moderate"  # approve or reject requests, ban and unban
+    MANAGE_ROLES = "manage_roles"  # make or remove moderators, hand ownership over
+
+
+# The least role each action needs (an active membership is always needed).
+_LEAST_ROLE = {
+    CommunityAction.POST: Role.MEMBER,
+    CommunityAction.UPDATE: Role.MODERATOR,
+    CommunityAction.INVITE: Role.MODERATOR,
+    CommunityAction.MODERATE: Role.MODERATOR,
+    CommunityAction.MANAGE_ROLES: Role.OWNER,
+}
+_RANK = {Role.MEMBER: 1, Role.MODERATOR: 2, Role.OWNER: 3}
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Where one person stands in one community."""
+
+    role: Role | None  # None: not an active member (a pending request is not membership)
+    pending: bool
+    banned: bool
+    suspended: bool  # by the instance: no community power at all
+
+    @property
+    def role_rank(self) -> int:
+        """The rank of the role alone (what others must be above to act on this person)."""
+        return 0 if self.role is None else _RANK[self.role]
+
+    @property
+    def rank(self) -> int:
+        """The power this person has now: none when banned or suspended."""
+        return 0 if self.banned or self.suspended else self.role_rank
+
+
+NOBODY = Standing(role=None, pending=False, banned=False, suspended=False)
+
+
+async def active_ban(db: AsyncSession, community_id: int, account_id: int) -> CommunityBan | None:
+    """The ban that holds now, if any (a ban past its `until` no longer counts)."""
+    ban = await db.get(CommunityBan, (community_id, account_id))
+    if ban is None or (ban.until is not None and ban.until <= utcnow()):
+        return None
+    return ban
+
+
+async def standing(db: AsyncSession, account_id: int | None, community: Community) -> Standing:
+    """Role, request and ban of `account_id` in `community`, in one round trip."""
+    if account_id is None:
+        return NOBODY
+    row = (
+        await db.execute(
+            select(Account.suspended_at, Membership.role, Membership.state, CommunityBan)
+            .select_from(Account)
+            .outerjoin(
+                Membership,
+                (Membership.account_id == Account.id) & (Membership.community_id == community.id),
+            )
+            .outerjoin(
+                CommunityBan,
+                (CommunityBan.account_id == Account.id)
+                & (CommunityBan.community_id == community.id),
+            )
+            .where(Account.id == account_id)
+        )
+    ).first()
+    if row is None:
+        return NOBODY
+    suspended_at, role, state, ban = row
+    now = utcnow()
+    return Standing(
+        role=Role(role) if role is not None and state == MemberState.ACTIVE else None,
+        pending=state == MemberState.PENDING,
+        banned=ban is not None and (ban.until is None or ban.until > now),
+        suspended=suspended_at is not None,
+    )
+
+
+def allows(who: Standing, action: CommunityAction) -> bool:
+    """Does this standing allow the action? (Pure: for code that already has a Standing.)"""
+    return who.rank >= _RANK[_LEAST_ROLE[action]]
+
+
+async def can(
+    db: AsyncSession, account_id: int | None, community: Community, action: CommunityAction
+) -> bool:
+    """May this person do `action` in this community? Roles count only in their own community;
+    a ban or an instance suspension takes every power away."""
+    return allows(await standing(db, account_id, community), action)
+
+
+async def can_post(db: AsyncSession, account_id: int | None, community: Community) -> bool:
+    """May this person write in the community (active member, not banned)?"""
+    return await can(db, account_id, community, CommunityAction.POST)
+
+
+async def require(
+    db: AsyncSession, account_id: int, community: Community, action: CommunityAction
+) -> Standing:
+    """The actor's standing, or Forbidden when it does not allow the action."""
+    who = await standing(db, account_id, community)
+    if not allows(who, action):
+        raise Forbidden(_REFUSALS[action])
+    return who
+
+
+def outranks(actor: Standing, target: Standing) -> bool:
+    """May `actor` act on `target` (ban them, change their role)? Only from above: a moderator
+    cannot ban the owner or another moderator."""
+    return actor.rank > target.role_rank
+
+
+_REFUSALS = {
+    CommunityAction.POST: "Only members can post in this community.",
+    CommunityAction.UPDATE: "Only the community's moderators can change it.",
+    CommunityAction.INVITE: "Only the community's moderators can make invites.",
+    CommunityAction.MODERATE: "Only the community's moderators can do that.",
+    CommunityAction.MANAGE_ROLES: "Only the community's owner can do that.",
+}
