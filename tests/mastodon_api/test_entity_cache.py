@@ -201,3 +201,33 @@ async def test_render_revisions__move_with_every_shown_part(db: AsyncSession) ->
     start_account = await account_rev()
     await db.execute(update(Account).where(Account.id == ana.id).values(avatar_path="a.png"))
     assert await account_rev() == start_account + 1
+
+
+async def test_moved_account__entities_carry_the_account_it_moved_to(
+    api: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    """Mastodon's `moved`: on statuses, account lookups and verify_credentials; fresh when the
+    new account changes (it is not part of the mover's cached entity); absent otherwise."""
+    old, new, reader = await person(db, "old"), await person(db, "new"), await person(db, "r")
+    await graph.follow(db, reader.id, old.id)
+    p = await post(db, old, "I am moving")
+    token = await token_for(db, reader)
+    assert "moved" not in (await _status(api, token, p.id))["account"]
+    await db.execute(update(Account).where(Account.id == old.id).values(moved_to_id=new.id))
+    await db.commit()
+
+    s = await _status(api, token, p.id)
+    assert s["account"]["moved"]["id"] == str(new.id)
+    assert s["account"]["moved"]["acct"] == "new" and "moved" not in s["account"]["moved"]
+    r = await api.get(f"/api/v1/accounts/{old.id}", headers=bearer(token))
+    assert r.json()["moved"]["id"] == str(new.id)
+    r = await api.get(f"/api/v1/accounts/{new.id}", headers=bearer(token))
+    assert "moved" not in r.json()
+    r = await api.get(
+        "/api/v1/accounts/verify_credentials", headers=bearer(await token_for(db, old))
+    )
+    assert r.json()["moved"]["id"] == str(new.id)
+
+    await db.execute(update(Account).where(Account.id == new.id).values(display_name="New Me"))
+    await db.commit()
+    assert (await _status(api, token, p.id))["account"]["moved"]["display_name"] == "New Me"

@@ -20,7 +20,7 @@ from kith.accounts.profile import ImageKind, ProfileInput
 from kith.errors import NotFound, ValidationFailed
 from kith.graph import service as graph
 from kith.graph.models import Follow, FollowRequest
-from kith.mastodon_api import entities, render
+from kith.mastodon_api import entities, entity_cache, render
 from kith.mastodon_api.deps import (
     PAGINATION,
     ApiJSON,
@@ -62,9 +62,12 @@ async def verify_credentials(
         )
         or 0
     )
-    return entities.credential_account(
+    data = entities.credential_account(
         runtime_of(db).settings, a, counts.get(a.id), follow_requests=requests
     )
+    if a.moved_to_id is not None:
+        await entity_cache.with_moved(db, {a.id: data}, {a.id: a.moved_to_id})
+    return data
 
 
 @router.patch(

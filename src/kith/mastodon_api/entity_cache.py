@@ -109,6 +109,7 @@ class PostState:
     pinned: bool
     viewer_filters: bool  # the viewer has filters (of any context): judge the posts
     account_rev: int
+    moved_to_id: int | None
     statuses_count: int | None
     followers_count: int | None
     following_count: int | None
@@ -152,6 +153,7 @@ def _state_statement() -> Any:
                 exists().where(Pin.post_id == Post.id, Pin.account_id == Post.account_id),
                 exists().where(Filter.account_id == me),
                 Account.render_rev,
+                Account.moved_to_id,
                 AccountStats.statuses_count,
                 AccountStats.followers_count,
                 AccountStats.following_count,
@@ -230,7 +232,29 @@ async def _accounts(
             if keep:
                 cache.accounts.put(a.id, (state.account_rev, static))
             out[a.id] = static | entities.account_counts_fields(_counts(state))
+    moved = {s.account_id: s.moved_to_id for s in states.values() if s.moved_to_id is not None}
+    await with_moved(db, out, moved)
     return out
+
+
+async def with_moved(db: AsyncSession, found: dict[int, Json], moved: dict[int, int]) -> None:
+    """Add Mastodon's `moved` (the Account entity of the account it moved to, without a
+    `moved` of its own) to the entities in `found` ({account id: entity}) of the accounts in
+    `moved` ({account id: id of the account it moved to}). One query, only when someone has
+    moved; the target is read fresh (its profile changes with its own revision, not the
+    mover's)."""
+    if not moved:
+        return
+    targets = {
+        a.id: a
+        for a in await db.scalars(select(Account).where(Account.id.in_(set(moved.values()))))
+    }
+    counts = await entities.account_counts(db, list(targets))
+    settings = runtime_of(db).settings
+    for account_id, target_id in moved.items():
+        target = targets.get(target_id)
+        if target is not None and account_id in found:
+            found[account_id]["moved"] = entities.account(settings, target, counts[target_id])
 
 
 def _counts(s: PostState) -> entities.Counts:

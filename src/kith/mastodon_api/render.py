@@ -84,7 +84,12 @@ async def one_status(db: AsyncSession, viewer: policy.Viewer, post: Post) -> dic
 async def accounts(db: AsyncSession, rows: list[Account]) -> list[dict[str, Any]]:
     counts = await entities.account_counts(db, [a.id for a in rows])
     settings = runtime_of(db).settings
-    return [entities.account(settings, a, counts.get(a.id)) for a in rows]
+    out = [entities.account(settings, a, counts.get(a.id)) for a in rows]
+    moved = {a.id: a.moved_to_id for a in rows if a.moved_to_id is not None}
+    if moved:
+        by_id = {a.id: entity for a, entity in zip(rows, out, strict=True)}
+        await entity_cache.with_moved(db, by_id, moved)
+    return out
 
 
 async def one_account(db: AsyncSession, a: Account) -> dict[str, Any]:
