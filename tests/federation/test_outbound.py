@@ -370,3 +370,50 @@ async def test_account_deleted__delete_person_to_followers_and_followed_servers(
         assert deleted["object"] == deleted["actor"] == "http://kith.test/users/ana"
         assert [d.key_id for d in server.received] == ["http://kith.test/users/ana#main-key"]
         assert all(d.verified for d in server.received)
+
+
+# --- reports ------------------------------------------------------------------------------
+
+
+async def test_report_forwarded__flag_from_the_instance_actor_to_their_server_only(
+    db: AsyncSession, rt: Runtime, world: World
+) -> None:
+    # Given a public post by stranger, on the other server
+    theirs = Post(
+        account_id=world.stranger.id,
+        content_html="<p>spam</p>",
+        uri=f"{world.stranger.uri}/posts/1",
+        visibility=Visibility.PUBLIC,
+    )
+    db.add(theirs)
+    await db.commit()
+    await keys.instance_key(db)  # the servers know the instance actor's key, as they'd fetch it
+    await learn_keys(db, *world.servers)
+    # When lu reports stranger and that post, and asks to forward it
+    report = await moderation.file_report(
+        db, viewer(world.lu), account_id=world.stranger.id, post_ids=[theirs.id],
+        comment="spam again", forward=True,
+    )  # fmt: skip
+    await run_jobs(rt)
+    # Then stranger's server gets one Flag, from the instance actor (lu is not named), naming
+    # the account and the post, with the comment; the follower's server gets nothing
+    assert report.forwarded is True
+    (flag,) = world.other_server.activities()
+    assert flag["type"] == "Flag" and flag["actor"] == "http://kith.test/actor"
+    assert flag["object"] == [world.stranger.uri, theirs.uri]
+    assert flag["content"] == "spam again" and "/users/lu" not in str(flag)
+    assert all(d.verified for d in world.other_server.received)
+    assert world.follower_server.received == []
+
+
+async def test_report_not_forwarded__or_of_a_local_account__sends_nothing(
+    db: AsyncSession, rt: Runtime, world: World
+) -> None:
+    kept = await moderation.file_report(db, viewer(world.lu), account_id=world.stranger.id,
+                                        post_ids=[])  # fmt: skip
+    local = await moderation.file_report(
+        db, viewer(world.lu), account_id=world.ana.id, post_ids=[], forward=True
+    )
+    await run_jobs(rt)
+    assert (kept.forwarded, local.forwarded) == (False, False)
+    assert world.other_server.received == [] and await outbound_rows(db) == 0

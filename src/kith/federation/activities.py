@@ -129,3 +129,12 @@ def delete_person(settings: Settings, account: Account) -> Json:
     to Public: receivers drop the account's posts and follows for good."""
     me = actor_id(settings, account)
     return _envelope("Delete", f"{me}#delete", me, me, to=[uris.AS_PUBLIC])
+
+
+def flag(settings: Settings, report_id: int, objects: list[str], comment: str) -> Json:
+    """A report forwarded to the reported account's server (Mastodon's shape): from the
+    instance actor, so the reporter stays anonymous there; `object` is the account's actor id
+    and the reported posts' ids; `content` the reporter's comment."""
+    me = uris.instance_actor_uri(settings)
+    return _envelope("Flag", f"{settings.base_url}/reports/{report_id}#flag", me, objects,
+                     content=comment)  # fmt: skip

@@ -378,3 +378,16 @@ async def account_deleted(db: AsyncSession, account: Account) -> None:
     if inboxes:
         activity = activities.delete_person(runtime_of(db).settings, account)
         await deliver(db, account, activity, inboxes)
+
+
+async def report_forwarded(
+    db: AsyncSession, report_id: int, target: Account, posts: list[Post], comment: str
+) -> bool:
+    """Send a report about a remote account to its server (`Flag` from the instance actor),
+    in the caller's transaction. False when that server has no inbox we know."""
+    if target.is_local or not target.uri:
+        return False
+    inboxes = await inboxes_of(db, [target])
+    objects = [target.uri, *(p.uri for p in posts if p.uri)]
+    activity = activities.flag(runtime_of(db).settings, report_id, objects, comment)
+    return await deliver(db, None, activity, inboxes) > 0

@@ -26,6 +26,7 @@ router = APIRouter(prefix="/api/v1")
             "status_ids": "strings",
             "comment": "string",
             "category": "string",
+            "forward": "boolean",
         }
     ),
 )
@@ -46,6 +47,7 @@ async def file_report(
         post_ids=status_ids,
         category=p.text("category") or "other",
         comment=p.text("comment") or "",
+        forward=p.flag("forward"),
     )
     from kith.accounts.models import Account
 
@@ -57,7 +59,7 @@ async def file_report(
         "action_taken_at": None,
         "category": report.category,
         "comment": report.comment,
-        "forwarded": False,
+        "forwarded": report.forwarded,
         "created_at": iso(report.created_at),
         "status_ids": [str(i) for i in report.post_ids],
         "rule_ids": [],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kith.db import Base, new_id, utcnow
@@ -33,6 +33,8 @@ class Report(Base):
     post_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     category: Mapped[str] = mapped_column(String(16), default=ReportCategory.OTHER)
     comment: Mapped[str] = mapped_column(Text, default="")
+    # Sent on to the reported account's own server (a `Flag`, for its moderators).
+    forwarded: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(default=None)
     resolved_by_id: Mapped[int | None] = mapped_column(

@@ -35,9 +35,11 @@ async def file_report(
     post_ids: list[int],
     category: str = "other",
     comment: str = "",
+    forward: bool = False,
 ) -> Report:
     """Report an account (and some of its posts the reporter can see) to the moderators.
-    Nothing is written unless every part of the report is valid."""
+    `forward`: a remote account's report also goes to its own server's moderators (without
+    saying who reported it). Nothing is written unless every part of the report is valid."""
     if viewer.account_id is None:
         raise Forbidden("Sign in to report.")
     target = await db.get(Account, account_id)
@@ -51,6 +53,7 @@ async def file_report(
     if len(wanted) > MAX_REPORTED_POSTS:
         raise ValidationFailed(f"Pick at most {MAX_REPORTED_POSTS} posts.", field="status_ids")
     checked: list[int] = []
+    reported: list[Post] = []
     for pid in wanted:
         post = await db.get(Post, pid)
         if (
@@ -62,6 +65,7 @@ async def file_report(
                 "You can only report posts of this account that you can see.", field="status_ids"
             )
         checked.append(pid)
+        reported.append(post)
     report = Report(
         reporter_id=viewer.account_id,
         target_account_id=target.id,
@@ -71,6 +75,12 @@ async def file_report(
     )
     db.add(report)
     await db.flush()
+    if forward and not target.is_local:
+        from kith.federation import outbound  # federation builds on moderation, not the reverse
+
+        report.forwarded = await outbound.report_forwarded(
+            db, report.id, target, reported, report.comment
+        )
     for admin_id in await admin_account_ids(db):
         if admin_id != target.id:
             await notifications.notify(

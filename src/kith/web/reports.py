@@ -106,6 +106,7 @@ async def file_report(
             post_ids=[int(v) for v in raw_ids],
             category=form_str(form, "category"),
             comment=form_str(form, "comment"),
+            forward=form_str(form, "forward") == "on",
         )
     except ValidationFailed as err:
         target = await db.get(Account, account_id)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 04:32:12.636243
+Create Date: 2026-11-26 05:01:17.978038
 """
 
 from collections.abc import Sequence
@@ -603,6 +603,7 @@ def upgrade() -> None:
         sa.Column("post_ids", sa.JSON(), nullable=False),
         sa.Column("category", sa.String(length=16), nullable=False),
         sa.Column("comment", sa.Text(), nullable=False),
+        sa.Column("forwarded", sa.Boolean(), nullable=False),
         sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("resolved_at", kith.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("resolved_by_id", sa.BigInteger(), nullable=True),
