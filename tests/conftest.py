@@ -16,8 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from kith.config import Settings
 from kith.migrate import upgrade
 from kith.models import Base
-from kith.runtime import Runtime
-from kith.timelines import feeds
+from kith.runtime import Runtime, wait_for_background
 
 BACKEND = os.environ.get("KITH_TEST_DB", "sqlite")
 PG_ADMIN_URL = os.environ.get(
@@ -95,7 +94,7 @@ async def rt(settings: Settings) -> AsyncIterator[Runtime]:
     runtime = Runtime.from_settings(settings)
     await _wipe(runtime)
     yield runtime
-    await feeds.wait_for_feeds()  # Home feeds made in the background, after a first read
+    await wait_for_background()  # Home feeds made after a first read, media fetches queued
     await runtime.close()
 
 

@@ -15,6 +15,7 @@ from kith.db import id_for_time, utcnow
 from kith.graph import service as graph
 from kith.posts import service as posts
 from kith.posts.models import Post, Tag, Visibility
+from kith.runtime import wait_for_background
 from kith.timelines import feeds
 from kith.timelines import service as timelines
 from kith.timelines.models import HomeEntry, HomeFeed, TagFollow
@@ -106,7 +107,7 @@ async def test_home__reads_the_feed_then_searches_below_its_floor(db: AsyncSessi
     await graph.follow(db, me.id, friend.id)
     made = [await post(db, friend, f"post {i}") for i in range(8)]
     assert await home_ids(db, me, limit=5) == [p.id for p in reversed(made)][:5]
-    await feeds.wait_for_feeds()  # the first read asked for a feed
+    await wait_for_background()  # the first read asked for a feed
     assert await db.scalar(select(func.count()).select_from(HomeFeed)) == 1
     # Pretend the feed began in the middle: its entries stop at the floor.
     floor = made[3].id

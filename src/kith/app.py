@@ -29,8 +29,7 @@ from kith.federation import inbox_routes as federation_inbox
 from kith.federation import routes as federation
 from kith.jobs.worker import work_forever
 from kith.mastodon_api.ratelimit import ApiRateLimiter
-from kith.runtime import Runtime
-from kith.timelines import feeds
+from kith.runtime import Runtime, wait_for_background
 from kith.web import (
     about,
     admin,
@@ -105,7 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker
-            await feeds.wait_for_feeds()
+            await wait_for_background()
             await rt.close()
 
     app = FastAPI(title="Kith", lifespan=lifespan, docs_url=None, redoc_url=None)

@@ -5,15 +5,21 @@ that must publish or read a setting after it commits needs nothing but its sessi
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from kith.bus import MemoryBus, RedisBus, make_bus
 from kith.config import Settings
 from kith.db import make_engine
 from kith.net import OutboundHttp
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -60,3 +66,31 @@ def runtime_of(db: AsyncSession) -> Runtime:
     if rt is None:
         raise RuntimeError("session was not made by a Runtime")
     return rt
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+def in_background(
+    db: AsyncSession, work: Callable[[AsyncSession], Awaitable[None]], what: str
+) -> None:
+    """Run `work` in a session of its own, once the caller's work is done: a page must not
+    write, nor wait. A failure (shutting down, database gone) is logged as `what`."""
+    factory = runtime_of(db).sessions
+
+    async def run() -> None:
+        try:
+            async with factory() as own:
+                await work(own)
+        except (SQLAlchemyError, RuntimeError, OSError):
+            log.warning("background work failed: %s", what, exc_info=True)
+
+    task = asyncio.get_running_loop().create_task(run())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def wait_for_background() -> None:
+    """Let `in_background` work finish (tests, benchmarks, shutdown)."""
+    while _background:
+        await asyncio.gather(*list(_background), return_exceptions=True)

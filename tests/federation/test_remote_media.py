@@ -22,7 +22,7 @@ from kith.jobs.models import Job
 from kith.media import remote as remote_media
 from kith.media.models import MediaAttachment, MediaState
 from kith.posts import presenter
-from kith.runtime import Runtime
+from kith.runtime import Runtime, wait_for_background
 from tests.federation.inbound import count, loopback
 from tests.federation.local_http import LocalServer, local_server, redirect, respond
 from tests.federation.peer import Peer
@@ -231,7 +231,7 @@ async def test_cached_remote_media__is_pruned_by_age_and_fetched_again_when_show
     # When someone is shown the post
     bo = await person(db, "bo")
     await presenter.present(db, viewer(bo), [post])
-    await remote_media.wait_for_refetches()
+    await wait_for_background()
     assert await count(db, Job, Job.kind == remote_media.FETCH_JOB) == 1
     await run_jobs(rt)
     # Then it is cached again

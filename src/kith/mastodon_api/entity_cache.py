@@ -19,6 +19,7 @@ Two rules keep it right:
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -116,54 +117,48 @@ class PostState:
     last_status_at: Any
 
 
-_STATE: list[Any] = []
-
-
+@functools.cache
 def _state_statement() -> Any:
     """One row per post bound as `ids` and per original they boost, for the viewer bound as
     `me` (None: anonymous): its PostState. Built once per process; one round trip to the
     database for a whole page, whatever is cached."""
-    if not _STATE:
-        ids: Any = bindparam("ids", expanding=True)
-        me: Any = bindparam("me", type_=BigInteger())
-        boost = aliased(Post)
-        # One IN over a union, not two INs joined by OR: PostgreSQL would answer the OR with
-        # a pass over every post (~1 s per page on the bench's million posts).
-        shown = Post.id.in_(
-            union_all(
-                select(boost.id).where(boost.id.in_(ids)),
-                select(boost.reblog_of_id).where(
-                    boost.id.in_(ids), boost.reblog_of_id.is_not(None)
-                ),
-            )
+    ids: Any = bindparam("ids", expanding=True)
+    me: Any = bindparam("me", type_=BigInteger())
+    boost = aliased(Post)
+    # One IN over a union, not two INs joined by OR: PostgreSQL would answer the OR with
+    # a pass over every post (~1 s per page on the bench's million posts).
+    shown = Post.id.in_(
+        union_all(
+            select(boost.id).where(boost.id.in_(ids)),
+            select(boost.reblog_of_id).where(boost.id.in_(ids), boost.reblog_of_id.is_not(None)),
         )
-        _STATE.append(
-            select(
-                Post.id,
-                Post.render_rev,
-                Post.account_id,
-                Post.reblog_of_id,
-                Post.replies_count,
-                Post.reblogs_count,
-                Post.likes_count,
-                exists().where(Poll.post_id == Post.id),
-                exists().where(Like.post_id == Post.id, Like.account_id == me),
-                exists().where(boost.reblog_of_id == Post.id, boost.account_id == me),
-                exists().where(Bookmark.post_id == Post.id, Bookmark.account_id == me),
-                exists().where(Pin.post_id == Post.id, Pin.account_id == Post.account_id),
-                exists().where(Filter.account_id == me),
-                Account.render_rev,
-                Account.moved_to_id,
-                AccountStats.statuses_count,
-                AccountStats.followers_count,
-                AccountStats.following_count,
-                AccountStats.last_status_at,
-            )
-            .join(Account, Account.id == Post.account_id)
-            .outerjoin(AccountStats, AccountStats.account_id == Post.account_id)
-            .where(shown)
+    )
+    return (
+        select(
+            Post.id,
+            Post.render_rev,
+            Post.account_id,
+            Post.reblog_of_id,
+            Post.replies_count,
+            Post.reblogs_count,
+            Post.likes_count,
+            exists().where(Poll.post_id == Post.id),
+            exists().where(Like.post_id == Post.id, Like.account_id == me),
+            exists().where(boost.reblog_of_id == Post.id, boost.account_id == me),
+            exists().where(Bookmark.post_id == Post.id, Bookmark.account_id == me),
+            exists().where(Pin.post_id == Post.id, Pin.account_id == Post.account_id),
+            exists().where(Filter.account_id == me),
+            Account.render_rev,
+            Account.moved_to_id,
+            AccountStats.statuses_count,
+            AccountStats.followers_count,
+            AccountStats.following_count,
+            AccountStats.last_status_at,
         )
-    return _STATE[0]
+        .join(Account, Account.id == Post.account_id)
+        .outerjoin(AccountStats, AccountStats.account_id == Post.account_id)
+        .where(shown)
+    )
 
 
 async def _states(db: AsyncSession, me: int | None, ids: list[int]) -> dict[int, PostState]:

@@ -19,7 +19,6 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.accounts.models import Account
@@ -30,7 +29,7 @@ from kith.jobs.queue import enqueue, job_handler
 from kith.media import images, storage
 from kith.media.models import MediaAttachment, MediaState, MediaType
 from kith.net import FetchError, FetchFailed, FetchTimedOut
-from kith.runtime import runtime_of
+from kith.runtime import in_background, runtime_of
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,6 @@ ACTOR_IMAGES_JOB = "media.fetch_actor_images"
 PRUNE_JOB = "media.prune_remote"
 
 # Background refetches started by pages (kept referenced so they are not garbage-collected).
-_pending: set[asyncio.Task[None]] = set()
 
 
 class RemoteMediaRejected(Exception):
@@ -187,25 +185,12 @@ def refetch_soon(db: AsyncSession, rows: list[MediaAttachment]) -> None:
     wanted = [m.id for m in rows if needs_fetch(m)]
     if not wanted:
         return
-    factory = runtime_of(db).sessions
 
-    async def queue_them() -> None:
-        try:
-            async with factory() as own:
-                await enqueue_fetch(own, wanted)
-                await own.commit()
-        except (SQLAlchemyError, RuntimeError, OSError):  # shutting down, database gone
-            log.warning("could not queue fetches of remote media %s", wanted, exc_info=True)
+    async def queue_them(own: AsyncSession) -> None:
+        await enqueue_fetch(own, wanted)
+        await own.commit()
 
-    task = asyncio.get_running_loop().create_task(queue_them())
-    _pending.add(task)
-    task.add_done_callback(_pending.discard)
-
-
-async def wait_for_refetches() -> None:
-    """Let the background refetch requests finish (tests, and shutdown)."""
-    while _pending:
-        await asyncio.gather(*list(_pending), return_exceptions=True)
+    in_background(db, queue_them, f"queue fetches of remote media {wanted}")
 
 
 # --- avatars and headers ---------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -86,38 +87,47 @@ class PostView:
 
 
 PIN, LIKE, BOOST, BOOKMARK = 0, 1, 2, 3
-_MARKS: list[CompoundSelect] = []
 
 
+def _kind(k: int) -> Any:
+    """A mark's kind as a constant column of a union."""
+    return literal_column(str(k), Integer())
+
+
+@functools.cache
 def _marks_statement() -> CompoundSelect:
     """(kind, post id) for the posts bound as `ids`: pinned by their author, and liked, boosted
     or bookmarked by the viewer bound as `me` (None: anonymous). One query instead of four,
     built once per process."""
-    if not _MARKS:
-        ids: Any = bindparam("ids", expanding=True)
-        me: Any = bindparam("me", type_=BigInteger())
-
-        def kind(k: int) -> Any:
-            return literal_column(str(k), Integer())
-
-        _MARKS.append(
-            union_all(
-                select(kind(PIN), Pin.post_id).where(Pin.post_id.in_(ids)),
-                select(kind(LIKE), Like.post_id).where(
-                    Like.account_id == me, Like.post_id.in_(ids)
-                ),
-                select(kind(BOOST), Post.reblog_of_id).where(
-                    Post.account_id == me, Post.reblog_of_id.in_(ids)
-                ),
-                select(kind(BOOKMARK), Bookmark.post_id).where(
-                    Bookmark.account_id == me, Bookmark.post_id.in_(ids)
-                ),
-            )
-        )
-    return _MARKS[0]
+    ids: Any = bindparam("ids", expanding=True)
+    me: Any = bindparam("me", type_=BigInteger())
+    return union_all(
+        select(_kind(PIN), Pin.post_id).where(Pin.post_id.in_(ids)),
+        select(_kind(LIKE), Like.post_id).where(Like.account_id == me, Like.post_id.in_(ids)),
+        select(_kind(BOOST), Post.reblog_of_id).where(
+            Post.account_id == me, Post.reblog_of_id.in_(ids)
+        ),
+        select(_kind(BOOKMARK), Bookmark.post_id).where(
+            Bookmark.account_id == me, Bookmark.post_id.in_(ids)
+        ),
+    )
 
 
-_VIEWER_MARKS: list[CompoundSelect] = []
+@functools.cache
+def _viewer_marks_statement() -> CompoundSelect:
+    """(kind, viewer id) for the post bound as `post_id` and the viewers bound as
+    `viewer_ids`: which of them liked, boosted or bookmarked it."""
+    ids: Any = bindparam("viewer_ids", expanding=True)
+    pid: Any = bindparam("post_id", type_=BigInteger())
+    return union_all(
+        select(_kind(LIKE), Like.account_id).where(Like.post_id == pid, Like.account_id.in_(ids)),
+        select(_kind(BOOST), Post.account_id).where(
+            Post.reblog_of_id == pid, Post.account_id.in_(ids)
+        ),
+        select(_kind(BOOKMARK), Bookmark.account_id).where(
+            Bookmark.post_id == pid, Bookmark.account_id.in_(ids)
+        ),
+    )
 
 
 async def marks_of_viewers(
@@ -127,29 +137,9 @@ async def marks_of_viewers(
     in one query (a live post rendered for everyone connected)."""
     if not viewer_ids:
         return {}
-    if not _VIEWER_MARKS:
-        ids: Any = bindparam("viewer_ids", expanding=True)
-        pid: Any = bindparam("post_id", type_=BigInteger())
-
-        def kind(k: int) -> Any:
-            return literal_column(str(k), Integer())
-
-        _VIEWER_MARKS.append(
-            union_all(
-                select(kind(LIKE), Like.account_id).where(
-                    Like.post_id == pid, Like.account_id.in_(ids)
-                ),
-                select(kind(BOOST), Post.account_id).where(
-                    Post.reblog_of_id == pid, Post.account_id.in_(ids)
-                ),
-                select(kind(BOOKMARK), Bookmark.account_id).where(
-                    Bookmark.post_id == pid, Bookmark.account_id.in_(ids)
-                ),
-            )
-        )
     out: dict[int, set[int]] = {}
     params = {"post_id": post_id, "viewer_ids": list(viewer_ids)}
-    for k, account_id in await db.execute(_VIEWER_MARKS[0], params):
+    for k, account_id in await db.execute(_viewer_marks_statement(), params):
         out.setdefault(account_id, set()).add(k)
     return out
 

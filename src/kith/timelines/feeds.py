@@ -17,8 +17,7 @@ reads its 40 entries, newest first, and checks the policy on those only.
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import functools
 from datetime import timedelta
 from typing import Any
 
@@ -35,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
@@ -43,10 +42,8 @@ from kith.db import UTCDateTime, id_for_time, utcnow
 from kith.graph.models import Follow
 from kith.jobs.queue import job_handler
 from kith.posts.models import Post, PostTag
-from kith.runtime import runtime_of
+from kith.runtime import in_background
 from kith.timelines.models import HomeEntry, HomeFeed, TagFollow
-
-log = logging.getLogger(__name__)
 
 FEED_DAYS = 7
 KEEP_DAYS = 30
@@ -54,7 +51,6 @@ DROP_AFTER_DAYS = 14
 READ_STAMP_EVERY = timedelta(days=1)  # how stale `read_at` may get before a read rewrites it
 TRIM_JOB = "timelines.trim_feeds"
 
-_pending: set[asyncio.Task[None]] = set()
 _building: set[int] = set()  # accounts whose feed this process is making
 
 
@@ -78,24 +74,11 @@ async def floor_of(db: AsyncSession, account_id: int) -> int | None:
 
 def _soon(db: AsyncSession, work: Any, account_id: int) -> None:
     """Run `work(session, account_id)` in a session of its own once the caller is done."""
-    factory = runtime_of(db).sessions
 
-    async def run() -> None:
-        try:
-            async with factory() as own:
-                await work(own, account_id)
-        except (SQLAlchemyError, RuntimeError, OSError):  # shutting down, database gone
-            log.warning("home feed of %s: %s failed", account_id, work.__name__, exc_info=True)
+    async def run(own: AsyncSession) -> None:
+        await work(own, account_id)
 
-    task = asyncio.get_running_loop().create_task(run())
-    _pending.add(task)
-    task.add_done_callback(_pending.discard)
-
-
-async def wait_for_feeds() -> None:
-    """Let background feed work finish (tests, benchmarks, shutdown)."""
-    while _pending:
-        await asyncio.gather(*list(_pending), return_exceptions=True)
+    in_background(db, run, f"home feed of {account_id}: {work.__name__}")
 
 
 async def _stamp_read(db: AsyncSession, account_id: int) -> None:
@@ -161,33 +144,29 @@ async def _add_candidates(db: AsyncSession, account_id: int, floor: int) -> None
     await db.execute(stmt.on_conflict_do_nothing())
 
 
-_READ: list[Any] = []
-
-
+@functools.cache
 def _read_statement() -> Any:
     """A page of the feed of the viewer bound as `viewer_id`: entries below `ceiling` and
     above the feed's floor, newest first, that pass the Home rule, each with the feed's floor
     and last read time (no rows: no feed, or nothing there). Built once per process."""
-    if not _READ:
-        from kith.timelines.service import home_clause  # service builds on this module
+    from kith.timelines.service import home_clause  # service builds on this module
 
-        me = bindparam("viewer_id", type_=BigInteger())
-        viewer = policy.Viewer(me)  # type: ignore[arg-type]
-        now = bindparam("now", type_=UTCDateTime())
-        _READ.append(
-            select(Post, HomeFeed.floor_id, HomeFeed.read_at)
-            .join(HomeEntry, HomeEntry.post_id == Post.id)
-            .join(HomeFeed, HomeFeed.account_id == HomeEntry.account_id)
-            .where(
-                HomeEntry.account_id == me,
-                HomeEntry.post_id > HomeFeed.floor_id,
-                HomeEntry.post_id < bindparam("ceiling", type_=BigInteger()),
-                home_clause(viewer, followed_tags=True, now=now),
-            )
-            .order_by(HomeEntry.post_id.desc())
-            .limit(bindparam("n", type_=Integer()))
+    me = bindparam("viewer_id", type_=BigInteger())
+    viewer = policy.Viewer(me)  # type: ignore[arg-type]
+    now = bindparam("now", type_=UTCDateTime())
+    return (
+        select(Post, HomeFeed.floor_id, HomeFeed.read_at)
+        .join(HomeEntry, HomeEntry.post_id == Post.id)
+        .join(HomeFeed, HomeFeed.account_id == HomeEntry.account_id)
+        .where(
+            HomeEntry.account_id == me,
+            HomeEntry.post_id > HomeFeed.floor_id,
+            HomeEntry.post_id < bindparam("ceiling", type_=BigInteger()),
+            home_clause(viewer, followed_tags=True, now=now),
         )
-    return _READ[0]
+        .order_by(HomeEntry.post_id.desc())
+        .limit(bindparam("n", type_=Integer()))
+    )
 
 
 async def read(

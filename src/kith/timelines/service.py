@@ -5,6 +5,7 @@ page never skips or repeats a post when new ones arrive in between."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
@@ -200,26 +201,20 @@ async def _searched_home(
     return rows
 
 
-_HOME_STATEMENTS: dict[bool, Select[Any]] = {}
-
-
+@functools.cache
 def _prebuilt_home(followed_tags: bool) -> Select[Any]:
     """The Home statement, built once per process with the viewer, the time and the window
     as bound parameters: building the policy's expression tree costs more CPU than running
     the query (bench/timelines.py measured ~4 ms per call)."""
-    stmt = _HOME_STATEMENTS.get(followed_tags)
-    if stmt is None:
-        viewer = policy.Viewer(bindparam("viewer_id", type_=BigInteger()))  # type: ignore[arg-type]
-        now = bindparam("now", type_=UTCDateTime())
-        stmt = (
-            home_query(viewer, followed_tags=followed_tags, now=now)
-            .where(Post.id >= bindparam("floor", type_=BigInteger()))
-            .where(Post.id < bindparam("ceiling", type_=BigInteger()))
-            .order_by(Post.id.desc())
-            .limit(bindparam("n", type_=Integer()))
-        )
-        _HOME_STATEMENTS[followed_tags] = stmt
-    return stmt
+    viewer = policy.Viewer(bindparam("viewer_id", type_=BigInteger()))  # type: ignore[arg-type]
+    now = bindparam("now", type_=UTCDateTime())
+    return (
+        home_query(viewer, followed_tags=followed_tags, now=now)
+        .where(Post.id >= bindparam("floor", type_=BigInteger()))
+        .where(Post.id < bindparam("ceiling", type_=BigInteger()))
+        .order_by(Post.id.desc())
+        .limit(bindparam("n", type_=Integer()))
+    )
 
 
 HOME_WINDOWS: tuple[timedelta | None, ...] = (
@@ -318,30 +313,23 @@ def _public_query(
     return stmt.where(with_media_clause()) if only_media else stmt
 
 
-_PUBLIC_STATEMENTS: dict[tuple[bool, bool, str], Select[Any]] = {}
-
-
+@functools.cache
 def _prebuilt_public(signed_in: bool, only_media: bool, origin: str) -> Select[Any]:
     """The public timeline's statement with the viewer, the time and the id bounds as bound
     parameters, built once per process and shape (as `_prebuilt_home`)."""
-    key = (signed_in, only_media, origin)
-    stmt = _PUBLIC_STATEMENTS.get(key)
-    if stmt is None:
-        viewer = (
-            policy.Viewer(bindparam("viewer_id", type_=BigInteger()))  # type: ignore[arg-type]
-            if signed_in
-            else policy.ANONYMOUS
-        )
-        now = bindparam("now", type_=UTCDateTime())
-        stmt = (
-            _public_query(viewer, only_media=only_media, origin=origin, now=now)
-            .where(Post.id > bindparam("floor", type_=BigInteger()))
-            .where(Post.id < bindparam("ceiling", type_=BigInteger()))
-            .order_by(Post.id.desc())
-            .limit(bindparam("n", type_=Integer()))
-        )
-        _PUBLIC_STATEMENTS[key] = stmt
-    return stmt
+    viewer = (
+        policy.Viewer(bindparam("viewer_id", type_=BigInteger()))  # type: ignore[arg-type]
+        if signed_in
+        else policy.ANONYMOUS
+    )
+    now = bindparam("now", type_=UTCDateTime())
+    return (
+        _public_query(viewer, only_media=only_media, origin=origin, now=now)
+        .where(Post.id > bindparam("floor", type_=BigInteger()))
+        .where(Post.id < bindparam("ceiling", type_=BigInteger()))
+        .order_by(Post.id.desc())
+        .limit(bindparam("n", type_=Integer()))
+    )
 
 
 async def hashtag(
@@ -414,7 +402,17 @@ async def pinned(db: AsyncSession, viewer: policy.Viewer, account: Account) -> l
     return list((await db.scalars(stmt)).all())
 
 
-_AUDIENCE: list[Select[Any]] = []
+@functools.cache
+def _audience_statement() -> Select[Any]:
+    """`home_clause` for the viewers bound as `viewer_ids` and the post bound as `post_id`."""
+    who = aliased(Account)  # an alias: the policy's own subqueries on accounts stay apart
+    viewer = policy.Viewer(who.id)  # type: ignore[arg-type]
+    clause = home_clause(viewer, followed_tags=True, now=bindparam("now", type_=UTCDateTime()))
+    return (
+        select(who.id)
+        .join(Post, Post.id == bindparam("post_id", type_=BigInteger()))
+        .where(who.id.in_(bindparam("viewer_ids", expanding=True)), clause)
+    )
 
 
 async def home_audience(db: AsyncSession, post_id: int, viewer_ids: Collection[int]) -> set[int]:
@@ -422,17 +420,8 @@ async def home_audience(db: AsyncSession, post_id: int, viewer_ids: Collection[i
     (the live streams of everyone connected) in one statement built once per process."""
     if not viewer_ids:
         return set()
-    if not _AUDIENCE:
-        who = aliased(Account)  # an alias: the policy's own subqueries on accounts stay apart
-        viewer = policy.Viewer(who.id)  # type: ignore[arg-type]
-        clause = home_clause(viewer, followed_tags=True, now=bindparam("now", type_=UTCDateTime()))
-        _AUDIENCE.append(
-            select(who.id)
-            .join(Post, Post.id == bindparam("post_id", type_=BigInteger()))
-            .where(who.id.in_(bindparam("viewer_ids", expanding=True)), clause)
-        )
     params = {"post_id": post_id, "viewer_ids": list(viewer_ids), "now": utcnow()}
-    return set((await db.scalars(_AUDIENCE[0], params)).all())
+    return set((await db.scalars(_audience_statement(), params)).all())
 
 
 async def appears_in_home(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> bool:
