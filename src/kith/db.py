@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
@@ -68,32 +67,46 @@ EPOCH = datetime(2020, 1, 1, tzinfo=UTC)  # the moment id 0 stands for
 
 
 class IdGenerator:
-    """Time-sortable 64-bit ids: milliseconds since 2020 in the high bits, a counter below.
+    """Time-sortable 64-bit ids: milliseconds since 2020 in the high bits, then this process's
+    slot (6 bits), then a counter (10 bits).
 
     Mastodon uses the same shape (ms << 16), so `max_id`/`min_id` pagination is a range scan
-    and ids can be compared with a time: `id_for_time(t)`. The counter starts at a random value
-    per process so two processes writing in the same millisecond rarely collide.
+    and ids can be compared with a time: `id_for_time(t)`. Two processes never make the same id
+    when each holds its own slot (`kith.id_slots` claims one when a Runtime opens a database);
+    until then the slot is random. 1,024 ids in one millisecond borrow the next millisecond.
     """
+
+    SLOT_BITS = 6
+    SEQ_BITS = 10
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last_ms = 0
-        self._seq = random.getrandbits(16) ^ (os.getpid() & 0xFFFF)
+        self._seq = 0
+        self._slot = random.getrandbits(self.SLOT_BITS)
+
+    def use_slot(self, slot: int | None) -> None:
+        """Make ids in this slot from now on (None: a random one, while no slot is held)."""
+        with self._lock:
+            self._slot = random.getrandbits(self.SLOT_BITS) if slot is None else slot
+
+    @property
+    def slot(self) -> int:
+        return self._slot
 
     def next_id(self) -> int:
         with self._lock:
             now_ms = int(time.time() * 1000) - _EPOCH_MS
             if now_ms <= self._last_ms:
                 now_ms = self._last_ms
-                self._seq = (self._seq + 1) & 0xFFFF
-                if self._seq == self._start_seq:
-                    now_ms += 1  # 65,536 ids in one millisecond: borrow the next one
+                self._seq += 1
+                if self._seq >> self.SEQ_BITS:
+                    now_ms += 1  # the millisecond's counter is used up: borrow the next one
+                    self._seq = 0
             else:
-                self._start_seq = self._seq = random.getrandbits(16)
+                self._seq = 0
             self._last_ms = now_ms
-            return (now_ms << 16) | self._seq
-
-    _start_seq = 0
+            return (now_ms << 16) | (self._slot << self.SEQ_BITS) | self._seq
 
 
 _ids = IdGenerator()
@@ -102,6 +115,11 @@ _ids = IdGenerator()
 def new_id() -> int:
     """A fresh time-sortable id (see IdGenerator)."""
     return _ids.next_id()
+
+
+def use_id_slot(slot: int | None) -> None:
+    """This process's id slot (see kith.id_slots)."""
+    _ids.use_slot(slot)
 
 
 def id_for_time(moment: datetime) -> int:

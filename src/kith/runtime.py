@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from kith import id_slots
 from kith.bus import MemoryBus, RedisBus, make_bus
 from kith.config import Settings
 from kith.db import make_engine
@@ -43,7 +44,9 @@ class Runtime:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
-        return cls(settings=settings, engine=make_engine(settings.effective_database_url))
+        url = settings.effective_database_url
+        id_slots.claim(url)  # before the first id is made: see kith.id_slots
+        return cls(settings=settings, engine=make_engine(url))
 
     @property
     def http(self) -> OutboundHttp:
