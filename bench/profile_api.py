@@ -8,6 +8,7 @@ profiler, then the functions where the profiled run spent the most time.
     .venv/bin/python bench/profile_api.py --path "/api/v1/timelines/public?local=true&limit=40"
     .venv/bin/python bench/profile_api.py --no-profile --requests 500
     .venv/bin/python bench/profile_api.py --path /api/v1/statuses --post-json '{"status": "hi {i}"}'
+    .venv/bin/python bench/profile_api.py --statements --no-profile     # SQL per request
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from api_probes import api_tokens
 from seeded_databases import BENCH_VAR
-from sqlalchemy import select
+from sqlalchemy import Engine, event, select
 
 from kith.accounts.models import Account, User, UserState
 from kith.app import create_app
@@ -86,7 +88,10 @@ async def main(args: argparse.Namespace) -> None:
                 return (time.process_time() - start) / n, main / n
 
             await run(args.warmup)
+            statements = _count_statements() if args.statements else None
             per, main = await run(args.requests)
+            if statements is not None:
+                _print_statements(statements, args.requests)
             print(
                 f"{args.path}: {per * 1000:.2f} ms CPU per request, {main * 1000:.2f} ms of it on"
                 f" the event loop's thread (the rest: the database's threads) ({args.requests}"
@@ -102,6 +107,31 @@ async def main(args: argparse.Namespace) -> None:
                 stats.sort_stats("cumulative").print_stats(args.top)
 
 
+def _count_statements() -> dict[str, list[float]]:
+    """From now on: each distinct statement's count and database time (all engines)."""
+    seen: dict[str, list[float]] = {}
+
+    @event.listens_for(Engine, "before_cursor_execute")
+    def before(conn: Any, _cur: Any, _stmt: str, _params: Any, _ctx: Any, _many: bool) -> None:
+        conn.info["kith_started"] = time.perf_counter()
+
+    @event.listens_for(Engine, "after_cursor_execute")
+    def after(conn: Any, _cur: Any, stmt: str, _params: Any, _ctx: Any, _many: bool) -> None:
+        took = time.perf_counter() - conn.info.pop("kith_started", time.perf_counter())
+        entry = seen.setdefault(" ".join(stmt.split())[:120], [0, 0.0])
+        entry[0] += 1
+        entry[1] += took
+
+    return seen
+
+
+def _print_statements(seen: dict[str, list[float]], requests: int) -> None:
+    total = sum(n for n, _ in seen.values()) / requests
+    print(f"statements per request: {total:.1f} (count, ms of database time, per request)")
+    for stmt, (n, took) in sorted(seen.items(), key=lambda kv: -kv[1][0]):
+        print(f"  {n / requests:5.2f} {took / requests * 1000:7.3f}  {stmt}")
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--path", default="/api/v1/timelines/home?limit=40")
@@ -110,6 +140,7 @@ if __name__ == "__main__":
     p.add_argument("--readers", type=int, default=64)
     p.add_argument("--top", type=int, default=45)
     p.add_argument("--no-profile", dest="profile", action="store_false")
+    p.add_argument("--statements", action="store_true", help="count the SQL of each request")
     p.add_argument(
         "--post-json",
         help='POST this JSON body instead of a GET ("{i}" is replaced by the request number), e.g.'

@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, SessionTransaction
 from sqlalchemy.types import TypeDecorator
 
+from kith import sqlite_driver
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -134,6 +136,8 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         # A worker runs a batch's deliveries at once, a session each: connections past the
         # pool's size would be opened (a thread, the pragmas) and closed every time.
         kwargs.setdefault("pool_size", 16)
+        if url.startswith("sqlite+aiosqlite"):
+            kwargs.setdefault("module", sqlite_driver.module())  # one thread hop per statement
         engine = create_async_engine(url, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")

@@ -17,17 +17,14 @@ process (`_cached_keys`); the next delivery it signs is verified with the copy a
 one statement that inserts only if the stored key is still that PEM and still the actor's
 (PostgreSQL: item and job in that one statement; SQLite: the job in a second). Anything else
 — no copy, a copy that fails, a stale copy, a repeat — takes the checked way above, so the
-copy never accepts what the database would not. On SQLite a process's deliveries take turns
-to write (`_write_turn`)."""
+copy never accepts what the database would not. On SQLite, writers take turns in the driver
+(`kith.sqlite_driver`)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import weakref
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -39,7 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.accounts.models import Account
-from kith.db import has_uncommitted_writes, new_id, utcnow
+from kith.db import new_id, utcnow
 from kith.federation.actors import ActorFetchFailed, fetch_actor_for_key, store_actor
 from kith.federation.domain_blocks import domain_is_blocked
 from kith.federation.models import ActorKey, InboxItem
@@ -275,27 +272,6 @@ def _store_params(
     }
 
 
-_SQLITE_WRITERS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
-
-
-@contextlib.asynccontextmanager
-async def _write_turn(db: AsyncSession) -> AsyncIterator[None]:
-    """On SQLite, this process's deliveries write one at a time (each until its commit).
-    SQLite has one writer: concurrent ones would wait in its busy handler, which sleeps
-    1–100 ms at a time (most of the inbox's wall time under load, and its p99). A session
-    that has written already holds SQLite's lock and goes on without a turn (waiting for one
-    while holding it would stall the writer whose turn it is)."""
-    engine = db.get_bind()
-    if engine.dialect.name != "sqlite" or has_uncommitted_writes(db):
-        yield
-        return
-    lock = _SQLITE_WRITERS.get(engine)
-    if lock is None:
-        lock = _SQLITE_WRITERS[engine] = asyncio.Lock()
-    async with lock:
-        yield
-
-
 async def _store(
     db: AsyncSession,
     activity: dict[str, Any],
@@ -329,10 +305,9 @@ async def _store_with_cached_key(
     one statement that also checks the copy against the database (see `_store_item`).
     True if stored and committed; False, nothing written, if the copy or the id was stale."""
     try:
-        async with _write_turn(db):
-            stored = await _store(db, activity, key.account_id, recipient, (key_id, key))
-            if stored:
-                await db.commit()
+        stored = await _store(db, activity, key.account_id, recipient, (key_id, key))
+        if stored:
+            await db.commit()
     except IntegrityError:
         stored = False
     except BaseException:
@@ -381,9 +356,8 @@ async def receive(
     for attempt in (1, 2):
         try:
             key = await verified_actor(db, signature, actor)
-            async with _write_turn(db):
-                stored = await _store(db, activity, key.account_id, recipient)
-                await db.commit()
+            stored = await _store(db, activity, key.account_id, recipient)
+            await db.commit()
             _remember_key(db, signature.key_id, key)
             return stored
         except IntegrityError:

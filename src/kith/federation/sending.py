@@ -53,7 +53,7 @@ from kith.federation.models import DeliveryHost, OutboundActivity
 from kith.federation.origin import origin_of
 from kith.federation.signatures import sign_request
 from kith.jobs.models import Job
-from kith.jobs.queue import job_handler, writing
+from kith.jobs.queue import job_handler
 from kith.net import Fetched, FetchError, Signer, UnsafeUrl
 from kith.runtime import runtime_of
 
@@ -346,11 +346,9 @@ async def deliver_one(db: AsyncSession, payload: dict[str, Any]) -> None:
         # without a request and without spending an attempt.
         assert seen.unavailable_until is not None
         spread = timedelta(seconds=random.uniform(0, max(retry_seconds(settings), 1.0)))
-        await writing(db)
         await _requeue(db, payload, seen.unavailable_until + spread)
         return
     outcome = await _send(db, inbox, body, signer)
-    await writing(db)
     now = utcnow()
     await record_answer(db, settings, host, outcome, now, seen)
     if outcome.kind == "delivered":

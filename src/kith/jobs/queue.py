@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -39,37 +38,6 @@ def job_handler(kind: str, *, lane: JobLane | None = None) -> Callable[[JobHandl
         return fn
 
     return register
-
-
-WRITE_TURN = "kith_jobs_write_turn"
-
-
-class WriteTurn:
-    """A job's turn to write among the lanes of a batch running at once (SQLite only)."""
-
-    def __init__(self, lock: asyncio.Lock) -> None:
-        self.lock = lock
-        self.held = False
-
-    async def take(self) -> None:
-        if not self.held:
-            await self.lock.acquire()
-            self.held = True
-
-    def give_back(self) -> None:
-        if self.held:
-            self.lock.release()
-            self.held = False
-
-
-async def writing(db: AsyncSession) -> None:
-    """Call before a laned job's first write (the worker calls it before removing the job).
-    On SQLite, a worker's concurrent lanes then write one at a time, each until its commit:
-    SQLite has one writer, and a second connection would wait in SQLite's busy handler,
-    which sleeps 1–100 ms at a time. Elsewhere, and outside lanes, it does nothing."""
-    turn = db.info.get(WRITE_TURN)
-    if isinstance(turn, WriteTurn):
-        await turn.take()
 
 
 async def enqueue(

@@ -35,36 +35,22 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-async def run_job(
-    factory: async_sessionmaker[AsyncSession],
-    job: Job,
-    worker_id: str,
-    writers: asyncio.Lock | None = None,
-) -> bool:
-    """Run one claimed job in its own session; True if it succeeded. `writers`: the lock that
-    concurrent lanes take turns on to write (SQLite only; see `queue.writing`)."""
+async def run_job(factory: async_sessionmaker[AsyncSession], job: Job, worker_id: str) -> bool:
+    """Run one claimed job in its own session; True if it succeeded. (On SQLite, concurrent
+    lanes take turns to write in the driver: `kith.sqlite_driver`.)"""
     async with factory() as db:
-        turn = None
-        if writers is not None and db.get_bind().dialect.name == "sqlite":
-            turn = db.info[queue.WRITE_TURN] = queue.WriteTurn(writers)
-        try:
-            return await _run_in(db, job, worker_id)
-        finally:
-            if turn is not None:
-                turn.give_back()
+        return await _run_in(db, job, worker_id)
 
 
 async def _run_in(db: AsyncSession, job: Job, worker_id: str) -> bool:
     handler = queue.HANDLERS.get(job.kind)
     if handler is None:
-        await queue.writing(db)
         await queue.retry_later(db, job, f"no handler for job kind {job.kind!r}")
         return False
     try:
         await handler(db, job.payload)
         # Remove the job in the transaction that holds its effects: a crash before the
         # commit loses both (the job runs again), never only one of them.
-        await queue.writing(db)
         if not await queue.release(db, job, worker_id):
             # The lease ran out and another worker has the job: leave it to that one.
             await db.rollback()
@@ -74,7 +60,6 @@ async def _run_in(db: AsyncSession, job: Job, worker_id: str) -> bool:
     except Exception as exc:  # a job's failure must not kill the worker
         await db.rollback()
         log.warning("job %s (%s) failed: %r", job.id, job.kind, exc)
-        await queue.writing(db)
         await queue.retry_later(db, job, repr(exc))
         return False
     return True
@@ -128,9 +113,8 @@ async def run_batch(
             await run_job(factory, job, worker_id)
         else:
             lanes.setdefault(lane, []).append(job)
-    writers = asyncio.Lock()
     results = await asyncio.gather(
-        *(_run_lane(factory, lane, worker_id, writers) for lane in lanes.values()),
+        *(_run_lane(factory, lane, worker_id) for lane in lanes.values()),
         return_exceptions=True,
     )
     for result in results:
@@ -139,13 +123,10 @@ async def run_batch(
 
 
 async def _run_lane(
-    factory: async_sessionmaker[AsyncSession],
-    jobs: list[Job],
-    worker_id: str,
-    writers: asyncio.Lock,
+    factory: async_sessionmaker[AsyncSession], jobs: list[Job], worker_id: str
 ) -> None:
     for job in jobs:
-        await run_job(factory, job, worker_id, writers)
+        await run_job(factory, job, worker_id)
 
 
 async def work_forever(

@@ -1,0 +1,316 @@
+"""SQLAlchemy's aiosqlite driver with one thread hand-off per statement instead of four.
+
+aiosqlite runs each call on its connection's own thread, and SQLAlchemy's adapter makes four
+such calls per statement (make a cursor, execute, fetch all, close), each a queue put, a
+thread wake-up and a wake-up of the event loop through its self-pipe. Measured on a post with
+two mentions and two hashtags, those hand-offs were most of the event loop's time: ~150 per
+post. Here one function runs on the connection's thread and does all four, returning the
+rows, description, rowcount and lastrowid together.
+
+Also, a connection knows whether SQLite has a transaction open (read on its thread after each
+statement), so returning a connection to the pool after a commit costs no rollback hand-off.
+
+**Write turns.** SQLite has one writer. A second connection that wants to write waits in
+SQLite's busy handler, which sleeps 1-100 ms at a time: under concurrent posting that was
+the p99 (seconds). So the connections of one engine take turns in the event loop instead: a
+statement that would begin a write transaction first takes the engine's turn (an
+`asyncio.Lock` per event loop), held until that connection commits, rolls back or closes. A
+connection already in a transaction goes on without one (it holds SQLite's lock already).
+Waiting for a turn gives up after WRITE_WAIT_SECONDS, as the busy timeout does.
+
+Used by `kith.db.make_engine` for every `sqlite+aiosqlite` URL (as the dialect's DB-API module);
+server-side cursors (streamed results) keep aiosqlite's own path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import re
+import sqlite3
+import sys
+import weakref
+from collections import deque
+from typing import Any
+
+import aiosqlite
+from sqlalchemy.dialects.sqlite.aiosqlite import (
+    AsyncAdapt_aiosqlite_connection,
+    AsyncAdapt_aiosqlite_cursor,
+    AsyncAdapt_aiosqlite_dbapi,
+)
+from sqlalchemy.util import EMPTY_DICT
+from sqlalchemy.util.concurrency import await_
+
+log = logging.getLogger(__name__)
+
+_Outcome = tuple[Any, int, int | None, list[Any], bool]
+
+WRITE_WAIT_SECONDS = 30.0  # as PRAGMA busy_timeout in kith.db.make_engine
+_READ_ONLY = ("SELECT", "PRAGMA", "EXPLAIN", "VALUES")
+_WRITE_WORDS = re.compile(r"\b(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
+
+
+def _writes(operation: str) -> bool:
+    """Would this statement begin a write transaction?"""
+    head = operation.lstrip(" \t\r\n(")[:8].upper()
+    if head.startswith(_READ_ONLY):
+        return False
+    if head.startswith("WITH"):
+        return _WRITE_WORDS.search(operation) is not None
+    return True
+
+
+def _run(conn: sqlite3.Connection, operation: str, parameters: Any) -> _Outcome:
+    """On the connection's thread: the whole statement, its rows and the transaction state."""
+    cursor = conn.cursor()
+    try:
+        cursor.execute(operation, () if parameters is None else parameters)
+        description = cursor.description
+        rows = cursor.fetchall() if description else []
+        return description, cursor.rowcount, cursor.lastrowid, rows, conn.in_transaction
+    finally:
+        cursor.close()
+
+
+def _run_many(conn: sqlite3.Connection, operation: str, seq_of_parameters: Any) -> _Outcome:
+    cursor = conn.cursor()
+    try:
+        cursor.executemany(operation, seq_of_parameters)
+        return cursor.description, cursor.rowcount, cursor.lastrowid, [], conn.in_transaction
+    finally:
+        cursor.close()
+
+
+class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
+    """A buffered cursor whose statements each cost one hand-off to the SQLite thread."""
+
+    __slots__ = ("_description", "_rowcount", "_lastrowid", "_arraysize")
+
+    def __init__(self, adapt_connection: OneHopConnection) -> None:
+        self._adapt_connection = adapt_connection
+        self._connection = adapt_connection._connection
+        self._cursor = None  # type: ignore[assignment]  # no aiosqlite cursor: see _run
+        self._soft_closed_memoized = EMPTY_DICT
+        self._rows = deque()
+        self._description: Any = None
+        self._rowcount = -1
+        self._lastrowid: int | None = None
+        self._arraysize = 1
+
+    @property
+    def description(self) -> Any:
+        return self._description
+
+    @property
+    def rowcount(self) -> int:
+        return self._rowcount
+
+    @property
+    def lastrowid(self) -> int:
+        return self._lastrowid  # type: ignore[return-value]
+
+    @property
+    def arraysize(self) -> int:
+        return self._arraysize
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        self._arraysize = value
+
+    async def _async_soft_close(self) -> None:
+        return None  # nothing is open on the SQLite thread
+
+    def close(self) -> None:
+        self._rows.clear()
+
+    def setinputsizes(self, *inputsizes: Any) -> None:
+        return None
+
+    def _take(self, outcome: _Outcome) -> None:
+        self._description, self._rowcount, self._lastrowid, rows, in_tx = outcome
+        self._rows = deque(rows)
+        conn: OneHopConnection = self._adapt_connection  # type: ignore[assignment]
+        conn.in_transaction = in_tx
+        if not in_tx:
+            conn.give_turn_back()  # it began no transaction (or ended one): nothing to hold
+
+    async def _execute_async(self, operation: Any, parameters: Any) -> Any:
+        conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]
+        await self._adapt_connection.take_turn(operation)  # type: ignore[attr-defined]
+        async with self._adapt_connection._execute_mutex:
+            try:
+                outcome = await conn._execute(_run, conn._conn, operation, parameters)
+            except BaseException:
+                # A failed statement may have begun a transaction (sqlite3 opens one
+                # before DML): until told otherwise, assume one is open.
+                self._adapt_connection.in_transaction = True  # type: ignore[attr-defined]
+                raise
+            self._take(outcome)
+        return self
+
+    async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> Any:
+        conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]
+        await self._adapt_connection.take_turn(operation)  # type: ignore[attr-defined]
+        async with self._adapt_connection._execute_mutex:
+            try:
+                outcome = await conn._execute(_run_many, conn._conn, operation, seq_of_parameters)
+            except BaseException:
+                # A failed statement may have begun a transaction (sqlite3 opens one
+                # before DML): until told otherwise, assume one is open.
+                self._adapt_connection.in_transaction = True  # type: ignore[attr-defined]
+                raise
+            self._take(outcome)
+        return self
+
+
+class OneHopConnection(AsyncAdapt_aiosqlite_connection):
+    """aiosqlite's adapted connection with OneHopCursor, write turns, and no rollback when
+    SQLite says no transaction is open (the pool rolls back every connection it takes back)."""
+
+    __slots__ = ("in_transaction", "_turn")
+    _cursor_cls = OneHopCursor  # type: ignore[assignment]
+    dbapi: OneHopDBAPI
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        self.in_transaction = False  # a new connection has none
+        self._turn: asyncio.Lock | None = None
+
+    async def take_turn(self, operation: str) -> None:
+        """Before a statement: if it would begin a write transaction, wait for the turn."""
+        if self.in_transaction or self._turn is not None or not _writes(operation):
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WRITE_WAIT_SECONDS
+        lock = self.dbapi.turn_lock()
+        try:
+            await asyncio.wait_for(lock.acquire(), WRITE_WAIT_SECONDS)
+        except TimeoutError:
+            raise sqlite3.OperationalError(
+                "database is locked (this process's other writers held it too long)"
+            ) from None
+        try:
+            await self.dbapi.take_file_turn(max(0.0, deadline - loop.time()))
+        except BaseException:
+            lock.release()
+            raise
+        self._turn = lock
+
+    def give_turn_back(self) -> None:
+        if self._turn is not None:
+            self.dbapi.give_file_turn()
+            self._turn.release()
+            self._turn = None
+
+    def rollback(self) -> None:
+        try:
+            if self.in_transaction:
+                super().rollback()
+                self.in_transaction = False
+        finally:
+            self.give_turn_back()
+
+    def commit(self) -> None:
+        super().commit()  # a failed commit keeps the turn: the rollback that follows frees it
+        self.in_transaction = False
+        self.give_turn_back()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.give_turn_back()
+
+    def terminate(self) -> None:
+        try:
+            super().terminate()
+        finally:
+            self.give_turn_back()
+
+
+class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    """The DB-API module handed to SQLAlchemy (`create_async_engine(..., module=...)`): one
+    per engine, so it holds the engine's write turns.
+
+    Between processes (web workers, a separate job worker) the turn is an exclusive `flock`
+    on `<database>-writer`, taken by the process's turn holder: a process waiting for it
+    wakes as soon as it is free, where SQLite's busy handler would sleep up to 100 ms at a
+    time. A wait that gives up (WRITE_WAIT_SECONDS) leaves a thread blocked in `flock`; the
+    engine then stops using the file (SQLite's own locking still holds) rather than risk
+    believing it holds a lock that thread will take and drop."""
+
+    def __init__(self, aiosqlite: Any, sqlite: Any) -> None:
+        super().__init__(aiosqlite, sqlite)
+        # One lock per event loop: a lock is bound to the loop it first waited in.
+        self._turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._turn_file: int | None = None  # a descriptor of <database>-writer
+        self._file_turn_held = False
+
+    def turn_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        lock = self._turns.get(loop)
+        if lock is None:
+            lock = self._turns[loop] = asyncio.Lock()
+        return lock
+
+    def _open_turn_file(self, database: Any) -> None:
+        if self._turn_file is not None or not isinstance(database, str | os.PathLike):
+            return
+        name = os.fspath(database)
+        if not name or name == ":memory:" or name.startswith("file:"):
+            return
+        try:
+            self._turn_file = os.open(f"{name}-writer", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            log.warning("no write-turn file beside %s: SQLite's locking alone", name)
+
+    async def take_file_turn(self, within: float) -> None:
+        fd = self._turn_file
+        if fd is None:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            waiting = asyncio.get_running_loop().run_in_executor(
+                None, fcntl.flock, fd, fcntl.LOCK_EX
+            )
+            try:
+                await asyncio.wait_for(asyncio.shield(waiting), within)
+            except BaseException:
+                self._turn_file = None  # see the class docstring; the descriptor is left open
+                waiting.add_done_callback(lambda _f: _unlock_quietly(fd))
+                if isinstance(sys.exc_info()[1], TimeoutError):
+                    raise sqlite3.OperationalError(
+                        "database is locked (another process's writer held it too long)"
+                    ) from None
+                raise
+        self._file_turn_held = True
+
+    def give_file_turn(self) -> None:
+        if self._file_turn_held:
+            self._file_turn_held = False
+            if self._turn_file is not None:
+                fcntl.flock(self._turn_file, fcntl.LOCK_UN)
+
+    def connect(self, *arg: Any, **kw: Any) -> OneHopConnection:
+        creator_fn = kw.pop("async_creator_fn", None)
+        self._open_turn_file(arg[0] if arg else kw.get("database"))
+        connection = creator_fn(*arg, **kw) if creator_fn else self.aiosqlite.connect(*arg, **kw)
+        if not creator_fn:
+            connection._thread.daemon = True  # as SQLAlchemy's own driver does
+        return OneHopConnection(self, await_(connection))
+
+
+def _unlock_quietly(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def module() -> OneHopDBAPI:
+    return OneHopDBAPI(aiosqlite, sqlite3)
