@@ -15,9 +15,11 @@
     .venv/bin/python bench/federation.py                      # SQLite, 3,000 activities
     .venv/bin/python bench/federation.py --db postgres --activities 5000
     .venv/bin/python bench/federation.py --json var/bench/federation.json
+    .venv/bin/python bench/federation.py --db postgres --skip-processing   # the inbox only
 
-The delivery side (a post by an account with 10,000 followers on 500 servers) is not measured
-yet: see docs/benchmarks.md.
+A burst of 200 deliveries at full concurrency precedes the measured ones (the server's pool
+then holds what the run needs). On PostgreSQL the run also reports the backends' CPU and the
+sessions opened. The delivery side is bench/delivery.py.
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 from api_probes import cpu_of, cpu_spent, process_tree
 from seeded_databases import BENCH_VAR, REPO, create_pg_database, drop_pg_database
 from sqlalchemy import func, select
-from timeline_probes import Server
+from timeline_probes import Server, _pg_backend_pids
 
 from kith.accounts import service as accounts
 from kith.accounts.models import Account
@@ -60,6 +63,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--activities", type=int, default=3000)
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--json", type=Path)
+    p.add_argument(
+        "--skip-processing", action="store_true", help="measure the inbox only (no worker run)"
+    )
     return p.parse_args()
 
 
@@ -153,11 +159,18 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 await db.commit()
             result["remote_accounts"] = len(remote_ids)
             batch = [signed(names[i % len(names)]) for i in range(args.activities)]
+            # A burst at full concurrency first, so the server's pool holds what the run needs.
+            await _post_all(
+                server.base, [signed(names[i % len(names)]) for i in range(200)], args.concurrency
+            )
             jobs_before = await _count_inbox_jobs(rt)
             tree = process_tree(server.pid)
-            cpu0 = cpu_of(tree)
+            backends = await _pg_backend_pids(url) if pg_name else []
+            sessions0 = await _pg_sessions(url) if pg_name else 0
+            cpu0, db_cpu0, client_cpu0 = cpu_of(tree), cpu_of(backends), time.process_time()
             latencies, statuses, wall = await _post_all(server.base, batch, args.concurrency)
-            cpu = cpu_spent(cpu0, cpu_of(tree))
+            client_cpu = time.process_time() - client_cpu0
+            cpu, db_cpu = cpu_spent(cpu0, cpu_of(tree)), cpu_spent(db_cpu0, cpu_of(backends))
             stored = await _count_inbox_jobs(rt) - jobs_before
             result["inbox"] = {
                 "statuses": statuses,
@@ -169,9 +182,23 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     "p99": round(percentile(latencies, 0.99) * 1000, 2),
                 },
                 "server_cpu_ms_per_activity": round(cpu * 1000 / max(1, len(latencies)), 2),
+                # this process: the HTTP clients, competing with the server for the cores
+                "client_cpu_ms_per_activity": round(client_cpu * 1000 / max(1, len(latencies)), 2),
             }
+            if pg_name:
+                # Backends that lived through the run (not ones opened and closed during it:
+                # `sessions_opened` counts those).
+                result["inbox"]["db_cpu_ms_per_activity"] = round(
+                    db_cpu * 1000 / max(1, len(latencies)), 2
+                )
+                result["inbox"]["sessions_opened"] = await _pg_sessions(url) - sessions0
         finally:
             server.stop()
+        if args.skip_processing:
+            await rt.close()
+            if pg_name:
+                await drop_pg_database(pg_name)
+            return result
         # Processing: one `kith worker` process drains the inbox jobs.
         worker_env = {k: v for k, v in os.environ.items() if not k.startswith("KITH_")}
         worker_env.update(
@@ -214,6 +241,20 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     if pg_name:
         await drop_pg_database(pg_name)
     return result
+
+
+async def _pg_sessions(database_url: str) -> int:
+    """Sessions PostgreSQL has opened on this database so far (pg_stat_database)."""
+    name = database_url.rsplit("/", 1)[1]
+    conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute("SELECT pg_stat_force_next_flush()")
+        value = await conn.fetchval(
+            "SELECT sessions FROM pg_stat_database WHERE datname = $1", name
+        )
+    finally:
+        await conn.close()
+    return int(value or 0)
 
 
 async def _count_posts(rt: Runtime) -> int:

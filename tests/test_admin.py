@@ -23,6 +23,7 @@ def admin_actions(account_id: int, report_id: int) -> list[tuple[str, dict[str, 
         (f"/admin/accounts/{account_id}/unsuspend", {}),
         (f"/admin/sign_ups/{account_id}/approve", {}),
         (f"/admin/sign_ups/{account_id}/reject", {}),
+        (f"/admin/accounts/{account_id}/delete", {"confirm": "mallory"}),
         ("/admin/settings", {"name": "Pwned", "registration_mode": "open"}),
     ]
 
@@ -65,6 +66,7 @@ async def test_admin_area__members_get_403_and_nothing_changes(db, settings) -> 
     await db.refresh(mallory)
     await db.refresh(report)
     assert mallory.suspended_at is None and mallory.silenced_at is None
+    assert mallory.deleted_at is None
     assert report.resolved_at is None
     settings_row = await db.get(InstanceSettings, 1)
     assert settings_row is None or settings_row.name != "Pwned"

@@ -24,7 +24,9 @@ from kith.accounts.service import LoginThrottle
 from kith.accounts.two_factor import SecondFactorThrottle
 from kith.config import Settings, get_settings
 from kith.edge import Edge
+from kith.emojis import routes as emoji_routes
 from kith.errors import KithError, RateLimited
+from kith.federation import group_routes as federation_groups
 from kith.federation import inbox_routes as federation_inbox
 from kith.federation import routes as federation
 from kith.jobs.worker import work_forever
@@ -35,6 +37,8 @@ from kith.web import (
     admin,
     applications,
     auth,
+    community_moderation,
+    emoji_admin,
     federation_admin,
     media,
     notifications,
@@ -46,6 +50,7 @@ from kith.web import (
     timelines,
     trends_admin,
 )
+from kith.web import communities as community_pages
 from kith.web import filters as filter_settings
 from kith.web import migration as migration_pages
 from kith.web import oauth as oauth_pages
@@ -111,14 +116,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # Before the pages: `/@name` and `/@name/ID` answer ActivityPub JSON when asked for it.
     app.include_router(federation.negotiated)
+    app.include_router(federation_groups.negotiated)  # and `/c/NAME`, a community's Group
     app.include_router(federation.router)
     app.include_router(federation_inbox.router)
+    app.include_router(emoji_routes.router)
     for module in (auth, timelines, posts, profiles, notifications, stream, settings_pages, media):
         app.include_router(module.router)
     app.include_router(oauth_pages.router)
     app.include_router(applications.router)
     for module in (search, filter_settings, reports, admin, trends_admin, federation_admin, about):
         app.include_router(module.router)
+    app.include_router(emoji_admin.router)
+    app.include_router(community_pages.router)
+    app.include_router(community_moderation.router)  # after: its /c/NAME/SECTION is generic
     app.include_router(migration_pages.router)
     for router in mastodon_api.routers():
         app.include_router(router)
@@ -152,6 +162,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         return await _error_page(request, exc.status_code, str(exc.detail))
 
+    # The inboxes are answered by a plain ASGI layer inside Edge (see inbox_routes).
+    app.add_middleware(federation_inbox.InboxEndpoints)
     app.add_middleware(Edge, error_page=_error_page, limiter=ApiRateLimiter())
 
     return app

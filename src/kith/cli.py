@@ -11,6 +11,7 @@ import typer
 from sqlalchemy import select
 
 from kith.config import get_settings
+from kith.emojis.cli import emoji_app
 from kith.federation.cli import domain_app
 
 app = typer.Typer(help="Kith: a self-hostable, federated social platform.", no_args_is_help=True)
@@ -19,6 +20,7 @@ app.add_typer(user_app, name="user")
 token_app = typer.Typer(help="Access tokens for scripts and bots (Mastodon API).")
 app.add_typer(token_app, name="token")
 app.add_typer(domain_app, name="domain")
+app.add_typer(emoji_app, name="emoji")
 community_app = typer.Typer(help="Manage micro-communities (for operators and scripts).")
 app.add_typer(community_app, name="community")
 
@@ -204,6 +206,38 @@ def user_suspend(name: str) -> None:
         typer.echo(f"error: no local account named {name}", err=True)
         raise typer.Exit(2)
     typer.echo(f"suspended @{name}")
+
+
+@user_app.command("delete")
+def user_delete(
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Don't ask for confirmation.")] = False,
+) -> None:
+    """Delete a local account for good: it is locked at once, what it made is removed by the
+    worker, and the servers that know it are told. The username stays reserved. The last
+    admin can't be deleted."""
+    from kith.accounts import deletion
+    from kith.errors import KithError
+    from kith.runtime import Runtime
+
+    if not yes:
+        typer.confirm(f"Delete @{name} for good? This cannot be undone.", abort=True)
+
+    async def main() -> str:
+        rt = Runtime.from_settings(get_settings())
+        try:
+            async with rt.sessions() as db:
+                account = await deletion.delete_by_name(db, name)
+                return account.username
+        finally:
+            await rt.close()
+
+    try:
+        deleted = asyncio.run(main())
+    except KithError as err:
+        typer.echo(f"error: {err.message}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"deleted @{deleted}; the worker removes what it left")
 
 
 @community_app.command("create")

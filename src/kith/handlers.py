@@ -1,6 +1,8 @@
 """Import every module that registers job handlers, so a worker knows them all."""
 
+from kith.accounts import deletion as account_deletion  # noqa: F401
 from kith.accounts import mail  # noqa: F401
+from kith.emojis import remote as emoji_remote  # noqa: F401
 from kith.federation import processing as federation_processing  # noqa: F401
 from kith.federation import retention as federation_retention  # noqa: F401
 from kith.federation import sending as federation_sending  # noqa: F401

@@ -18,11 +18,13 @@ from kith.communities.models import (  # noqa: F401
     ModerationLogEntry,
 )
 from kith.db import Base  # noqa: F401
+from kith.emojis.models import CustomEmoji  # noqa: F401
 from kith.federation.models import (  # noqa: F401
     ActorKey,
     DeliveryHost,
     DomainBlock,
     InboxItem,
+    LocalTombstone,
     OutboundActivity,
     RemoteActor,
 )

@@ -17,6 +17,14 @@ Decisions (see docs/architecture.md):
   clauses below apply to them unchanged, at no cost on the read paths.
 - Mutes hide an account's posts from the muter's lists (timelines, search, notifications),
   but a muted account's post opened by link is still shown.
+- A deleted account (`accounts.deletion`) is suspended at the moment it is deleted, so the
+  suspension clauses hide what it left while it is being removed; its profile is gone for
+  everyone, admins too, and its actor answers 410 Gone (`ActorState.DELETED`).
+- Communities narrow, never widen, a post's audience (`posts.community_gate`): a private
+  community's post is seen only by its active members and its author, a post approved in
+  none of its communities (waiting, removed) only by their moderators and its author; gated
+  posts are never listed in public places (Local, hashtags, search, trends), not even for
+  members. Instance admins get no extra read access here either.
 """
 
 from __future__ import annotations
@@ -43,6 +51,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from kith.accounts.models import Account, User, UserState
+from kith.communities.models import (
+    Community,
+    CommunityGate,
+    CommunityPost,
+    CommunityPostState,
+    MembershipModel,
+)
+from kith.communities.permissions import member_clause, standing
 from kith.db import UTCDateTime, utcnow
 from kith.graph.models import Block, Follow, Mute
 from kith.media.models import MediaAttachment
@@ -131,14 +147,46 @@ def _author_not_suspended(post: Any) -> ColumnElement[bool]:
     return account_not_suspended_clause(post.account_id)
 
 
+def community_gate_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bool]:
+    """SQL: the post's communities let the viewer see it. Ungated posts (NULL: most) pass on
+    one column test; a members-gated post needs the viewer to be an active member of a
+    community it is approved in, a moderators-gated one a moderator of one of its
+    communities; the author always passes. EXISTS, not IN: no OR of IN subqueries."""
+    ungated = post.community_gate.is_(None)
+    if viewer.account_id is None:
+        return ungated
+    me = viewer.account_id
+    member = exists().where(
+        CommunityPost.post_id == post.id,
+        CommunityPost.state == CommunityPostState.APPROVED,
+        member_clause(me, CommunityPost.community_id),
+    )
+    moderator = exists().where(
+        CommunityPost.post_id == post.id,
+        member_clause(me, CommunityPost.community_id, moderators=True),
+    )
+    return or_(
+        ungated,
+        post.account_id == me,
+        and_(post.community_gate == CommunityGate.MEMBERS, member.correlate_except(CommunityPost)),
+        moderator.correlate_except(CommunityPost),
+    )
+
+
 def post_visible_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bool]:
     """SQL: `viewer` may see `post` (a Post entity or alias) — and, for a boost, its original."""
-    own = and_(_audience_clause(viewer, post), _author_not_suspended(post))
+    own = and_(
+        _audience_clause(viewer, post),
+        _author_not_suspended(post),
+        community_gate_clause(viewer, post),
+    )
     if viewer.account_id is not None:
         own = and_(own, ~blocked_between_clause(viewer.account_id, post.account_id))
     original = aliased(Post)
     orig_ok = _audience_clause(viewer, original)
-    orig_ok = and_(orig_ok, _author_not_suspended(original))
+    orig_ok = and_(
+        orig_ok, _author_not_suspended(original), community_gate_clause(viewer, original)
+    )
     if viewer.account_id is not None:
         orig_ok = and_(orig_ok, ~blocked_between_clause(viewer.account_id, original.account_id))
     # "No hidden original" rather than "original is null or visible": the same meaning (a
@@ -167,7 +215,8 @@ def not_muted_clause(viewer: Viewer, post: Any = Post, now: Any = None) -> Colum
 
 def publicly_listed_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bool]:
     """SQL: the post may appear in public listings (Local, hashtag timelines, search):
-    public (not unlisted), not a boost, and not by a silenced account the viewer doesn't follow."""
+    public (not unlisted), not a boost, not gated by its communities (a private community's,
+    waiting or removed), and not by a silenced account the viewer doesn't follow."""
     not_silenced: ColumnElement[bool] = exists().where(
         Account.id == post.account_id, Account.silenced_at.is_(None)
     )
@@ -176,7 +225,12 @@ def publicly_listed_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bo
             Follow.follower_id == viewer.account_id, Follow.followee_id == post.account_id
         )
         not_silenced = or_(not_silenced, follows, post.account_id == viewer.account_id)
-    return and_(post.visibility == Visibility.PUBLIC, post.reblog_of_id.is_(None), not_silenced)
+    return and_(
+        post.visibility == Visibility.PUBLIC,
+        post.reblog_of_id.is_(None),
+        post.community_gate.is_(None),
+        not_silenced,
+    )
 
 
 def trendable_clause(post: Any = Post) -> ColumnElement[bool]:
@@ -195,13 +249,15 @@ def searchable_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bool]:
     """SQL: the post may be found by full-text search by this viewer.
 
     Public posts are searchable by everyone; a signed-in viewer also finds the posts they
-    wrote, liked, bookmarked or were mentioned in that they may see (as Mastodon does)."""
+    wrote, liked, bookmarked or were mentioned in that they may see (as Mastodon does) —
+    but a post gated by its communities only when they wrote it."""
     listed = publicly_listed_clause(viewer, post)
     if viewer.account_id is None:
         return and_(listed, post_visible_clause(viewer, post))
+    mentioned = exists().where(Mention.post_id == post.id, Mention.account_id == viewer.account_id)
     mine = or_(
         post.account_id == viewer.account_id,
-        exists().where(Mention.post_id == post.id, Mention.account_id == viewer.account_id),
+        and_(post.community_gate.is_(None), mentioned),
     )
     return and_(
         or_(listed, mine), post_visible_clause(viewer, post), not_muted_clause(viewer, post)
@@ -221,7 +277,28 @@ def account_search_clause(viewer: Viewer, exact_match: ColumnElement[bool]) -> C
     return and_(clause, findable)
 
 
+def shown_to_anyone_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bool]:
+    """SQL: the post is one an anonymous visitor may see (public or unlisted, author not
+    suspended) and `viewer` may see too (no block between them). What a document served to
+    other servers may list, such as a post's `replies` collection: a follower's signed fetch
+    does not make followers-only replies appear in it."""
+    anyone = post_visible_clause(ANONYMOUS, post)
+    if viewer.account_id is None:
+        return anyone
+    return and_(anyone, post_visible_clause(viewer, post))
+
+
 # --- checks for one object ----------------------------------------------------------------
+
+
+async def can_see_community(db: AsyncSession, viewer: Viewer, community: Community) -> bool:
+    """May the viewer read the community's posts and member list (its feeds)? Every
+    community's card — name, description, rules, membership model, join question — is public,
+    so people can find it and ask to join; a private community's content is for its active
+    members alone (not pending requests, not banned people, not instance admins)."""
+    if community.membership != MembershipModel.PRIVATE:
+        return True
+    return (await standing(db, viewer.account_id, community)).rank > 0
 
 
 def reader_of_post_clause(account_id_col: Any, post_id: Any) -> ColumnElement[bool]:
@@ -287,7 +364,10 @@ async def is_muted(db: AsyncSession, viewer: Viewer, author_id: int) -> bool:
 async def can_see_account(db: AsyncSession, viewer: Viewer, account: Account) -> bool:
     """May the viewer open this account's profile? Suspended accounts are gone for all but
     admins; blocks hide a profile's content but not its existence (a blocked person sees an
-    empty profile, as on Mastodon), so this only checks suspension."""
+    empty profile, as on Mastodon), so this only checks suspension. A deleted account is
+    gone for everyone."""
+    if account.deleted_at is not None:
+        return False
     return account.suspended_at is None or viewer.is_admin
 
 
@@ -304,6 +384,7 @@ class ActorState(enum.StrEnum):
     PUBLISHED = "published"
     SUSPENDED = "suspended"  # a stub saying so; no profile, posts or network
     HIDDEN = "hidden"  # not there at all (404): remote, or a sign-up waiting for approval
+    DELETED = "deleted"  # gone for good (410 Gone, a Tombstone): peers forget it
 
 
 async def actor_state(db: AsyncSession, account: Account) -> ActorState:
@@ -312,6 +393,8 @@ async def actor_state(db: AsyncSession, account: Account) -> ActorState:
     (the suspension can be lifted, so peers must not forget the account, as they would on 410)."""
     if not account.is_local:
         return ActorState.HIDDEN
+    if account.deleted_at is not None:
+        return ActorState.DELETED
     pending = await db.scalar(
         select(User.id).where(User.account_id == account.id, User.state == UserState.PENDING)
     )
@@ -328,9 +411,13 @@ async def can_interact(db: AsyncSession, viewer: Viewer, post: Post) -> bool:
 
 
 def can_boost(viewer: Viewer, post: Post) -> bool:
-    """Only public and unlisted posts may be boosted (audience must not widen).
-    Visibility itself is checked by `can_interact`."""
-    return post.visibility in (Visibility.PUBLIC, Visibility.UNLISTED) and post.reblog_of_id is None
+    """Only public and unlisted posts may be boosted (audience must not widen), and none
+    gated by its communities. Visibility itself is checked by `can_interact`."""
+    return (
+        post.visibility in (Visibility.PUBLIC, Visibility.UNLISTED)
+        and post.reblog_of_id is None
+        and post.community_gate is None
+    )
 
 
 def can_edit_post(viewer: Viewer, post: Post) -> bool:

@@ -18,7 +18,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kith.accounts.models import Account
 from kith.config import Settings
+from kith.emojis.models import CustomEmoji
 from kith.federation import uris
 from kith.graph.models import Follow
 from kith.media.models import MediaAttachment
@@ -72,8 +74,6 @@ async def test_corpus__activity_is_understood(
     like = peer.activity("alice", "Like", uris.post_uri(settings, "bo", bo_post.id))
     await deliver(settings, rt, peer, like)
     alice_uri = peer.actor_uri("alice")
-    from kith.accounts.models import Account
-
     alice = await db.scalar(select(Account).where(Account.uri == alice_uri))
     assert alice is not None
     db.add(Follow(follower_id=bo.id, followee_id=alice.id))
@@ -138,6 +138,18 @@ async def check(
         )
         got = [{"type": str(m.type), "description": m.description} for m in rows.all()]
         assert got == expect["attachments"]
+    if "emojis" in expect:
+        # Remembered under the author's domain, their images fetched by a job (the scripted
+        # peer serves none: each is refused, and stays out of entities)
+        author = await db.get(Account, stored.account_id)
+        assert author is not None
+        rows = await db.scalars(
+            select(CustomEmoji)
+            .where(CustomEmoji.domain == author.domain)
+            .execution_options(populate_existing=True)
+        )
+        got = [{"shortcode": e.shortcode, "url": e.remote_url, "uri": e.uri} for e in rows]
+        assert got == expect["emojis"]
     if "poll_options" in expect:
         poll = await db.scalar(select(Poll).where(Poll.post_id == stored.id))
         assert poll is not None and poll.options == expect["poll_options"]

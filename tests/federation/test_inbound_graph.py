@@ -72,6 +72,24 @@ async def test_follow__of_an_open_account__follows_and_accepts(
     assert await count(db, Follow) == 0
 
 
+async def test_follow__of_a_deleted_account__is_ignored_and_nothing_is_signed(
+    db: AsyncSession, settings: Settings, rt: Runtime, peer: Peer
+) -> None:
+    # Given bo's account was deleted here (an admin remains)
+    from kith.accounts import deletion
+    from kith.federation.models import ActorKey
+
+    await person(db, "ada", admin=True)
+    bo = await person(db, "bo")
+    await deletion.delete_by_name(db, "bo")
+    # When alice's server, which had not heard, sends a Follow of bo
+    outcome = await deliver(settings, rt, peer, peer.activity("alice", "Follow", local("bo")))
+    # Then nothing follows him, nothing is answered, and no key is made in his name
+    assert outcome.startswith("ignored")
+    assert await count(db, Follow) == 0 and await sent(db, "Accept") == []
+    assert await count(db, ActorKey, ActorKey.account_id == bo.id) == 0
+
+
 async def test_follow__of_a_locked_account__waits_then_approval_sends_accept(
     db: AsyncSession, settings: Settings, rt: Runtime, peer: Peer
 ) -> None:
@@ -240,3 +258,20 @@ async def test_api_search_resolve__finds_a_remote_handle(
     assert r.status_code == 200, r.text
     (found,) = r.json()["accounts"]
     assert found["acct"] == handle.lstrip("@") and found["uri"] == peer.actor_uri("alice")
+
+
+async def test_api_search_resolve__a_handle_that_cannot_be_found__finds_nothing(
+    db: AsyncSession, settings: Settings, peer: Peer
+) -> None:
+    # Given a signed-in client, and a server that knows no such person (WebFinger 404)
+    bo = await person(db, "bo")
+    token = await token_for(db, bo, "read")
+    async with running_app(settings) as client:
+        r = await client.get(
+            "/api/v2/search",
+            params={"q": f"@nobody@{peer.server.authority}", "resolve": "true"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    # Then the answer is an empty result, not an error
+    assert r.status_code == 200, r.text
+    assert r.json()["accounts"] == []

@@ -7,14 +7,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
 from kith.accounts.models import Account
 from kith.config import Settings
 from kith.db import utcnow
-from kith.federation.models import Tombstone
+from kith.federation.models import ActorKey, RemoteActor, Tombstone
 from kith.graph.models import Follow
 from kith.media.models import MediaAttachment
 from kith.notifications.models import Notification
@@ -30,9 +30,9 @@ from tests.federation.inbound import (
     loopback,
     two_actor_peer,
 )
-from tests.federation.local_http import json_document
+from tests.federation.local_http import json_document, respond
 from tests.federation.peer import Peer
-from tests.world import person
+from tests.world import person, running_app
 from tests.world import post as local_post
 
 pytestmark = pytest.mark.usefixtures("rt")
@@ -407,6 +407,41 @@ async def test_delete_person__removes_posts_and_follows(
     assert await count(db, Follow) == 0 and await count(db, Like) == 0
     await db.refresh(mine)
     assert mine.likes_count == 0
+    # And her husk is marked deleted (hidden everywhere), her endpoints and key forgotten
+    assert alice.deleted_at is not None and alice.suspended_at is not None
+    assert not await policy.can_see_account(db, policy.Viewer(bo.id, True), alice)
+    assert await count(db, RemoteActor, RemoteActor.account_id == alice.id) == 0
+    # And whatever she sends afterwards changes nothing
+    late = peer.activity("alice", "Like", f"{local('bo')}/statuses/{mine.id}")
+    assert (await deliver(settings, rt, peer, late)).startswith("ignored")
+    assert await count(db, Like) == 0
+
+
+async def test_delete_person__whose_key_we_lost_and_whose_actor_is_gone__still_forgets_it(
+    db: AsyncSession, settings: Settings, rt: Runtime, peer: Peer
+) -> None:
+    # Given bo follows alice, but her key is not stored here any more, and her server now
+    # answers 410 Gone for her actor (she was deleted there)
+    await bo_follows_alice(settings, rt, peer, db)
+    alice = await remote(db, peer, "alice")
+    await db.execute(delete(ActorKey).where(ActorKey.account_id == alice.id))
+    await db.commit()
+    peer.server.routes["/users/alice"] = respond(410)
+    # When her Delete arrives, signed with the key we can no longer fetch
+    delete_person = peer.activity("alice", "Delete", peer.actor_uri("alice"))
+    outcome = await deliver(settings, rt, peer, delete_person)
+    # Then it is taken (202, so her server stops retrying), nothing is stored, and she is
+    # forgotten here all the same
+    assert outcome == ""
+    alice = await remote(db, peer, "alice")
+    assert alice.deleted_at is not None and await count(db, Follow) == 0
+    # But a 410 for another actor's key says nothing about the sender
+    peer.server.routes["/users/mallory"] = respond(410)
+    forged = peer.activity("alice", "Delete", peer.actor_uri("alice"))
+    async with running_app(settings) as client:
+        headers, body = peer.sign(forged, signer="mallory")
+        r = await client.post("/inbox", content=body, headers=headers)
+    assert r.status_code == 401
 
 
 async def test_update_person__suspended_by_its_server__hidden_until_lifted(

@@ -5,6 +5,7 @@ the instance actor, WebFinger and NodeInfo open; and every GET Kith sends is sig
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -137,11 +138,13 @@ async def test_authorized_fetch__documents_need_a_signature_discovery_stays_open
     hello = await post(db, ana, "hello")
     strict = settings.model_copy(update={"authorized_fetch": True})
     documents = [
-        "/users/ana",
-        "/@ana",
         f"/users/ana/statuses/{hello.id}",
         f"/users/ana/statuses/{hello.id}/activity",
         f"/@ana/{hello.id}",
+        f"/users/ana/statuses/{hello.id}/replies",
+        f"/users/ana/statuses/{hello.id}/replies?page=true",
+        f"/users/ana/statuses/{hello.id}/likes",
+        f"/users/ana/statuses/{hello.id}/shares",
         "/users/ana/outbox",
         "/users/ana/outbox?page=true",
         "/users/ana/followers",
@@ -169,6 +172,7 @@ async def test_authorized_fetch__documents_need_a_signature_discovery_stays_open
         }
         page = await client.get("/users/ana", headers={"Accept": BROWSER})
     # Then every document needs the signature, and the rest answers anyone
+    # (actors answer unsigned GETs with their key only: test_authorized_fetch__key_only_actor…)
     assert set(unsigned.values()) == {401}, unsigned
     assert set(signed.values()) == {200}, signed
     assert set(open_.values()) == {200}, open_
@@ -207,3 +211,81 @@ async def test_outbound_get__on_behalf_of_a_person_is_signed_with_their_key(
     # Then the GET is signed with her key
     [get] = [r for r in peer.server.requests if r.method == "GET"]
     assert 'keyId="http://kith.test/users/ana#main-key"' in get.headers["signature"]
+
+
+KEY_ONLY_FIELDS = {"@context", "id", "type", "preferredUsername", "inbox", "endpoints", "publicKey"}
+
+
+async def test_authorized_fetch__unsigned_actor_get_gets_the_key_only(
+    db: AsyncSession, settings: Settings, peer: Peer
+) -> None:
+    # Given an instance in authorized fetch mode, and ana with a name, a bio and a field
+    ana = await person(db, "ana")
+    ana.display_name, ana.bio_html = "Ana Lopez", "<p>gardener</p>"
+    ana.fields = [{"name": "site", "value": "ana.example"}]
+    await db.commit()
+    strict = settings.model_copy(update={"authorized_fetch": True})
+    async with running_app(strict) as client:
+        # When a server fetches her actor unsigned (by the actor id and by the profile URL),
+        # then signed, and a browser opens it
+        unsigned = [
+            (await client.get(p, headers={"Accept": AS2})).json() for p in ("/users/ana", "/@ana")
+        ]
+        signed = (await client.get("/users/ana", headers=signed_get(peer, "/users/ana"))).json()
+        page = await client.get("/users/ana", headers={"Accept": BROWSER})
+        instance = await client.get("/actor", headers={"Accept": AS2})
+    # Then the unsigned fetch gets her key and inbox and nothing about her
+    for doc in unsigned:
+        assert set(doc) == KEY_ONLY_FIELDS, doc
+        assert doc["id"] == "http://kith.test/users/ana"
+        assert doc["publicKey"]["id"] == "http://kith.test/users/ana#main-key"
+        assert doc["publicKey"] == signed["publicKey"]
+        assert "Ana Lopez" not in str(doc) and "gardener" not in str(doc)
+    # And the signed fetch gets the whole Person; the page and the instance actor stay open
+    assert signed["name"] == "Ana Lopez" and signed["outbox"] and signed["attachment"]
+    assert page.status_code == 302
+    assert instance.status_code == 200 and instance.json()["type"] == "Application"
+
+
+async def test_authorized_fetch__a_peer_fetches_our_key_unsigned_to_check_our_fetch(
+    db: AsyncSession, settings: Settings, peer: Peer
+) -> None:
+    from kith.federation.actors import fetch_json
+    from kith.federation.signatures import RequestParts, parse_signature
+    from tests.federation.local_http import RawRequest, json_document
+
+    # Given an instance in authorized fetch mode, and a peer in that mode too: it answers a
+    # GET only once it has checked the signature, with the key it fetches from us, unsigned
+    ana = await person(db, "ana")
+    strict = settings.model_copy(update={"authorized_fetch": True})
+    fetched_keys: list[dict[str, object]] = []
+    secret = {"id": f"{peer.base}/notes/1", "type": "Note", "content": "checked"}
+    async with running_app(strict) as kith:
+
+        async def checked_note(request: RawRequest, writer: asyncio.StreamWriter) -> None:
+            parts = RequestParts(
+                method=request.method,
+                scheme="http",
+                authority=request.headers["host"],
+                path=request.target,
+                query="",
+                headers=tuple(request.headers.items()),
+            )
+            signature = parse_signature(parts)
+            key_url = signature.key_id.split("#", 1)[0].removeprefix("http://kith.test")
+            answer = await kith.get(key_url, headers={"Accept": AS2})  # no signature
+            fetched_keys.append(answer.json())
+            pem = answer.json()["publicKey"]["publicKeyPem"]
+            ok = answer.status_code == 200 and signature.verify(pem)
+            await json_document(secret if ok else {"error": "bad"}, 200 if ok else 401)(
+                request, writer
+            )
+
+        peer.server.routes["/notes/1"] = checked_note
+        # When Kith fetches the peer's note on ana's behalf (signed with her key)
+        _, doc = await fetch_json(db, secret["id"], on_behalf_of=ana)
+    # Then the peer could read her key without signing, saw only the key, and answered
+    assert doc["content"] == "checked"
+    (key_doc,) = fetched_keys
+    assert set(key_doc) == KEY_ONLY_FIELDS
+    assert key_doc["publicKey"]["owner"] == "http://kith.test/users/ana"  # type: ignore[index]

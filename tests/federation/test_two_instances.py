@@ -3,10 +3,10 @@
 KITH_TEST_DB=postgres), real HTTP between them, each allow-listing the other. Everything is
 driven through their Mastodon APIs and checked by polling with a deadline.
 
-People: on A, ana (locked), al and cy, ed (moves to ned on B), fay (suspended) and ada (an
-admin); on B, bea
+People: on A, ana (locked), al and cy, ed (moves to ned on B), fay (suspended), gil
+(deletes his account) and ada (an admin); on B, bea
 (follows ana, with approval), bo (follows no one until the move and suspension tests), dee
-(follows cy, then is blocked) and ned (ed's new account)."""
+(follows cy, then is blocked), ned (ed's new account) and hal (follows gil)."""
 
 from __future__ import annotations
 
@@ -153,8 +153,9 @@ async def pair(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pair]:
     a.peer, b.peer = b.domain, a.domain
     people = [
         (a, [("ana", True), ("al", False), ("cy", False), ("ed", False), ("fay", False)]),
+        (a, [("gil", False)]),
         (a, [("ada", False)]),
-        (b, [("bea", False), ("bo", False), ("dee", False), ("ned", False)]),
+        (b, [("bea", False), ("bo", False), ("dee", False), ("ned", False), ("hal", False)]),
     ]
     try:
         for inst, names in people:
@@ -702,3 +703,57 @@ async def test_suspension__hides_the_account_on_the_other_instance_until_lifted(
 
 async def _negated(value: Awaitable[bool]) -> bool:
     return not await value
+
+
+# --- account deletion ---------------------------------------------------------------------
+
+
+async def test_account_deletion__the_followers_server_removes_the_account_and_its_posts(
+    pair: Pair,
+) -> None:
+    # Given hal on B follows gil on A, and has gil's public post in his home
+    gil_at_b, _ = await follow(pair, "hal", "gil")
+    async with pair.a.api("gil") as gil, pair.b.api("hal") as hal:
+        gil_id = (await ok(gil.get("/api/v1/accounts/verify_credentials")))["id"]
+        await post(gil, "gil-farewell")
+        at_b = await eventually(
+            lambda: find_status(hal, "/api/v1/timelines/home", "gil-farewell"), "gil's post on B"
+        )
+        # When an admin of A deletes gil (typing his username to confirm)
+        async with signed_in(pair.a, "ada") as ada:
+            await ada.get(f"/admin/accounts/{gil_id}/delete")
+            r = await ada.post(f"/admin/accounts/{gil_id}/delete", {"confirm": "gil"})
+            assert r.status_code == 303, r.text
+        # Then gil's token stops working on A at once
+        assert (await gil.get("/api/v1/accounts/verify_credentials")).status_code == 401
+
+        # And B, told by Delete(Person), removes his account, his post and the follow
+        async def gone_on_b() -> bool:
+            account = await hal.get(f"/api/v1/accounts/{gil_at_b}")
+            status = await hal.get(f"/api/v1/statuses/{at_b['id']}")
+            return account.status_code == 404 and status.status_code == 404
+
+        await eventually(gone_on_b, "gil removed on B")
+        assert await find_status(hal, "/api/v1/timelines/home", "gil-farewell") is None
+        hal_id = (await ok(hal.get("/api/v1/accounts/verify_credentials")))["id"]
+        assert (await ok(hal.get(f"/api/v1/accounts/{hal_id}")))["following_count"] == 0
+        # And searching for him again finds nobody (A answers 410 for his actor and WebFinger)
+        found = await ok(
+            hal.get(
+                "/api/v2/search",
+                params={"q": pair.handle("gil"), "resolve": "true", "type": "accounts"},
+            )
+        )
+        assert found["accounts"] == []
+    assert await pair.b.count_posts(Post.content_html.contains("gil-farewell")) == 0
+
+    # And A's worker purged what he left
+    async def purged_on_a() -> bool:
+        return await pair.a.count_posts(Post.content_html.contains("gil-farewell")) == 0
+
+    await eventually(purged_on_a, "gil's posts purged on A")
+    async with httpx.AsyncClient(timeout=15) as client:
+        r = await client.get(
+            f"{pair.a.base_url}/users/gil", headers={"Accept": "application/activity+json"}
+        )
+        assert r.status_code == 410 and r.json()["formerType"] == "Person"

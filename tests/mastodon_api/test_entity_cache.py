@@ -9,7 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import Engine, select, update
+from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
@@ -231,3 +232,51 @@ async def test_moved_account__entities_carry_the_account_it_moved_to(
     await db.execute(update(Account).where(Account.id == new.id).values(display_name="New Me"))
     await db.commit()
     assert (await _status(api, token, p.id))["account"]["moved"]["display_name"] == "New Me"
+
+
+async def test_a_new_status__answered_from_what_was_written__equals_it_read_back(
+    api: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    """POST /statuses builds its answer from what create_post held (presenter.remember_fresh),
+    without reading the post's mentions, tags or media back: it must equal the status read
+    back afterwards, for text with mentions, tags, emoji, a warning, a reply and a poll."""
+    from kith.emojis import service as emojis
+    from tests.test_accounts_images import png as picture
+
+    ana, bo = await person(db, "ana"), await person(db, "bo")
+    await person(db, "cy")
+    await emojis.add_local(db, policy.Viewer(account_id=None, is_admin=True), "blob", picture())
+    token = await token_for(db, ana)
+    first = await post(db, bo, "a thread")
+    bodies: list[dict[str, Any]] = [
+        {"status": "hi @cy and @bo #zeta #alpha :blob:", "spoiler_text": "cw :blob:"},
+        {"status": "@bo yes #Alpha", "in_reply_to_id": str(first.id), "visibility": "unlisted"},
+        {"status": "which?", "poll": {"options": ["a", "b"], "expires_in": 3600}},
+        {"status": "just me", "visibility": "direct"},
+    ]
+    read_back_statements: list[str] = []
+
+    def watch(_c: Any, _cur: Any, stmt: str, *_a: Any) -> None:
+        if stmt.startswith(("SELECT mentions.post_id", "SELECT post_tags.post_id")):
+            read_back_statements.append(stmt)
+
+    for body in bodies:
+        sa_event.listen(Engine, "before_cursor_execute", watch)
+        try:
+            made = await api.post("/api/v1/statuses", json=body, headers=bearer(token))
+        finally:
+            sa_event.remove(Engine, "before_cursor_execute", watch)
+        assert made.status_code == 200, made.text
+        again = await api.get(f"/api/v1/statuses/{made.json()['id']}", headers=bearer(token))
+        assert made.json() == again.json()
+    assert read_back_statements == []  # the answers were not read back
+
+
+async def test_a_new_post_edited_in_the_same_session__shows_the_edit(db: AsyncSession) -> None:
+    """What create_post remembered is of the revision it wrote: after an edit (a new
+    revision), the session's entity is the edited post, not the remembered one."""
+    ana = await person(db, "ana")
+    p = await post(db, ana, "before #first")
+    await posts.edit_post(db, policy.Viewer(ana.id), p.id, PostInput(source="after #second"))
+    (seen,) = await entity_cache.statuses(db, policy.Viewer(ana.id), await fresh_rows(db, [p.id]))
+    assert "after" in seen["content"] and [t["name"] for t in seen["tags"]] == ["second"]

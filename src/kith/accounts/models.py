@@ -43,6 +43,10 @@ class Account(Base):
     hide_network: Mapped[bool] = mapped_column(Boolean, default=False)
     suspended_at: Mapped[datetime | None] = mapped_column(default=None)
     silenced_at: Mapped[datetime | None] = mapped_column(default=None)
+    # When the account was deleted (accounts.deletion): the row stays for good as a tombstone
+    # (the username is never given out again; peers cached its actor id and key), stamped
+    # suspended at the same moment so every suspension rule hides it at once.
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     uri: Mapped[str | None] = mapped_column(String(512), default=None, unique=True)
     # Account migration (ActivityPub `alsoKnownAs` / `movedTo`): the actor URIs this account

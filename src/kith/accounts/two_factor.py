@@ -222,6 +222,26 @@ async def regenerate_recovery_codes(
     return codes
 
 
+async def confirm_identity(
+    db: AsyncSession,
+    user: User,
+    *,
+    password: str,
+    code: str = "",
+    throttle: SecondFactorThrottle,
+) -> None:
+    """Prove that an irreversible request (deleting the account) is the person's own: the
+    password, and — when two-factor sign-in is on — a code from their app or a recovery
+    code, which is used up (not committed: the caller's transaction). Raises
+    ValidationFailed(field="password" or "code") or RateLimited."""
+    _check_password(user, password, throttle)
+    if user.totp_enabled_at is None:
+        return
+    if not code.strip():
+        raise ValidationFailed("Enter a code from your app, or a recovery code.", field="code")
+    await _check_code(db, user, code, throttle, allow_recovery=True)
+
+
 async def recovery_codes_left(db: AsyncSession, user: User) -> int:
     """How many unused recovery codes the person has."""
     count = await db.scalar(

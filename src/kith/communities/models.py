@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kith.db import Base, new_id, utcnow
@@ -43,9 +43,18 @@ class ModAction(enum.StrEnum):
     BAN = "ban"
     UNBAN = "unban"
     CREATE_INVITE = "create_invite"
+    REVOKE_INVITE = "revoke_invite"
     MAKE_MODERATOR = "make_moderator"
     REMOVE_MODERATOR = "remove_moderator"
     TRANSFER_OWNERSHIP = "transfer_ownership"
+    APPROVE_POST = "approve_post"
+    REJECT_POST = "reject_post"
+    REMOVE_POST = "remove_post"
+    RESTORE_POST = "restore_post"
+    LOCK = "lock"
+    UNLOCK = "unlock"
+    PIN = "pin"
+    UNPIN = "unpin"
 
 
 class CommunityCreation(enum.StrEnum):
@@ -71,6 +80,12 @@ class Community(Base):
     language: Mapped[str] = mapped_column(String(16), default="")  # "" when not said
     membership: Mapped[str] = mapped_column(String(16), default=MembershipModel.OPEN)
     join_question: Mapped[str] = mapped_column(String(500), default="")
+    # New threads wait in a queue until a moderator approves them (replies never wait).
+    post_approval: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # Media paths (`kith.media.storage`) of its square icon and its banner, like an account's
+    # avatar and header; None when not set.
+    icon_path: Mapped[str | None] = mapped_column(String(255), default=None)
+    banner_path: Mapped[str | None] = mapped_column(String(255), default=None)
     # Mirrors the owner's Membership (role OWNER), for lookups: both change together.
     # SET NULL: deleting the owner's account leaves the community for an admin to hand over.
     owner_id: Mapped[int | None] = mapped_column(
@@ -171,4 +186,81 @@ Index(
     "ix_community_moderation_log_community_id",
     ModerationLogEntry.community_id,
     ModerationLogEntry.id,
+)
+
+
+class CommunityPostState(enum.StrEnum):
+    """Where a post stands in one community it was addressed to."""
+
+    APPROVED = "approved"  # in the community's feeds
+    PENDING = "pending"  # waiting in the approval queue
+    REMOVED = "removed"  # taken out (or turned down) by a moderator
+
+
+class CommunityGate(enum.StrEnum):
+    """`posts.community_gate`: who, beyond the post's own audience, may see a post because of
+    its communities (`communities.posting.gate_of` decides; `kith.policy` enforces). NULL —
+    the common case — means the communities narrow nothing."""
+
+    MEMBERS = "members"  # a private community's post: its active members (and the author)
+    MODERATORS = "moderators"  # not approved anywhere: its communities' moderators (and author)
+
+
+class CommunityPost(Base):
+    """A post in a community: a thread addressed to it, or a reply that joined the thread.
+    A cross-post is one post with one row per community."""
+
+    __tablename__ = "community_posts"
+
+    community_id: Mapped[int] = mapped_column(
+        ForeignKey("communities.id", ondelete="CASCADE"), primary_key=True
+    )
+    post_id: Mapped[int] = mapped_column(
+        ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    is_thread: Mapped[bool] = mapped_column(Boolean, default=True)  # False: a reply in one
+    # Written while the community was private: for its members only, for good (a community
+    # turned open later does not publish what was said in private).
+    members_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(16), default=CommunityPostState.APPROVED)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The moderator who last approved, rejected, removed or restored it, and when.
+    decided_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), default=None
+    )
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    pinned_at: Mapped[datetime | None] = mapped_column(default=None)  # threads only
+    locked_at: Mapped[datetime | None] = mapped_column(default=None)  # threads only: no replies
+    # Threads only: replies in the thread so far, and the id of its newest post (the thread's
+    # own id until someone replies): "active" ranks by it.
+    thread_replies: Mapped[int] = mapped_column(Integer, default=0)
+    active_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    # likes + boosts of the post + thread_replies, kept by triggers (migration 0006) on both
+    # tables, whoever changes them: "top" sorts on it with an index.
+    score: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+# A community's feed ("new", the queue, My communities) is a range scan of one community's
+# threads in one state by post id; "active" the same by the newest activity.
+Index(
+    "ix_community_posts_feed",
+    CommunityPost.community_id,
+    CommunityPost.state,
+    CommunityPost.is_thread,
+    CommunityPost.post_id,
+)
+Index(
+    "ix_community_posts_active",
+    CommunityPost.community_id,
+    CommunityPost.state,
+    CommunityPost.is_thread,
+    CommunityPost.active_id,
+)
+Index(
+    "ix_community_posts_top",
+    CommunityPost.community_id,
+    CommunityPost.state,
+    CommunityPost.is_thread,
+    CommunityPost.score,
+    CommunityPost.post_id,
 )

@@ -1,19 +1,28 @@
 """Who may do what in a community: the one place that reads roles and bans.
 
 Services and, later, handlers ask `can` / `require`; nobody compares roles by hand. What a
-person may *see* of a community (private ones) is a visibility rule and will live in
-`kith.policy` with the rest."""
+person may *see* of a community (private ones, posts waiting for approval) is a visibility
+rule and lives in `kith.policy` with the rest; the SQL it needs about membership and roles
+is built here (`member_clause`)."""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.accounts.models import Account
-from kith.communities.models import Community, CommunityBan, Membership, MemberState, Role
+from kith.communities.models import (
+    Community,
+    CommunityBan,
+    Membership,
+    MembershipModel,
+    MemberState,
+    Role,
+)
 from kith.db import utcnow
 from kith.errors import Forbidden
 
@@ -118,6 +127,35 @@ async def can(
 async def can_post(db: AsyncSession, account_id: int | None, community: Community) -> bool:
     """May this person write in the community (active member, not banned)?"""
     return await can(db, account_id, community, CommunityAction.POST)
+
+
+async def can_reply(db: AsyncSession, account_id: int | None, community: Community) -> bool:
+    """May this person reply in one of the community's threads? In an open community anyone
+    not banned (its threads are open conversations, often reached from Home); in the others,
+    as for posting, active members only."""
+    who = await standing(db, account_id, community)
+    if community.membership == MembershipModel.OPEN and account_id is not None:
+        return not who.banned and not who.suspended
+    return allows(who, CommunityAction.POST)
+
+
+MODERATOR_ROLES = (Role.OWNER, Role.MODERATOR)
+
+
+def member_clause(
+    account_id: Any, community_id_col: Any, *, moderators: bool = False
+) -> ColumnElement[bool]:
+    """SQL: the account (a value or a column) is an active member of the community in
+    `community_id_col` — with `moderators`, one of its moderators or its owner. For the
+    visibility clauses of `kith.policy`. (A ban deletes the membership, so none is needed.)"""
+    clause = exists().where(
+        Membership.community_id == community_id_col,
+        Membership.account_id == account_id,
+        Membership.state == MemberState.ACTIVE,
+    )
+    if moderators:
+        clause = clause.where(Membership.role.in_(MODERATOR_ROLES))
+    return clause.correlate_except(Membership)
 
 
 async def require(

@@ -56,6 +56,7 @@ class CommunityInput:
     language: str = ""
     membership: str = MembershipModel.OPEN
     join_question: str = ""
+    post_approval: bool = False  # new threads wait for a moderator
 
 
 @dataclass
@@ -69,6 +70,7 @@ class CommunityChanges:
     language: str | None = None
     membership: str | None = None
     join_question: str | None = None
+    post_approval: bool | None = None
 
 
 # --- checking input ------------------------------------------------------------------------
@@ -140,6 +142,7 @@ def _checked(changes: CommunityChanges) -> CommunityChanges:
         join_question=None
         if c.join_question is None
         else _bounded(c.join_question, MAX_QUESTION, "join_question"),
+        post_approval=None if c.post_approval is None else bool(c.post_approval),
     )
 
 
@@ -162,6 +165,15 @@ async def _check_may_create(db: AsyncSession, owner_id: int, *, operator: bool) 
     instance = await get_instance_settings(db)
     if instance.community_creation == CommunityCreation.ADMINS:
         raise Forbidden("On this instance, only admins can start communities.")
+
+
+async def may_create(db: AsyncSession, account_id: int) -> bool:
+    """May this person found a community here (for pages that offer it)?"""
+    try:
+        await _check_may_create(db, account_id, operator=False)
+    except Forbidden:
+        return False
+    return True
 
 
 # --- communities ---------------------------------------------------------------------------
@@ -252,9 +264,11 @@ async def join(
     *,
     answer: str = "",
     invite_code: str | None = None,
+    from_follow: bool = False,
 ) -> Membership:
     """Join, or ask to. Open: in at once. Approval and private: a pending request carrying the
-    answer to the join question (required when there is a question). Invite: only with a code.
+    answer to the join question (required when there is a question, except `from_follow`: a
+    remote person's `Follow` of the Group cannot carry one). Invite: only with a code.
     A valid invite code lets its holder straight into any community (it is a moderator's
     approval given in advance). Joining again changes nothing. Commits."""
     who = await permissions.standing(db, account_id, community)
@@ -276,7 +290,8 @@ async def join(
         raise ValidationFailed("You need an invite code to join.", field="invite_code")
     else:
         state = MemberState.PENDING
-        answer = _bounded(answer, MAX_ANSWER, "answer", required=bool(community.join_question))
+        required = bool(community.join_question) and not from_follow
+        answer = _bounded(answer, MAX_ANSWER, "answer", required=required)
     row = existing or Membership(community_id=community.id, account_id=account_id)
     row.state, row.answer, row.role = state, answer, Role.MEMBER
     row.invite_id = invite.id if invite else None
@@ -352,6 +367,24 @@ async def create_invite(
     log_action(db, community, actor_id, ModAction.CREATE_INVITE, detail=", ".join(limits))
     await db.commit()
     return invite, code
+
+
+async def revoke_invite(
+    db: AsyncSession, actor_id: int, community: Community, invite_id: int
+) -> None:
+    """Stop an invite code from working (who may make invites). It is marked expired now, so
+    its uses stay on record; revoking one that no longer works is refused. Commits."""
+    await permissions.require(db, actor_id, community, CommunityAction.INVITE)
+    invite = await db.get(CommunityInvite, invite_id)
+    if invite is None or invite.community_id != community.id:
+        raise NotFound("No such invite.")
+    now = utcnow()
+    used_up = invite.max_uses is not None and invite.uses >= invite.max_uses
+    if (invite.expires_at is not None and invite.expires_at <= now) or used_up:
+        raise ValidationFailed("This invite no longer works.", field="invite_id")
+    invite.expires_at = now
+    log_action(db, community, actor_id, ModAction.REVOKE_INVITE, detail=f"{invite.uses} uses")
+    await db.commit()
 
 
 async def _use_invite(db: AsyncSession, community: Community, code: str) -> CommunityInvite:

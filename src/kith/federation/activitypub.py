@@ -5,11 +5,15 @@ the settings, and never query."""
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from kith.accounts.models import Account
 from kith.config import Settings
+from kith.emojis.activitypub import emoji_tag
+from kith.emojis.models import CustomEmoji
 from kith.federation import uris
 from kith.federation.models import ActorKey
 from kith.media.models import MediaAttachment
@@ -33,6 +37,7 @@ EXTENSIONS: Json = {
     "blurhash": "toot:blurhash",
     "focalPoint": {"@container": "@list", "@id": "toot:focalPoint"},
     "votersCount": "toot:votersCount",
+    "Emoji": "toot:Emoji",
     "alsoKnownAs": {"@id": "as:alsoKnownAs", "@type": "@id"},
     "movedTo": {"@id": "as:movedTo", "@type": "@id"},
     "schema": "http://schema.org#",
@@ -41,6 +46,7 @@ EXTENSIONS: Json = {
 }
 CONTEXT: list[Any] = [AS_CONTEXT, SECURITY_CONTEXT, EXTENSIONS]
 OUTBOX_PAGE_SIZE = 20
+REPLIES_PAGE_SIZE = 20
 NETWORK_PAGE_SIZE = 40
 
 
@@ -95,10 +101,12 @@ def person(
     *,
     suspended: bool,
     moved_to: str | None = None,
+    emojis: Sequence[CustomEmoji] = (),
 ) -> Json:
-    """The `Person` of a local account. A suspended account is a stub that says so (as
-    Mastodon does for a suspension that can still be lifted): its key and addresses stay, so
-    peers keep the account, but nothing about the person is shown."""
+    """The `Person` of a local account (`emojis`: those its name, bio and fields use, as
+    `Emoji` tags). A suspended account is a stub that says so (as Mastodon does for a
+    suspension that can still be lifted): its key and addresses stay, so peers keep the
+    account, but nothing about the person is shown."""
     me = uris.actor_uri(settings, account.username)
     doc: Json = {
         "@context": CONTEXT,
@@ -127,7 +135,7 @@ def person(
             }
             for f in (account.fields or [])
         ],
-        "tag": [],
+        "tag": [emoji_tag(settings, e) for e in emojis],
         "publicKey": public_key(key, me),
     }
     icon = _image(settings, account.avatar_path)
@@ -143,10 +151,27 @@ def person(
     if moved_to:
         doc["movedTo"] = moved_to
     if suspended:
-        doc.update(name="", summary="", attachment=[], suspended=True)
+        doc.update(name="", summary="", attachment=[], tag=[], suspended=True)
         doc.pop("icon", None)
         doc.pop("image", None)
     return doc
+
+
+def key_only_actor(settings: Settings, account: Account, key: ActorKey) -> Json:
+    """What an unsigned GET of a local actor gets in authorized fetch mode: enough to verify
+    the account's signatures and to address it (its key, inbox and username), nothing about
+    the person (no name, bio, images, fields) and no collections — as Mastodon answers it in
+    secure mode. A peer checking one of our signatures may fetch our key unsigned."""
+    me = uris.actor_uri(settings, account.username)
+    return {
+        "@context": [AS_CONTEXT, SECURITY_CONTEXT],
+        "id": me,
+        "type": "Person",
+        "preferredUsername": account.username,
+        "inbox": uris.inbox_uri(settings, account.username),
+        "endpoints": {"sharedInbox": uris.shared_inbox_uri(settings)},
+        "publicKey": public_key(key, me),
+    }
 
 
 def instance_actor(settings: Settings, key: ActorKey) -> Json:
@@ -213,6 +238,15 @@ def _mention_href(settings: Settings, account: Account) -> str:
     return actor_id(settings, account)
 
 
+@dataclass(frozen=True)
+class Audience:
+    """The community a post is in (FEP-1b12 `audience`): its Group's id, and whether the post
+    is for the community's members alone (written in a private community)."""
+
+    group: str
+    members_only: bool = False
+
+
 def note(
     settings: Settings,
     view: PostView,
@@ -220,13 +254,17 @@ def note(
     in_reply_to: str | None,
     poll_counts: list[int] | None = None,
     with_context: bool = True,
+    audience: Audience | None = None,
 ) -> Json:
     """A local post (not a boost) as a `Note`, or as a `Question` when it has a poll.
     `in_reply_to` is the parent's id (None for a top-level post or a deleted parent);
-    `poll_counts` are the votes per option."""
+    `poll_counts` are the votes per option; `audience` the community it is in."""
     post, author = view.post, view.author
     mentioned = [_mention_href(settings, a) for a in view.mentions]
     to, cc = addressing(settings, post.visibility, author, mentioned)
+    if audience is not None and audience.members_only:
+        # A private community's post is for its members (the Group's followers) alone.
+        to, cc = [f"{audience.group}/followers"], []
     doc: Json = {"@context": CONTEXT} if with_context else {}
     doc |= {
         "id": post_id(settings, post, author),
@@ -251,11 +289,15 @@ def note(
         + [
             {"type": "Hashtag", "href": uris.tag_url(settings, name), "name": f"#{name}"}
             for name in view.tags
-        ],
+        ]
+        + [emoji_tag(settings, e) for e in view.emojis if e.is_local],
         "attachment": [attachment(settings, m) for m in view.media if m.file_path],
     }
+    if audience is not None:
+        doc["audience"] = audience.group
     if post.language:
         doc["contentMap"] = {post.language: post.content_html}
+    doc |= interaction_collections(settings, post, author)
     if post.edited_at is not None:
         doc["updated"] = iso(post.edited_at)
     if view.poll is not None:
@@ -271,6 +313,21 @@ def note(
         if poll.expired:
             doc["closed"] = iso(poll.expires_at)
     return doc
+
+
+def interaction_collections(settings: Settings, post: Post, author: Account) -> Json:
+    """A local post's `replies` (by reference: the pages are fetched), `likes` and `shares`
+    (counts only, as Mastodon 4 publishes them: who liked or boosted is not shown)."""
+    replies = uris.replies_uri(settings, author.username, post.id)
+    return {
+        "replies": {"id": replies, "type": "OrderedCollection", "first": f"{replies}?page=true"},
+        "likes": counted_collection(
+            uris.likes_uri(settings, author.username, post.id), post.likes_count, inline=True
+        ),
+        "shares": counted_collection(
+            uris.shares_uri(settings, author.username, post.id), post.reblogs_count, inline=True
+        ),
+    }
 
 
 def create(settings: Settings, note_doc: Json, view: PostView) -> Json:
@@ -326,6 +383,12 @@ def ordered_collection(
     if items is not None:
         doc["orderedItems"] = items
     return doc
+
+
+def counted_collection(collection_id: str, total: int, *, inline: bool = False) -> Json:
+    """A `Collection` that says how many items it has and lists none (likes, shares)."""
+    doc: Json = {} if inline else {"@context": CONTEXT}
+    return doc | {"id": collection_id, "type": "Collection", "totalItems": total}
 
 
 def collection_page(

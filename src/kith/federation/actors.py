@@ -220,6 +220,10 @@ async def store_actor(db: AsyncSession, fetched: FetchedActor) -> Account:
     await _follow_origin_suspension(db, account, was_suspended, doc.get("suspended") is True)
     await _store_key(db, account, fetched)
     await db.flush()
+    from kith.emojis import remote as remote_emojis  # emoji images build on federation
+    from kith.emojis.activitypub import parse_emoji_tags
+
+    await remote_emojis.remember(db, domain, parse_emoji_tags(doc.get("tag")))
     return account
 
 

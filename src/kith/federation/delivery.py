@@ -90,10 +90,13 @@ async def deliver(
     actor: Account | None,
     activity: dict[str, Any],
     inboxes: Iterable[str],
+    *,
+    community_id: int | None = None,
 ) -> int:
     """Queue `activity` for each distinct inbox, in the caller's transaction, signed later
-    by `actor` (None: the instance actor). Returns the number of jobs written (0: nothing
-    stored at all, e.g. no remote recipient)."""
+    by `actor` (None: the instance actor, or the community's `Group` when `community_id` is
+    given). Returns the number of jobs written (0: nothing stored at all, e.g. no remote
+    recipient)."""
     targets = await deliverable(db, inboxes)
     if not targets:
         return 0
@@ -104,6 +107,7 @@ async def deliver(
             id=outbound_id,
             activity_id=str(activity.get("id", ""))[:1024],
             actor_account_id=actor.id if actor is not None else None,
+            community_id=community_id,
             document=activity,
             created_at=now,
         )

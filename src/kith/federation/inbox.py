@@ -37,8 +37,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.accounts.models import Account
 from kith.db import new_id, utcnow
-from kith.federation.actors import ActorFetchFailed, fetch_actor_for_key, store_actor
+from kith.federation.actors import ActorFetchFailed, ActorGone, fetch_actor_for_key, store_actor
 from kith.federation.domain_blocks import domain_is_blocked
+from kith.federation.gone import actor_gone
 from kith.federation.models import ActorKey, InboxItem
 from kith.federation.origin import first_id, origin_of, type_of
 from kith.federation.signatures import (
@@ -213,6 +214,15 @@ async def verified_actor(
             return known
     try:
         fetched = await fetch_actor_for_key(db, signature.key_id)
+    except ActorGone as exc:
+        if signature.key_id.split("#", 1)[0] != actor:
+            raise InboxRejected(401, f"could not get the signing key: {exc}") from exc
+        # The actor's own server says it is deleted (typically this is its Delete, sent
+        # after its actor began answering 410): forget it if we knew it, as a Delete would,
+        # and take the delivery as done, so the sender stops retrying.
+        await actor_gone(db, actor)
+        await db.commit()
+        raise InboxRejected(202, "the actor is gone; forgotten here") from exc
     except ActorFetchFailed as exc:
         raise InboxRejected(401, f"could not get the signing key: {exc}") from exc
     if fetched.uri != actor:

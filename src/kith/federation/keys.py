@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.accounts.models import Account
+from kith.communities.models import Community
 from kith.federation import uris
 from kith.federation.models import ActorKey
 from kith.runtime import runtime_of
@@ -50,7 +51,9 @@ async def _find(db: AsyncSession, key_id: str) -> ActorKey | None:
     ).scalar_one_or_none()
 
 
-async def _get_or_create(db: AsyncSession, key_id: str, account_id: int | None) -> ActorKey:
+async def _get_or_create(
+    db: AsyncSession, key_id: str, account_id: int | None, community_id: int | None = None
+) -> ActorKey:
     found = await _find(db, key_id)
     if found is not None:
         return found
@@ -59,6 +62,7 @@ async def _get_or_create(db: AsyncSession, key_id: str, account_id: int | None) 
         own.add(
             ActorKey(
                 account_id=account_id,
+                community_id=community_id,
                 key_id=key_id,
                 public_key_pem=public_pem,
                 private_key_pem=private_pem,
@@ -85,6 +89,15 @@ async def local_key(db: AsyncSession, account: Account) -> ActorKey:
 async def instance_key(db: AsyncSession) -> ActorKey:
     """The instance actor's key (`/actor#main-key`), made the first time it is asked for."""
     return await _get_or_create(db, uris.instance_key_id(runtime_of(db).settings), None)
+
+
+async def community_key(db: AsyncSession, community: Community) -> ActorKey:
+    """The key of a community's `Group` actor (made the first time it is asked for; it goes
+    with the community)."""
+    settings = runtime_of(db).settings
+    return await _get_or_create(
+        db, uris.group_key_id(settings, community.handle), None, community.id
+    )
 
 
 @lru_cache(maxsize=1024)

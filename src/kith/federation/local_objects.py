@@ -36,14 +36,17 @@ def is_local(db: AsyncSession, uri: str) -> bool:
 
 
 async def local_account(db: AsyncSession, uri: str) -> Account | None:
-    """The local account `uri` names (actor id or profile URL)."""
+    """The local account `uri` names (actor id or profile URL); None for a deleted one, which
+    no activity can reach any more."""
     path = local_path(db, uri)
     match = _ACCOUNT_PATH.match(path or "")
     if match is None:
         return None
     return await db.scalar(
         select(Account).where(
-            Account.username_key == match.group(1).casefold(), Account.domain == ""
+            Account.username_key == match.group(1).casefold(),
+            Account.domain == "",
+            Account.deleted_at.is_(None),
         )
     )
 

@@ -22,6 +22,10 @@ class ActorKey(Base):
     account_id: Mapped[int | None] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), index=True, default=None
     )
+    # A community's `Group` key (`federation.keys.community_key`): deleted with it.
+    community_id: Mapped[int | None] = mapped_column(
+        ForeignKey("communities.id", ondelete="CASCADE"), index=True, default=None
+    )
     key_id: Mapped[str] = mapped_column(String(512), unique=True)
     public_key_pem: Mapped[str] = mapped_column(Text)
     private_key_pem: Mapped[str | None] = mapped_column(Text, default=None)  # local keys only
@@ -92,6 +96,11 @@ class OutboundActivity(Base):
     actor_account_id: Mapped[int | None] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), index=True, default=None
     )
+    # Set when a community's `Group` sends it (an Announce, an Accept of a join): it signs
+    # with the community's key (`federation.groups`), not an account's.
+    community_id: Mapped[int | None] = mapped_column(
+        ForeignKey("communities.id", ondelete="CASCADE"), index=True, default=None
+    )
     document: Mapped[dict[str, object]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
@@ -122,6 +131,22 @@ class Tombstone(Base):
     id: Mapped[int] = mapped_column(primary_key=True, default=new_id)
     uri: Mapped[str] = mapped_column(String(1024), unique=True)
     actor_uri: Mapped[str] = mapped_column(String(1024))
+    deleted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LocalTombstone(Base):
+    """A local post that was deleted: its ActivityPub id answers 410 Gone with a `Tombstone`
+    (`former_type`, `deleted_at`) instead of 404, so peers that fetch it know it existed
+    and is gone for good (federation.tombstones). Kept with the account's tombstone row."""
+
+    __tablename__ = "local_tombstones"
+
+    id: Mapped[int] = mapped_column(primary_key=True, default=new_id)
+    uri: Mapped[str] = mapped_column(String(1024), unique=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    former_type: Mapped[str] = mapped_column(String(32), default="Note")
     deleted_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -66,6 +66,17 @@ def json_error(status: int, message: str) -> Response:
     )
 
 
+class Gone(KithError):
+    """The object was here and is deleted for good: answered `410 Gone` with its `Tombstone`
+    (`document`) as ActivityPub JSON, so peers forget it (see `federation.tombstones`)."""
+
+    status = 410
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        super().__init__("This object was deleted.")
+        self.document = document
+
+
 class FederationRoute(APIRoute):
     """A route whose refusals are JSON (`{"error": …}`), not the HTML error page: the clients
     of these URLs are servers."""
@@ -76,6 +87,8 @@ class FederationRoute(APIRoute):
         async def handle(request: Request) -> Response:
             try:
                 return await handler(request)
+            except Gone as exc:
+                return activity_json(exc.document, exc.status)
             except KithError as exc:
                 return json_error(exc.status, exc.message)
 

@@ -19,12 +19,13 @@ import logging
 from functools import cache
 from typing import Any
 
-from sqlalchemy import BigInteger, Select, bindparam, func, select, union
+from sqlalchemy import BigInteger, CompoundSelect, Select, bindparam, func, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
 from kith.accounts.models import Account
-from kith.federation import activities, uris
+from kith.emojis import service as emoji_service
+from kith.federation import activities, tombstones, uris
 from kith.federation import activitypub as ap
 from kith.federation.delivery import deliver, inboxes_of, inboxes_of_followers
 from kith.federation.models import ActorKey, OutboundActivity, RemoteActor
@@ -113,7 +114,13 @@ async def _note(db: AsyncSession, post: Post, author: Account) -> Json:
     settings = runtime_of(db).settings
     (view,) = await presenter.present(db, policy.Viewer(author.id), [post])
     parts = (await note_parts(db, settings, [view]))[post.id]
-    return ap.note(settings, view, in_reply_to=parts.in_reply_to, poll_counts=parts.poll_counts)
+    return ap.note(
+        settings,
+        view,
+        in_reply_to=parts.in_reply_to,
+        poll_counts=parts.poll_counts,
+        audience=parts.audience,
+    )
 
 
 async def _view(db: AsyncSession, post: Post, author: Account) -> presenter.PostView:
@@ -153,10 +160,12 @@ async def post_edited(db: AsyncSession, post: Post) -> None:
 
 async def post_deleting(db: AsyncSession, post: Post) -> None:
     """Send the `Delete` (a Tombstone) of a local post, or the `Undo` of a boost, to the
-    readers it had. Call it before the post's rows are deleted."""
+    readers it had, and remember the post was here (its id answers 410 Gone from now on:
+    `federation.tombstones`). Call it before the post's rows are deleted."""
     author = await _local_author(db, post)
     if author is None:
         return
+    await tombstones.remember_posts(db, runtime_of(db).settings, author, [post])
     inboxes = await post_inboxes(db, post)
     if not inboxes:
         return
@@ -361,20 +370,60 @@ async def profile_updated(db: AsyncSession, account: Account) -> None:
         key,
         suspended=state is policy.ActorState.SUSPENDED,
         moved_to=ap.actor_id(settings, moved) if moved else None,
+        emojis=(await emoji_service.for_accounts(db, [account])).get(account.id, ()),
     )
     await deliver(db, account, activities.update_person(settings, account, person), inboxes)
 
 
+def _known_to_statement(account_id: int) -> CompoundSelect[Any]:
+    """The remote accounts that know a local account: its followers and the accounts it
+    follows, both ways of a pending follow request, the authors of the posts it replied to,
+    liked or boosted, and the accounts its posts mentioned."""
+    mine = select(Post.id).where(Post.account_id == account_id).scalar_subquery()
+    return union(
+        select(Follow.follower_id.label("account_id")).where(Follow.followee_id == account_id),
+        select(Follow.followee_id).where(Follow.follower_id == account_id),
+        select(FollowRequest.follower_id).where(FollowRequest.followee_id == account_id),
+        select(FollowRequest.followee_id).where(FollowRequest.follower_id == account_id),
+        select(Post.in_reply_to_account_id).where(
+            Post.account_id == account_id, Post.in_reply_to_account_id.is_not(None)
+        ),
+        select(Post.account_id).where(
+            Post.id.in_(
+                select(Like.post_id)
+                .where(Like.account_id == account_id)
+                .union(
+                    select(Post.reblog_of_id).where(
+                        Post.account_id == account_id, Post.reblog_of_id.is_not(None)
+                    )
+                )
+                .scalar_subquery()
+            )
+        ),
+        select(Mention.account_id).where(Mention.post_id.in_(mine)),
+    )
+
+
 async def account_deleted(db: AsyncSession, account: Account) -> None:
-    """Send `Delete` of a local actor to the servers of its remote followers and of the
-    remote accounts it follows. Call it before the account's follows go. The deliveries are
+    """Send `Delete` of a local actor to the servers that know it: those of its remote
+    followers and followees, and of the remote accounts it asked to follow, replied to,
+    liked, boosted or mentioned. Call it before the account's rows go. The deliveries are
     signed when they run, with the account's key, and the stored activity and the key are
-    deleted with the Account row (foreign-key cascade): a deletion must keep that row (a
-    husk) until the jobs have run, or nothing is sent."""
+    deleted with the Account row (foreign-key cascade): a deletion keeps that row (as the
+    account's tombstone), or nothing would be sent."""
     if not account.is_local:
         return
-    followed = await db.scalars(select(Follow.followee_id).where(Follow.follower_id == account.id))
-    inboxes = await inboxes_of_followers(db, account) | await inboxes_of(db, followed.all())
+    known = _known_to_statement(account.id).subquery()
+    rows = await db.execute(
+        select(_PREFERRED_INBOX)
+        .join(Account, Account.id == RemoteActor.account_id)
+        .where(
+            RemoteActor.account_id.in_(select(known.c.account_id)),
+            Account.suspended_at.is_(None),
+        )
+        .distinct()
+    )
+    inboxes = {inbox for inbox in rows.scalars() if inbox}
     if inboxes:
         activity = activities.delete_person(runtime_of(db).settings, account)
         await deliver(db, account, activity, inboxes)

@@ -29,7 +29,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import text
 from kith.accounts.models import Account
+from kith.communities import posting as community_posting
 from kith.db import new_id, utcnow
+from kith.emojis import remote as remote_emojis
+from kith.emojis.activitypub import EmojiTag, parse_emoji_tags
 from kith.federation.actors import ActorFetchFailed, fetch_json
 from kith.federation.local_objects import account_by_uri, is_local, post_by_uri
 from kith.federation.models import RemoteActor, Tombstone
@@ -197,6 +200,7 @@ class NoteFields:
     poll: RemotePoll | None = None
     published: datetime | None = None
     updated: datetime | None = None
+    emojis: list[EmojiTag] = field(default_factory=list)  # its `Emoji` tags
 
 
 def _when(value: Any) -> datetime | None:
@@ -302,6 +306,7 @@ def parse_note(obj: dict[str, Any]) -> NoteFields:
         poll=_poll(obj),
         published=_when(obj.get("published")),
         updated=_when(obj.get("updated")),
+        emojis=parse_emoji_tags(obj.get("tag")),
     )
 
 
@@ -421,12 +426,19 @@ def _existing_refusal(post: Post, author: Account) -> None:
 
 
 async def store_note(
-    db: AsyncSession, author: Account, obj: dict[str, Any], *, wanted: bool = False
+    db: AsyncSession,
+    author: Account,
+    obj: dict[str, Any],
+    *,
+    wanted: bool = False,
+    communities: community_posting.Addressed | None = None,
 ) -> Post | None:
     """Store a remote post (not committed). Returns the post, the stored one when the id is
     known already (unchanged), or None when it is not wanted here: tombstoned, or — unless
     `wanted` (a thread or boost needs it) — addressed to nobody here and by an account nobody
-    here follows. Raises Refused when the id belongs to another actor's post."""
+    here follows. Raises Refused when the id belongs to another actor's post. `communities`
+    (checked by `communities.posting.addressed`) are where it goes, attached before anyone
+    is notified, as for a local post."""
     uri = obj["id"]
     existing = await db.scalar(select(Post).where(Post.uri == uri))
     if existing is not None:
@@ -462,6 +474,8 @@ async def store_note(
     tag_ids = await ids_of_tags(db, note.hashtags)
     db.add(post)
     await db.flush()
+    if communities is not None:
+        await community_posting.attach(db, post, communities)
     # Everyone named gets a Mention row (that is what lets the local ones see a direct or
     # followers-only post); only accounts already known are linked, nothing is fetched.
     db.add_all(Mention(post_id=post.id, account_id=a.id) for a in named if a.id != author.id)
@@ -500,6 +514,7 @@ async def store_note(
     await remote_media.enqueue_fetch(
         db, [m.id for m in remote_files if remote_media.needs_fetch(m)]
     )
+    await remote_emojis.remember(db, author.domain, note.emojis)
     await posts_service.link_new_post(
         db, post, parent=parent, mentioned_ids=[a.id for a in local_named]
     )
@@ -540,6 +555,7 @@ async def update_note(db: AsyncSession, author: Account, obj: dict[str, Any]) ->
     )
     await _update_poll(db, post, note)
     await _describe_media(db, post, note)
+    await remote_emojis.remember(db, author.domain, note.emojis)
     if stale or not changed:
         return "updated (no new text)"
     if post.edited_at is None:

@@ -15,10 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kith import policy
 from kith.accounts import service as accounts
 from kith.accounts.models import Account
+from kith.communities import activitypub as group_ap
 from kith.config import Settings
+from kith.emojis import service as emoji_service
 from kith.errors import Forbidden, KithError, NotFound, ValidationFailed
 from kith.federation import activitypub as ap
-from kith.federation import discovery, keys, service, signed_fetch, uris
+from kith.federation import discovery, groups, keys, service, signed_fetch, uris
 from kith.federation.inbox_routes import request_parts
 from kith.federation.negotiation import (
     ActivityJsonOnlyRoute,
@@ -27,6 +29,7 @@ from kith.federation.negotiation import (
     json_error,
     wants_activity_json,
 )
+from kith.posts import presenter
 from kith.runtime import runtime_of
 from kith.web.deps import get_db
 
@@ -64,6 +67,19 @@ async def fetch_viewer(request: Request, db: AsyncSession = Depends(get_db)) -> 
     return policy.Viewer(signer.id)
 
 
+async def actor_fetcher(
+    request: Request, db: AsyncSession = Depends(get_db)
+) -> policy.Viewer | None:
+    """`fetch_viewer` for actor documents, except that the GET authorized fetch mode would
+    refuse is answered with None: it gets the key-only document. A peer verifying one of our
+    signatures must be able to read the key without a signature of its own (signing that fetch
+    would send us asking for its key in turn)."""
+    try:
+        return await fetch_viewer(request, db)
+    except SignatureRequired:
+        return None
+
+
 def _settings(db: AsyncSession) -> Settings:
     return runtime_of(db).settings
 
@@ -75,11 +91,11 @@ def _json(document: dict[str, Any], content_type: str, cors: bool = False) -> Re
     )
 
 
-def _max_id(raw: str | None) -> int | None:
+def _max_id(raw: str | None, field: str = "max_id") -> int | None:
     if raw is None or raw == "":
         return None
     if not raw.isdigit() or len(raw) > 19:
-        raise ValidationFailed("max_id must be a number.", field="max_id")
+        raise ValidationFailed(f"{field} must be a number.", field=field)
     return int(raw)
 
 
@@ -92,6 +108,9 @@ async def webfinger(resource: str = "", db: AsyncSession = Depends(get_db)) -> R
     try:
         if not resource:
             raise service.MalformedResource("The resource parameter is required.")
+        community = await groups.webfinger_community(db, resource)
+        if community is not None:  # a community's Group (FEP-1b12)
+            return _json(group_ap.webfinger(settings, community), JRD_CONTENT_TYPE, cors=True)
         account = await service.webfinger_account(db, settings, resource)
     except KithError as exc:
         response = json_error(exc.status, exc.message)
@@ -131,14 +150,19 @@ async def nodeinfo(version: str, db: AsyncSession = Depends(get_db)) -> Response
 # --- actors -------------------------------------------------------------------------------
 
 
-async def _person(db: AsyncSession, username: str) -> Response:
+async def _person(db: AsyncSession, username: str, *, key_only: bool = False) -> Response:
     account, state = await service.published_actor(db, username)
     key = await keys.local_key(db, account)
+    settings = _settings(db)
+    if key_only:
+        return activity_json(ap.key_only_actor(settings, account, key))
     suspended = state is policy.ActorState.SUSPENDED
     moved = await db.get(Account, account.moved_to_id) if account.moved_to_id else None
-    settings = _settings(db)
     moved_to = ap.actor_id(settings, moved) if moved else None
-    return activity_json(ap.person(settings, account, key, suspended=suspended, moved_to=moved_to))
+    emojis = (await emoji_service.for_accounts(db, [account])).get(account.id, ())
+    return activity_json(
+        ap.person(settings, account, key, suspended=suspended, moved_to=moved_to, emojis=emojis)
+    )
 
 
 @router.get("/users/{username}")
@@ -146,21 +170,23 @@ async def actor(
     request: Request,
     username: str,
     db: AsyncSession = Depends(get_db),
-    viewer: policy.Viewer = Depends(fetch_viewer),
+    viewer: policy.Viewer | None = Depends(actor_fetcher),
 ) -> Response:
+    """The `Person` (its key id `…#main-key` is this URL too); in authorized fetch mode an
+    unsigned GET gets the key-only document."""
     if not wants_activity_json(request.headers.get("accept", "")):
         account, _ = await service.published_actor(db, username)
         return RedirectResponse(f"/@{account.username}", status_code=302)
-    return await _person(db, username)
+    return await _person(db, username, key_only=viewer is None)
 
 
 @negotiated.get("/@{username}")
 async def actor_by_profile_url(
     username: str,
     db: AsyncSession = Depends(get_db),
-    viewer: policy.Viewer = Depends(fetch_viewer),
+    viewer: policy.Viewer | None = Depends(actor_fetcher),
 ) -> Response:
-    return await _person(db, username)
+    return await _person(db, username, key_only=viewer is None)
 
 
 @router.get("/actor")
@@ -186,7 +212,11 @@ async def _note(
         raise NotFound("A boost is not an object; see its activity.")
     parts = (await service.note_parts(db, _settings(db), [view]))[view.post.id]
     return ap.note(
-        _settings(db), view, in_reply_to=parts.in_reply_to, poll_counts=parts.poll_counts
+        _settings(db),
+        view,
+        in_reply_to=parts.in_reply_to,
+        poll_counts=parts.poll_counts,
+        audience=parts.audience,
     )
 
 
@@ -228,11 +258,115 @@ async def post_activity(
             raise NotFound()
         return activity_json(ap.announce(settings, view))
     parts = (await service.note_parts(db, settings, [view]))[view.post.id]
-    note = ap.note(settings, view, in_reply_to=parts.in_reply_to, poll_counts=parts.poll_counts)
+    note = ap.note(
+        settings,
+        view,
+        in_reply_to=parts.in_reply_to,
+        poll_counts=parts.poll_counts,
+        audience=parts.audience,
+    )
     return activity_json(ap.create(settings, note, view))
 
 
 # --- collections --------------------------------------------------------------------------
+
+
+async def _collected_post(
+    db: AsyncSession, viewer: policy.Viewer, username: str, status_id: int
+) -> presenter.PostView:
+    """The post whose collection is asked for: shown to exactly those who may see the post
+    (404 otherwise, as the post itself); a boost has no collections."""
+    view = await service.fetch_post(db, viewer, username, status_id)
+    if view.post.reblog_of_id is not None:
+        raise NotFound("A boost is not an object; see its activity.")
+    return view
+
+
+@router.get("/users/{username}/statuses/{status_id:int}/replies")
+async def post_replies(
+    request: Request,
+    username: str,
+    status_id: int,
+    page: str = "",
+    min_id: str | None = None,
+    only_other_accounts: str = "",
+    db: AsyncSession = Depends(get_db),
+    viewer: policy.Viewer = Depends(fetch_viewer),
+) -> Response:
+    """The replies anyone may see, by id: the collection (count, first page), or a page."""
+    if not wants_activity_json(request.headers.get("accept", "")):
+        return RedirectResponse(f"/@{username}/{status_id}", status_code=302)
+    settings = _settings(db)
+    view = await _collected_post(db, viewer, username, status_id)
+    collection_id = uris.replies_uri(settings, view.author.username, view.post.id)
+    others = only_other_accounts == "true"
+    if not page and min_id is None and not others:
+        total = await service.replies_total(db, viewer, view.post)
+        return activity_json(
+            ap.ordered_collection(collection_id, total, first=f"{collection_id}?page=true")
+        )
+    cursor = _max_id(min_id, "min_id")
+    result = await service.replies_page(
+        db, settings, viewer, view.post, others=others, min_id=cursor, limit=ap.REPLIES_PAGE_SIZE
+    )
+
+    def page_url(in_others: bool, after: int | None) -> str:
+        return (
+            f"{collection_id}?page=true"
+            + ("&only_other_accounts=true" if in_others else "")
+            + (f"&min_id={after}" if after is not None else "")
+        )
+
+    next_page = page_url(result.next_others, result.next_min_id) if result.next_min_id else None
+    return activity_json(
+        ap.collection_page(page_url(others, cursor), collection_id, result.items, next_page, None)
+    )
+
+
+async def _counted(
+    request: Request,
+    db: AsyncSession,
+    viewer: policy.Viewer,
+    username: str,
+    status_id: int,
+    kind: str,
+) -> Response:
+    """`likes` or `shares` of a post: a count only; who liked or boosted is not published
+    (as on Mastodon)."""
+    if not wants_activity_json(request.headers.get("accept", "")):
+        return RedirectResponse(f"/@{username}/{status_id}", status_code=302)
+    view = await _collected_post(db, viewer, username, status_id)
+    post, settings = view.post, _settings(db)
+    uri_of, total = (
+        (uris.likes_uri, post.likes_count)
+        if kind == "likes"
+        else (uris.shares_uri, post.reblogs_count)
+    )
+    return activity_json(
+        ap.counted_collection(uri_of(settings, view.author.username, post.id), total)
+    )
+
+
+@router.get("/users/{username}/statuses/{status_id:int}/likes")
+async def post_likes(
+    request: Request,
+    username: str,
+    status_id: int,
+    db: AsyncSession = Depends(get_db),
+    viewer: policy.Viewer = Depends(fetch_viewer),
+) -> Response:
+    return await _counted(request, db, viewer, username, status_id, "likes")
+
+
+@router.get("/users/{username}/statuses/{status_id:int}/shares")
+async def post_shares(
+    request: Request,
+    username: str,
+    status_id: int,
+    db: AsyncSession = Depends(get_db),
+    viewer: policy.Viewer = Depends(fetch_viewer),
+) -> Response:
+    return await _counted(request, db, viewer, username, status_id, "shares")
 
 
 @router.get("/users/{username}/outbox")
@@ -262,7 +396,9 @@ async def outbox(
                 items.append(_without_context(ap.announce(settings, v)))
             continue
         p = parts[v.post.id]
-        note = ap.note(settings, v, in_reply_to=p.in_reply_to, poll_counts=p.poll_counts)
+        note = ap.note(
+            settings, v, in_reply_to=p.in_reply_to, poll_counts=p.poll_counts, audience=p.audience
+        )
         items.append(_without_context(ap.create(settings, note, v)))
     page_id = f"{outbox_id}?page=true" + (f"&max_id={cursor}" if cursor else "")
     next_page = f"{outbox_id}?page=true&max_id={result.next_max_id}" if result.next_max_id else None
@@ -345,6 +481,7 @@ async def featured(
             in_reply_to=parts[v.post.id].in_reply_to,
             poll_counts=parts[v.post.id].poll_counts,
             with_context=False,
+            audience=parts[v.post.id].audience,
         )
         for v in views
     ]

@@ -43,6 +43,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.accounts.models import Account
+from kith.communities.models import Community
 from kith.config import Settings
 from kith.db import new_id, utcnow
 from kith.federation import keys
@@ -153,7 +154,7 @@ PROCESS_CACHE_SIZE = 256
 @dataclass
 class _Copies:
     bodies: dict[int, bytes] = field(default_factory=dict)
-    keys: dict[int | None, tuple[str, RSAPrivateKey]] = field(default_factory=dict)
+    keys: dict[int | str | None, tuple[str, RSAPrivateKey]] = field(default_factory=dict)
 
 
 _COPIES: weakref.WeakKeyDictionary[Any, _Copies] = weakref.WeakKeyDictionary()
@@ -184,6 +185,7 @@ class _Context:
     consecutive_failures: int
     unavailable_until: datetime | None
     last_success_at: datetime | None
+    community_id: int | None = None  # a community's Group signs (`federation.groups`)
 
     def breaker_open(self, now: datetime) -> bool:
         return self.unavailable_until is not None and self.unavailable_until > now
@@ -211,6 +213,7 @@ _CONTEXT = (
         _HOSTS.consecutive_failures,
         _HOSTS.unavailable_until,
         _HOSTS.last_success_at,
+        _OUTBOUND.community_id,
     )
     .select_from(OutboundActivity.__table__)
     .outerjoin(_HOST_TABLE, _HOSTS.host == bindparam("host"))
@@ -231,6 +234,7 @@ async def _context(db: AsyncSession, outbound_id: int, host: str) -> _Context | 
         consecutive_failures=row[3] or 0,
         unavailable_until=row[4],
         last_success_at=row[5],
+        community_id=row[6],
     )
 
 
@@ -250,13 +254,23 @@ async def _body(db: AsyncSession, outbound_id: int) -> bytes | None:
     return body
 
 
-async def _signer(db: AsyncSession, actor_account_id: int | None) -> Signer:
-    """Sign as the account (its key is made the first time), or as the instance actor; the
-    parsed key is kept for the next job."""
+async def _signer(
+    db: AsyncSession, actor_account_id: int | None, community_id: int | None = None
+) -> Signer:
+    """Sign as the account (its key is made the first time), as a community's Group, or as
+    the instance actor; the parsed key is kept for the next job."""
     kept = _copies(db).keys
-    found = kept.get(actor_account_id)
+    cache_key: int | str | None = (
+        f"community:{community_id}" if community_id is not None else actor_account_id
+    )
+    found = kept.get(cache_key)
     if found is None:
-        if actor_account_id is None:
+        if community_id is not None:
+            community = await db.get(Community, community_id)
+            if community is None:
+                raise LookupError(f"no community {community_id} to sign with")
+            key = await keys.community_key(db, community)
+        elif actor_account_id is None:
             key = await keys.instance_key(db)
         else:
             account = await db.get(Account, actor_account_id)
@@ -266,7 +280,7 @@ async def _signer(db: AsyncSession, actor_account_id: int | None) -> Signer:
         if key.private_key_pem is None:  # pragma: no cover - local keys always have one
             raise LookupError(f"no private key for {key.key_id}")
         found = (key.key_id, keys.load_private_key(key.private_key_pem))
-        _keep(kept, actor_account_id, found)
+        _keep(kept, cache_key, found)
     key_id, private = found
     return lambda request: sign_request(request, key_id, private)
 
@@ -334,7 +348,7 @@ async def deliver_one(db: AsyncSession, payload: dict[str, Any]) -> None:
     body = await _body(db, outbound_id)
     if body is None:
         return
-    signer = await _signer(db, seen.actor_account_id)
+    signer = await _signer(db, seen.actor_account_id, seen.community_id)
     # End the read transaction before waiting on another server (up to 30 s) or writing:
     # no snapshot is held open meanwhile, and on SQLite the writes below start a fresh
     # transaction (one that had read first could not take the write lock once another

@@ -6,10 +6,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from kith import policy
 from kith.accounts import service as accounts
@@ -17,11 +19,14 @@ from kith.accounts.models import Account, RegistrationMode, User, UserSession, U
 from kith.config import Settings
 from kith.db import utcnow
 from kith.errors import Forbidden, KithError, NotFound
-from kith.federation.activitypub import actor_id, post_id
+from kith.federation import groups, tombstones
+from kith.federation.activitypub import Audience, actor_id, post_id
+from kith.federation.negotiation import Gone
 from kith.graph.models import Follow
 from kith.posts import presenter
 from kith.posts import service as posts
 from kith.posts.models import Poll, PollVote, Post
+from kith.runtime import runtime_of
 from kith.timelines import service as timelines
 
 NO_SUCH_ACTOR = "No such account."
@@ -34,11 +39,14 @@ class MalformedResource(KithError):
 
 
 async def published_actor(db: AsyncSession, username: str) -> tuple[Account, policy.ActorState]:
-    """The local account behind `/users/NAME` and its state; NotFound when it is not served."""
+    """The local account behind `/users/NAME` and its state; NotFound when it is not served,
+    Gone (410, a Tombstone) when it was deleted."""
     account = await accounts.find_local_account(db, username)
     if account is None:
         raise NotFound(NO_SUCH_ACTOR)
     state = await policy.actor_state(db, account)
+    if state is policy.ActorState.DELETED:
+        raise Gone(tombstones.actor_tombstone(runtime_of(db).settings, account))
     if state is policy.ActorState.HIDDEN:
         raise NotFound(NO_SUCH_ACTOR)
     return account, state
@@ -63,14 +71,22 @@ class FetchedPost:
     view: presenter.PostView
     in_reply_to: str | None
     poll_counts: list[int] | None
+    audience: Audience | None = None  # the community it is in (FEP-1b12)
 
 
 async def fetch_post(
     db: AsyncSession, viewer: policy.Viewer, username: str, status_id: int
 ) -> presenter.PostView:
     """The post `/users/NAME/statuses/ID` names, if the viewer may see it (the same question
-    the HTML page asks); NotFound when it is hidden, not NAME's, or not there."""
-    post = await posts.get_visible_post(db, viewer, status_id)
+    the HTML page asks); NotFound when it is hidden, not NAME's, or not there; Gone (410, a
+    Tombstone) when it was deleted (`federation.tombstones`)."""
+    try:
+        post = await posts.get_visible_post(db, viewer, status_id)
+    except NotFound:  # asked only then: a post that is there costs no extra query
+        gone = await tombstones.post_tombstone(db, runtime_of(db).settings, username, status_id)
+        if gone is not None:
+            raise Gone(gone) from None
+        raise
     author = await accounts.find_local_account(db, username)
     if author is None or author.id != post.account_id:
         raise NotFound("This post does not exist or is not visible to you.")
@@ -81,7 +97,8 @@ async def fetch_post(
 async def note_parts(
     db: AsyncSession, settings: Settings, views: list[presenter.PostView]
 ) -> dict[int, FetchedPost]:
-    """For each post (not boost) view: its parent's id and its poll counts, in two queries."""
+    """For each post (not boost) view: its parent's id, its poll counts and its community, in
+    three queries."""
     parent_ids = {v.post.in_reply_to_id for v in views if v.post.in_reply_to_id is not None}
     parents: dict[int, str] = {}
     if parent_ids:
@@ -95,11 +112,13 @@ async def note_parts(
         parents = {p.id: post_id(settings, p, a) for p, a in rows}
     poll_ids = [v.post.id for v in views if v.poll is not None]
     counts = await poll_counts(db, poll_ids)
+    in_communities = await groups.audiences(db, [v.post.id for v in views])
     return {
         v.post.id: FetchedPost(
             view=v,
             in_reply_to=parents.get(v.post.in_reply_to_id) if v.post.in_reply_to_id else None,
             poll_counts=counts.get(v.post.id),
+            audience=in_communities.get(v.post.id),
         )
         for v in views
     }
@@ -129,6 +148,67 @@ async def poll_counts(db: AsyncSession, post_ids: list[int]) -> dict[int, list[i
 
 
 # --- collections --------------------------------------------------------------------------
+
+
+@dataclass
+class RepliesPage:
+    """One page of a post's replies as ids, and where the next page starts (`next_others`:
+    whether it is in the section of other people's replies; `next_min_id`: after which id)."""
+
+    items: list[str]
+    next_min_id: int | None
+    next_others: bool
+
+
+def _replies_query(viewer: policy.Viewer, post: Post) -> Any:
+    """The replies to `post` a collection may list: those anyone may see, and this viewer too.
+    (The author is an alias: the policy's clauses correlate on `Account` themselves.)"""
+    author = aliased(Account)
+    return (
+        select(Post, author)
+        .join(author, author.id == Post.account_id)
+        .where(Post.in_reply_to_id == post.id, policy.shown_to_anyone_clause(viewer, Post))
+    )
+
+
+async def replies_total(db: AsyncSession, viewer: policy.Viewer, post: Post) -> int:
+    """How many replies to `post` its `replies` collection lists for this viewer."""
+    sub = _replies_query(viewer, post).with_only_columns(Post.id).subquery()
+    return int(await db.scalar(select(func.count()).select_from(sub)) or 0)
+
+
+async def replies_page(
+    db: AsyncSession,
+    settings: Settings,
+    viewer: policy.Viewer,
+    post: Post,
+    *,
+    others: bool,
+    min_id: int | None,
+    limit: int,
+) -> RepliesPage:
+    """A page of the replies to `post`, oldest first: the author's own replies (a thread they
+    continue) come first, then everyone else's — as Mastodon orders them, so a peer that
+    reads only the first page gets the thread. `others` starts in the second section."""
+    base = _replies_query(viewer, post).order_by(Post.id).limit(limit)
+    if min_id is not None:
+        base = base.where(Post.id > min_id)
+    rows: list[tuple[Post, Account, bool]] = []
+    if not others:
+        own = await db.execute(base.where(Post.account_id == post.account_id))
+        rows = [(p, a, False) for p, a in own.all()]
+        min_id = None  # the second section starts at its beginning
+    if len(rows) < limit:
+        rest = _replies_query(viewer, post).order_by(Post.id).limit(limit - len(rows))
+        rest = rest.where(Post.account_id != post.account_id)
+        if min_id is not None:
+            rest = rest.where(Post.id > min_id)
+        rows += [(p, a, True) for p, a in (await db.execute(rest)).all()]
+    items = [post_id(settings, p, a) for p, a, _ in rows]
+    if len(rows) < limit:
+        return RepliesPage([i for i in items if i], None, False)
+    last_post, _, last_other = rows[-1]
+    return RepliesPage([i for i in items if i], last_post.id, last_other)
 
 
 @dataclass

@@ -57,6 +57,20 @@ def post_uri(settings: Settings, username: str, post_id: int) -> str:
     return f"{actor_uri(settings, username)}/statuses/{post_id}"
 
 
+def replies_uri(settings: Settings, username: str, post_id: int) -> str:
+    """The collection of a post's replies that may be shown to anyone."""
+    return f"{post_uri(settings, username, post_id)}/replies"
+
+
+def likes_uri(settings: Settings, username: str, post_id: int) -> str:
+    return f"{post_uri(settings, username, post_id)}/likes"
+
+
+def shares_uri(settings: Settings, username: str, post_id: int) -> str:
+    """The collection of a post's boosts (ActivityStreams calls them shares)."""
+    return f"{post_uri(settings, username, post_id)}/shares"
+
+
 def post_activity_uri(settings: Settings, username: str, post_id: int) -> str:
     """The Create (or, for a boost, Announce) activity of a post."""
     return f"{post_uri(settings, username, post_id)}/activity"
@@ -79,3 +93,20 @@ def instance_key_id(settings: Settings) -> str:
 
 def tag_url(settings: Settings, name: str) -> str:
     return f"{settings.base_url}/tags/{name}"
+
+
+# --- communities (FEP-1b12 `Group` actors) ---------------------------------------------------
+
+
+def group_uri(settings: Settings, handle: str) -> str:
+    """A community's `Group` actor: the same URL as its HTML page (content negotiation)."""
+    return f"{settings.base_url}/c/{handle}"
+
+
+def group_key_id(settings: Settings, handle: str) -> str:
+    return f"{group_uri(settings, handle)}#main-key"
+
+
+def group_collection_uri(settings: Settings, handle: str, name: str) -> str:
+    """`outbox`, `followers`, `featured` or `moderators` of a community."""
+    return f"{group_uri(settings, handle)}/{name}"

@@ -17,6 +17,7 @@ from kith.accounts import profile
 from kith.accounts import service as accounts
 from kith.accounts.models import Account
 from kith.accounts.profile import ImageKind, ProfileInput
+from kith.emojis import service as emoji_service
 from kith.errors import NotFound, ValidationFailed
 from kith.graph import service as graph
 from kith.graph.models import Follow, FollowRequest
@@ -62,8 +63,13 @@ async def verify_credentials(
         )
         or 0
     )
+    emojis = await emoji_service.for_accounts(db, [a])
     data = entities.credential_account(
-        runtime_of(db).settings, a, counts.get(a.id), follow_requests=requests
+        runtime_of(db).settings,
+        a,
+        counts.get(a.id),
+        follow_requests=requests,
+        emojis=emojis.get(a.id, ()),
     )
     if a.moved_to_id is not None:
         await entity_cache.with_moved(db, {a.id: data}, {a.id: a.moved_to_id})

@@ -3,6 +3,7 @@ string ids, ISO 8601 dates, HTML content). No database access beyond batch look-
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.accounts.models import Account, AccountStats
 from kith.config import Settings
+from kith.emojis import service as emoji_service
+from kith.emojis.models import CustomEmoji
 from kith.graph.service import Relationship
 from kith.media.models import MediaAttachment
 from kith.posts.presenter import PollView, PostView
@@ -55,9 +58,15 @@ async def account_counts(
 Counts = tuple[int, int, int, datetime | None]
 
 
-def account(settings: Settings, a: Account, counts: Counts | None = None) -> Json:
-    """The Account entity."""
-    return account_static(settings, a) | account_counts_fields(counts)
+def account(
+    settings: Settings,
+    a: Account,
+    counts: Counts | None = None,
+    emojis: Sequence[CustomEmoji] = (),
+) -> Json:
+    """The Account entity (`emojis`: those its name, bio and fields use,
+    `emojis.service.for_accounts`)."""
+    return account_static(settings, a, emojis) | account_counts_fields(counts)
 
 
 def account_counts_fields(counts: Counts | None) -> Json:
@@ -71,8 +80,9 @@ def account_counts_fields(counts: Counts | None) -> Json:
     }
 
 
-def account_static(settings: Settings, a: Account) -> Json:
-    """The Account entity without its counters: what changes only with `a.render_rev`."""
+def account_static(settings: Settings, a: Account, emojis: Sequence[CustomEmoji] = ()) -> Json:
+    """The Account entity without its counters: what changes only with `a.render_rev` (the
+    emoji are derived from the profile's text when it is rendered)."""
     url = f"{settings.base_url}/@{a.username}" if a.is_local else (a.uri or "")
     hidden = a.hide_network
     return {
@@ -96,7 +106,7 @@ def account_static(settings: Settings, a: Account) -> Json:
             }
             for f in (a.fields or [])
         ],
-        "emojis": [],
+        "emojis": [emoji_service.entity(settings, e) for e in emojis],
         "bot": False,
         "group": False,
         "discoverable": a.discoverable,
@@ -117,9 +127,10 @@ def credential_account(
     *,
     privacy: str = "public",
     follow_requests: int = 0,
+    emojis: Sequence[CustomEmoji] = (),
 ) -> Json:
     """The CredentialAccount entity (verify_credentials): Account + `source` + `role`."""
-    data = account(settings, a, counts)
+    data = account(settings, a, counts, emojis)
     data["source"] = {
         "privacy": privacy,
         "sensitive": False,
@@ -317,7 +328,7 @@ def status_static(settings: Settings, v: PostView) -> Json:
             for m in v.mentions
         ],
         "tags": [{"name": t, "url": f"{settings.base_url}/tags/{t}"} for t in v.tags],
-        "emojis": [],
+        "emojis": [emoji_service.entity(settings, e) for e in v.emojis],
         "quotes_count": 0,
         "in_reply_to_id": str(p.in_reply_to_id) if p.in_reply_to_id else None,
         "in_reply_to_account_id": str(p.in_reply_to_account_id)

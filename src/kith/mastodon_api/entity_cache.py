@@ -31,6 +31,7 @@ from sqlalchemy.orm import aliased
 from kith import policy
 from kith.accounts.models import Account, AccountStats
 from kith.db import has_uncommitted_writes
+from kith.emojis import service as emoji_service
 from kith.filters import service as filters
 from kith.filters.models import Filter
 from kith.mastodon_api import entities
@@ -180,6 +181,19 @@ async def _post_parts(
             missing.append(pid)
     if not missing:
         return parts
+    # A post this session has just written, unchanged since: its part from what the writer
+    # held, at the revision its transaction left (presenter.remember_fresh).
+    settings = runtime_of(db).settings
+    keep = not has_uncommitted_writes(db)
+    for pid in list(missing):
+        view = presenter.fresh_view(db, pid, states[pid].rev)
+        if view is not None:
+            parts[pid] = PostPart(states[pid].rev, entities.status_static(settings, view))
+            if keep:
+                cache.posts.put(pid, parts[pid])
+            missing.remove(pid)
+    if not missing:
+        return parts
     # Read after the revisions (see the module's docstring): fresh rows, not the session's.
     rows = (
         await db.scalars(
@@ -187,8 +201,6 @@ async def _post_parts(
         )
     ).all()
     views = await presenter.present(db, viewer, list(rows))
-    settings = runtime_of(db).settings
-    keep = not has_uncommitted_writes(db)
     for v in views:
         part = PostPart(states[v.post.id].rev, entities.status_static(settings, v))
         parts[v.post.id] = part
@@ -221,9 +233,11 @@ async def _accounts(
             .where(Account.id.in_(list(missing)))
             .execution_options(populate_existing=True)
         )
-        for a in accounts:
+        rows = list(accounts)
+        emojis = await emoji_service.for_accounts(db, rows)
+        for a in rows:
             state = missing[a.id]
-            static = entities.account_static(settings, a)
+            static = entities.account_static(settings, a, emojis.get(a.id, ()))
             if keep:
                 cache.accounts.put(a.id, (state.account_rev, static))
             out[a.id] = static | entities.account_counts_fields(_counts(state))
@@ -245,11 +259,14 @@ async def with_moved(db: AsyncSession, found: dict[int, Json], moved: dict[int, 
         for a in await db.scalars(select(Account).where(Account.id.in_(set(moved.values()))))
     }
     counts = await entities.account_counts(db, list(targets))
+    emojis = await emoji_service.for_accounts(db, targets.values())
     settings = runtime_of(db).settings
     for account_id, target_id in moved.items():
         target = targets.get(target_id)
         if target is not None and account_id in found:
-            found[account_id]["moved"] = entities.account(settings, target, counts[target_id])
+            found[account_id]["moved"] = entities.account(
+                settings, target, counts[target_id], emojis.get(target_id, ())
+            )
 
 
 def _counts(s: PostState) -> entities.Counts:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kith import __version__
 from kith.accounts import service as accounts
 from kith.accounts.models import Account, User
+from kith.emojis import service as emoji_service
 from kith.federation import domain_blocks
 from kith.mastodon_api.render import one_account
 from kith.posts.models import Post
@@ -147,5 +148,10 @@ async def rules(db: AsyncSession = Depends(get_db)) -> list[dict[str, str]]:
 
 
 @router.get("/api/v1/custom_emojis")
-async def custom_emojis() -> list[Any]:
-    return []
+async def custom_emojis(db: AsyncSession = Depends(get_db)) -> list[Any]:
+    """This instance's custom emoji (CustomEmoji entities, with `category`: Kith has none)."""
+    settings = runtime_of(db).settings
+    return [
+        emoji_service.entity(settings, e) | {"category": None}
+        for e in await emoji_service.list_local(db)
+    ]

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
 from kith.accounts.models import Account
+from kith.emojis import service as emoji_service
 from kith.filters import service as filters
 from kith.graph.service import Linked
 from kith.mastodon_api import entities, entity_cache
@@ -84,7 +85,8 @@ async def one_status(db: AsyncSession, viewer: policy.Viewer, post: Post) -> dic
 async def accounts(db: AsyncSession, rows: list[Account]) -> list[dict[str, Any]]:
     counts = await entities.account_counts(db, [a.id for a in rows])
     settings = runtime_of(db).settings
-    out = [entities.account(settings, a, counts.get(a.id)) for a in rows]
+    emojis = await emoji_service.for_accounts(db, rows)
+    out = [entities.account(settings, a, counts.get(a.id), emojis.get(a.id, ())) for a in rows]
     moved = {a.id: a.moved_to_id for a in rows if a.moved_to_id is not None}
     if moved:
         by_id = {a.id: entity for a, entity in zip(rows, out, strict=True)}

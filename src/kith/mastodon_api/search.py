@@ -44,6 +44,9 @@ async def search_v2(
     kind = p.text("type")
     if kind is not None and kind not in TYPES:
         raise ValidationFailed("type must be accounts, statuses or hashtags", field="type")
+    # Read before searching: a remote look-up that fails rolls the session back, which
+    # expires the token's user (reading it then would need I/O outside the async context).
+    viewer = auth.viewer
     if auth.user is None and (p.integer("offset") or 0) > 0:
         raise ValidationFailed(
             "Search queries pagination is not supported without authentication", field="offset"
@@ -51,7 +54,7 @@ async def search_v2(
     limit = clamp(p.integer("limit"))
     found = await search.search(
         db,
-        auth.viewer,
+        viewer,
         q,
         type=TYPES.get(kind or ""),
         limit=limit,
@@ -63,12 +66,12 @@ async def search_v2(
         from sqlalchemy import select
 
         rows = await db.scalars(
-            select(TagFollow.tag_id).where(TagFollow.account_id == auth.account.id)
+            select(TagFollow.tag_id).where(TagFollow.account_id == viewer.account_id)
         )
         following = set(rows.all())
     return {
         "accounts": await render.accounts(db, found.accounts),
-        "statuses": await render.statuses(db, auth.viewer, found.posts, context="public"),
+        "statuses": await render.statuses(db, viewer, found.posts, context="public"),
         "hashtags": [
             await tag_entity(db, t, t.id in following if auth.user else None)
             for t in found.hashtags

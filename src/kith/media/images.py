@@ -23,6 +23,8 @@ AVATAR_SIZE = (400, 400)
 HEADER_MAX = (1500, 500)
 ATTACHMENT_MAX = (2560, 2560)  # long side of the full-size copy of a post's image
 PREVIEW_MAX = (400, 400)  # long side of the preview shown in timelines
+EMOJI_MAX = (128, 128)  # custom emoji are shown at text size; 128 px is sharp on any screen
+EMOJI_FORMATS = ("PNG", "GIF", "WEBP")
 BLURHASH_MAX = (64, 64)  # blurhash is computed on a thumbnail this small (pure Python)
 
 # Pillow only warns between its limit and twice its limit; a bomb must be an error everywhere.
@@ -92,6 +94,28 @@ def header_from_upload(data: bytes, *, max_bytes: int) -> bytes:
         clean = _pixels_only(img, field="header")
     clean.thumbnail(HEADER_MAX, Image.Resampling.LANCZOS)
     return _encode_webp(clean)
+
+
+def emoji_from_upload(
+    data: bytes,
+    *,
+    max_bytes: int,
+    field: str = "image",
+    formats: tuple[str, ...] = EMOJI_FORMATS,
+) -> bytes:
+    """A custom emoji as a PNG of at most 128×128 (aspect kept, transparency kept) from an
+    image in one of `formats` (uploads: PNG, GIF or WebP, as Mastodon takes them); an animated
+    one keeps its first frame. ImageRejected (`field`) if unfit."""
+    if len(data) > max_bytes:
+        raise ImageRejected(f"The image is too large: at most {max_bytes // 1024} KB.", field=field)
+    with _open(data, max_bytes=max_bytes, field=field) as img:
+        if img.format not in formats:
+            raise ImageRejected("An emoji must be a PNG, GIF or WebP image.", field=field)
+        clean = _pixels_only(img, field=field)
+    clean.thumbnail(EMOJI_MAX, Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    clean.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 @dataclass(frozen=True)

@@ -53,10 +53,11 @@ class RemoteMediaRejected(Exception):
     domain… Retrying would not help."""
 
 
-async def fetch_image_bytes(db: AsyncSession, url: str) -> bytes:
+async def fetch_image_bytes(db: AsyncSession, url: str, *, max_bytes: int | None = None) -> bytes:
     """GET `url` through the SSRF-safe client and return its bytes if it is an image within
-    `remote_media_max_bytes`. RemoteMediaRejected for a permanent refusal; FetchFailed /
-    FetchTimedOut (worth retrying) when the server did not answer properly."""
+    `max_bytes` (default `remote_media_max_bytes`). RemoteMediaRejected for a permanent
+    refusal; FetchFailed / FetchTimedOut (worth retrying) when the server did not answer
+    properly."""
     settings = runtime_of(db).settings
     host = origin_of(url)
     if not host:
@@ -69,7 +70,7 @@ async def fetch_image_bytes(db: AsyncSession, url: str) -> bytes:
         fetched = await runtime_of(db).http.get(
             url,
             headers={"Accept": ", ".join(sorted(IMAGE_TYPES))},
-            max_bytes=settings.remote_media_max_bytes,
+            max_bytes=max_bytes or settings.remote_media_max_bytes,
         )
     except (FetchFailed, FetchTimedOut):
         raise

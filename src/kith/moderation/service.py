@@ -223,6 +223,8 @@ async def moderate_account(
         raise NotFound("No such account.")
     if account.id == moderator.account_id:
         raise ValidationFailed("You can't do this to your own account.", field="action")
+    if account.deleted_at is not None:
+        raise ValidationFailed("This account is deleted.", field="action")
     user = await accounts.user_for_account(db, account.id)
     if user is not None and user.is_admin:
         raise ValidationFailed("Admins can't be suspended or silenced.", field="action")

@@ -54,6 +54,10 @@ class Post(Base):
     # cached per process keyed by it (mastodon_api/entity_cache.py). Read it fresh from the
     # database, never from an object the session already held.
     render_rev: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Set only for posts whose communities narrow who may see them (a private community's,
+    # one waiting for approval or removed): `communities.models.CommunityGate`. NULL for
+    # every other post, so the policy's check costs one column test in the common case.
+    community_gate: Mapped[str | None] = mapped_column(String(16), default=None)
 
 
 # Profile and home timelines: "posts by these authors, newest first" is an index range scan.

@@ -24,6 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kith import policy
 from kith.accounts.models import Account
 from kith.db import utcnow
+from kith.emojis import service as emoji_service
+from kith.emojis.models import CustomEmoji
 from kith.media import remote as remote_media
 from kith.media import service as media_service
 from kith.media.models import MediaAttachment
@@ -75,6 +77,8 @@ class PostView:
     filtered: list[str] = field(default_factory=list)  # titles of "warn" filters that matched
     filter_hits: list[Any] = field(default_factory=list)  # filters.FilterHit behind `filtered`
     media: list[MediaAttachment] = field(default_factory=list)  # attachments, in order
+    emojis: list[CustomEmoji] = field(default_factory=list)  # used in its text and warning
+    author_emojis: list[CustomEmoji] = field(default_factory=list)  # in the author's profile
 
     @property
     def shown(self) -> PostView:
@@ -212,6 +216,25 @@ async def poll_views(
     return out
 
 
+FRESH_VIEWS = "kith_fresh_post_views"
+
+
+def remember_fresh(db: AsyncSession, view: PostView, rev: int) -> None:
+    """Keep, for this session, the view of a post it has just written, built from what the
+    writer held (mentions by account id and tags by name, as `present` orders them; no
+    media), with the post's `render_rev` as the writer's transaction left it. The entity
+    cache uses it instead of reading the post back while the revision is still `rev`
+    (`fresh_view`); marks, counters and polls are never taken from it."""
+    db.info.setdefault(FRESH_VIEWS, {})[view.post.id] = (rev, view)
+
+
+def fresh_view(db: AsyncSession, post_id: int, rev: int) -> PostView | None:
+    """The view `remember_fresh` kept for this post in this session, if it is of `rev`."""
+    kept: dict[int, tuple[int, PostView]] | None = db.info.get(FRESH_VIEWS)
+    found = None if kept is None else kept.get(post_id)
+    return found[1] if found is not None and found[0] == rev else None
+
+
 async def present(db: AsyncSession, viewer: policy.Viewer, posts: list[Post]) -> list[PostView]:
     """PostViews for `posts` (already filtered by policy), in the same order."""
     if not posts:
@@ -233,7 +256,9 @@ async def present(db: AsyncSession, viewer: policy.Viewer, posts: list[Post]) ->
     account_ids = {p.account_id for p in all_posts.values()}
     mention_rows = (
         await db.execute(
-            select(Mention.post_id, Mention.account_id).where(Mention.post_id.in_(ids))
+            select(Mention.post_id, Mention.account_id)
+            .where(Mention.post_id.in_(ids))
+            .order_by(Mention.account_id)  # a stable order (remember_fresh uses it too)
         )
     ).all()
     account_ids |= {a for _, a in mention_rows}
@@ -243,7 +268,10 @@ async def present(db: AsyncSession, viewer: policy.Viewer, posts: list[Post]) ->
     }
     tag_rows = (
         await db.execute(
-            select(PostTag.post_id, Tag.name).join(Tag).where(PostTag.post_id.in_(ids))
+            select(PostTag.post_id, Tag.name)
+            .join(Tag)
+            .where(PostTag.post_id.in_(ids))
+            .order_by(Tag.name)  # a stable order (remember_fresh uses it too)
         )
     ).all()
     attachments = await media_service.for_posts(db, ids)
@@ -253,6 +281,10 @@ async def present(db: AsyncSession, viewer: policy.Viewer, posts: list[Post]) ->
     marks = await marks_of(db, me, ids)
     pins, liked, boosted, bookmarked = marks[PIN], marks[LIKE], marks[BOOST], marks[BOOKMARK]
     polls = await poll_views(db, me, {p.id: p.account_id for p in all_posts.values()})
+    emojis = await emoji_service.for_posts(db, all_posts.values(), accounts)
+    profile_emojis = await emoji_service.for_accounts(
+        db, [accounts[p.account_id] for p in all_posts.values() if p.account_id in accounts]
+    )
 
     mentions_of: dict[int, list[Account]] = {}
     for pid, a in mention_rows:
@@ -274,6 +306,8 @@ async def present(db: AsyncSession, viewer: policy.Viewer, posts: list[Post]) ->
         v.can_boost = me is not None and policy.can_boost(viewer, p)
         v.media = attachments.get(p.id, [])
         v.poll = polls.get(p.id)
+        v.emojis = emojis.get(p.id, [])
+        v.author_emojis = profile_emojis.get(p.account_id, [])
         return v
 
     result = []

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -18,13 +18,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy, text
 from kith.accounts.models import Account
+from kith.communities import posting as community_posting
 from kith.db import new_id, utcnow
+from kith.emojis import service as emoji_service
 from kith.errors import Forbidden, NotFound, ValidationFailed
-from kith.federation import outbound
+from kith.federation import groups, outbound
 from kith.jobs.queue import enqueue, job_handler
 from kith.media import service as media
 from kith.notifications import service as notifications
 from kith.notifications.models import Notification, NotificationType
+from kith.posts import presenter
 from kith.posts.models import (
     Bookmark,
     Like,
@@ -78,6 +81,9 @@ class PostInput:
     media_ids: list[int] = field(default_factory=list)
     # … but their alt text may change: attachment id → new description.
     media_descriptions: dict[int, str] = field(default_factory=dict)
+    # Communities a new thread is addressed to (a reply goes to its thread's): see
+    # communities.posting. Ignored by edits.
+    community_ids: list[int] = field(default_factory=list)
 
 
 def _check_language(lang: str | None) -> str | None:
@@ -131,6 +137,7 @@ class _Mentioned(NamedTuple):
     key: str  # the handle as `text.parse_text` normalises it: "ana" or "ana@host"
     url: str  # where the mention links to: the profile page
     local: bool
+    account: Account
 
 
 # A remote handle somewhere in the text: the cheap test that spares posts without one any
@@ -181,7 +188,7 @@ async def _resolve_remote_mentions(db: AsyncSession, source: str) -> dict[str, _
             url = f"{base}/@{account.username}"
         else:
             url = await remote_accounts.profile_url(db, account)
-        mentioned[handle] = _Mentioned(account.id, handle, url, account.is_local)
+        mentioned[handle] = _Mentioned(account.id, handle, url, account.is_local, account)
     return mentioned
 
 
@@ -195,14 +202,16 @@ async def _render(
     local_names = [m for m in parsed.mentions if "@" not in m]
     mentioned: list[_Mentioned] = []
     if local_names:
-        rows = await db.execute(
-            select(Account.id, Account.username, Account.username_key).where(
+        rows = await db.scalars(
+            select(Account).where(
                 Account.username_key.in_(local_names),
                 Account.domain == "",
                 Account.suspended_at.is_(None),
             )
         )
-        mentioned = [_Mentioned(i, key, f"{base}/@{name}", True) for i, name, key in rows]
+        mentioned = [
+            _Mentioned(a.id, a.username_key, f"{base}/@{a.username}", True, a) for a in rows
+        ]
     seen = {m.id for m in mentioned}
     for handle in parsed.mentions:
         if handle in remote and remote[handle].id not in seen:
@@ -268,6 +277,10 @@ async def create_post(db: AsyncSession, author: Account, data: PostInput) -> Pos
             ) from None
         if parent.reblog_of_id is not None:
             parent = await get_visible_post(db, viewer, parent.reblog_of_id)
+    # Communities: checked before anything is written, attached after the post row.
+    where = await community_posting.addressed(
+        db, author.id, data.community_ids, data.visibility, parent
+    )
     html, mentioned, tags = await _render(db, data.source, remote_mentions)
     post = Post(
         id=new_id(),
@@ -287,6 +300,7 @@ async def create_post(db: AsyncSession, author: Account, data: PostInput) -> Pos
     tag_ids = await ids_of_tags(db, tags)
     db.add(post)
     await db.flush()  # the post first: its mentions and tags refer to it
+    await community_posting.attach(db, post, where)  # communities (see above)
     db.add_all(Mention(post_id=post.id, account_id=acc.id) for acc in mentioned)
     db.add_all(PostTag(tag_id=tag_id, post_id=post.id) for tag_id in tag_ids.values())
     if data.media_ids:
@@ -314,9 +328,31 @@ async def create_post(db: AsyncSession, author: Account, data: PostInput) -> Pos
     await db.flush()
     await link_new_post(db, post, parent=parent, mentioned_ids=[a.id for a in mentioned if a.local])
     await outbound.post_created(db, post)
+    if not where.empty:  # its communities' Groups pass it on to their remote members
+        await groups.announce_post(db, post)
+    # The response's entity is built from what is held here rather than read back (see
+    # presenter.remember_fresh), at the revision this transaction leaves; with media, the
+    # attachments are read back.
+    rev = None if data.media_ids else await db.scalar(_RENDER_REV, {"id": post.id})
     await db.commit()
+    if rev is not None:
+        emojis = await emoji_service.for_posts(db, [post], {author.id: author})
+        presenter.remember_fresh(
+            db,
+            presenter.PostView(
+                post=post,
+                author=author,
+                mentions=sorted((m.account for m in mentioned), key=lambda a: a.id),
+                tags=sorted(tag_ids),
+                emojis=emojis.get(post.id, []),
+            ),
+            rev,
+        )
     await _announce(db, "post.created", post)
     return post
+
+
+_RENDER_REV = select(Post.render_rev).where(Post.id == bindparam("id"))
 
 
 async def link_new_post(

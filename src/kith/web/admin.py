@@ -9,8 +9,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kith.accounts import deletion
 from kith.accounts import service as accounts
-from kith.accounts.models import RegistrationMode
+from kith.accounts.models import Account, RegistrationMode
 from kith.errors import NotFound, ValidationFailed
 from kith.moderation import instance, sign_ups
 from kith.moderation import service as moderation
@@ -37,6 +38,7 @@ NOTICES = {
     "approve": "Sign-up approved.",
     "reject": "Sign-up rejected; the account is deleted.",
     "saved": "Settings saved.",
+    "deleted": "Account deleted. What it left is being removed, here and on other servers.",
 }
 
 
@@ -116,6 +118,60 @@ async def accounts_page(
             "section": "accounts",
         },
     )
+
+
+async def _delete_page(
+    request: Request,
+    db: AsyncSession,
+    account_id: int,
+    error: ValidationFailed | None = None,
+) -> Response:
+    account = await db.get(Account, account_id)
+    if account is None or not account.is_local or account.deleted_at is not None:
+        raise NotFound("No such account.")
+    return await render(
+        request,
+        db,
+        "admin/delete_account.html",
+        {
+            "title": f"Delete @{account.username}",
+            "account": account,
+            "errors": {error.field or "form": error.message} if error else {},
+            "section": "accounts",
+        },
+        status=error.status if error else 200,
+    )
+
+
+@router.get("/accounts/{account_id:int}/delete")
+async def delete_account_page(
+    request: Request,
+    account_id: int,
+    db: AsyncSession = Depends(get_db),
+    me: Current = Depends(admin_only),
+) -> Response:
+    return await _delete_page(request, db, account_id)
+
+
+@router.post("/accounts/{account_id:int}/delete")
+async def delete_account(
+    request: Request,
+    account_id: int,
+    db: AsyncSession = Depends(get_db),
+    me: Current = Depends(admin_only),
+) -> Response:
+    """Delete a local account for good, once the admin typed its username to confirm."""
+    form = await request.form()
+    account = await db.get(Account, account_id)
+    try:
+        if account is None or form_str(form, "confirm").strip().lstrip("@").lower() != (
+            account.username_key
+        ):
+            raise ValidationFailed("Type the account's username to confirm.", field="confirm")
+        await deletion.delete_account(db, me.viewer, account_id)
+    except ValidationFailed as err:
+        return await _delete_page(request, db, account_id, err)
+    return RedirectResponse("/admin/accounts?notice=deleted", status_code=303)
 
 
 @router.post("/accounts/{account_id:int}/{action}")

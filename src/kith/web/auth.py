@@ -95,6 +95,8 @@ async def sign_up(
 SIGN_IN_NOTICES = {
     "reset": "Your password was changed and every session signed out. Sign in with the new one.",
     "expired": "Your sign-in took too long. Sign in again.",
+    "deleted": "Your account is deleted. What it left is being removed, here and on the "
+    "other servers that knew it.",
 }
 
 

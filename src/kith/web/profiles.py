@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
 from kith.accounts import service as accounts
+from kith.emojis import service as emoji_service
 from kith.errors import NotFound
 from kith.filters import service as filters
 from kith.graph import service as graph
@@ -75,6 +76,7 @@ async def profile(
             "counts": counts,
             "title": account.name_to_show,
             "show_network": await policy.can_see_network(db, me.viewer, account),
+            "profile_emojis": (await emoji_service.for_accounts(db, [account])).get(account.id, []),
         },
     )
 

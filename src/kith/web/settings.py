@@ -10,12 +10,12 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData, UploadFile
 
-from kith.accounts import credentials, invites, profile, two_factor
+from kith.accounts import credentials, deletion, invites, profile, two_factor
 from kith.accounts.models import User
 from kith.accounts.service import get_instance_settings
 from kith.errors import KithError, RateLimited, ValidationFailed
 from kith.media.images import ImageRejected
-from kith.web.deps import Current, check_csrf, get_db, runtime, signed_in
+from kith.web.deps import SESSION_COOKIE, Current, check_csrf, get_db, runtime, signed_in
 from kith.web.forms import form_int, form_str
 from kith.web.templating import render
 
@@ -330,6 +330,50 @@ async def two_factor_action(
         return await _two_factor_page(request, db, user, error=err)
     # The recovery codes exist only in this response: render it rather than redirect.
     return await _two_factor_page(request, db, user, codes=codes)
+
+
+# --- deleting the account ----------------------------------------------------------------
+
+
+@router.get("/settings/delete")
+async def delete_page(
+    request: Request, db: AsyncSession = Depends(get_db), me: Current = Depends(signed_in)
+) -> Response:
+    return await _delete_page(request, db, _user(me))
+
+
+async def _delete_page(
+    request: Request, db: AsyncSession, user: User, error: KithError | None = None
+) -> Response:
+    context = {"two_factor": user.totp_enabled_at is not None}
+    response = await _page(request, db, "settings/delete.html", context, error=error)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.post("/settings/delete")
+async def delete_account(
+    request: Request, db: AsyncSession = Depends(get_db), me: Current = Depends(signed_in)
+) -> Response:
+    """Delete the signed-in person's account (password, and a code when two-factor sign-in
+    is on); the session goes with it."""
+    user = _user(me)
+    form = await request.form()
+    try:
+        await deletion.delete_own_account(
+            db,
+            user,
+            password=form_str(form, "password"),
+            code=form_str(form, "code"),
+            throttle=request.app.state.second_factor_throttle,
+        )
+    except (ValidationFailed, RateLimited) as err:
+        if err.field is None:
+            err.field = "password"
+        return await _delete_page(request, db, user, error=err)
+    response = RedirectResponse("/auth/sign_in?notice=deleted", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
 
 
 # --- invites -----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.accounts import service as accounts
 from kith.db import utcnow
+from kith.emojis.html import emojify
 from kith.notifications import service as notifications
 from kith.web.deps import CSRF_COOKIE, CSRF_FIELD, Current, csrf_token_for, runtime
 
@@ -51,6 +52,7 @@ def until(moment: datetime | None) -> str:
 
 TEMPLATES.env.filters["ago"] = ago
 TEMPLATES.env.filters["until"] = until
+TEMPLATES.env.filters["emojify"] = emojify
 TEMPLATES.env.globals["CSRF_FIELD"] = CSRF_FIELD
 
 

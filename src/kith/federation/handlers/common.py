@@ -15,10 +15,12 @@ from kith.federation.origin import first_id, type_of
 
 async def actor_of(db: AsyncSession, item: InboxItem) -> Account | None:
     """The remote account that sent the activity (stored by the inbox when it verified the
-    signature); None when it has been removed since."""
+    signature); None when it has been removed or deleted since (a Delete of the actor ends
+    what it can do here, even with activities that were waiting)."""
     if item.actor_account_id is None:
         return None
-    return await db.get(Account, item.actor_account_id)
+    actor = await db.get(Account, item.actor_account_id)
+    return actor if actor is not None and actor.deleted_at is None else None
 
 
 def object_id(activity: dict[str, Any]) -> str | None:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.accounts.models import Account
 from kith.errors import NotFound, ValidationFailed
-from kith.federation import outbound
+from kith.federation import groups, outbound
 from kith.federation.handlers.common import actor_of, object_id
 from kith.federation.handlers.undo import undo_handler
 from kith.federation.local_objects import local_account
@@ -30,6 +30,9 @@ async def on_follow(db: AsyncSession, item: InboxItem) -> str:
     """A remote actor follows a local account: a follow (answered with Accept), or a request
     the account approves later; a blocked follow is answered with Reject."""
     actor = await actor_of(db, item)
+    community = await groups.local_community(db, object_id(item.activity) or "")
+    if actor is not None and community is not None:  # a request to join a community
+        return await groups.follow_received(db, community, actor, dict(item.activity))
     target = await local_account(db, object_id(item.activity) or "")
     if actor is None or target is None:
         return "ignored: not a follow of one of our accounts"
@@ -100,6 +103,9 @@ async def on_reject(db: AsyncSession, item: InboxItem) -> str:
 
 @undo_handler("Follow")
 async def undo_follow(db: AsyncSession, actor: Account, follow: dict[str, Any]) -> str:
+    community = await groups.local_community(db, first_id(follow.get("object")) or "")
+    if community is not None:  # leaving a community
+        return await groups.unfollow_received(db, community, actor)
     target = await local_account(db, first_id(follow.get("object")) or "")
     if target is None:
         return "ignored: not a follow of one of our accounts"

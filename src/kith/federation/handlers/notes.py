@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kith.federation import polls
+from kith.federation import group_posts, groups, polls
+from kith.federation.gone import forget_actor
 from kith.federation.handlers import people
 from kith.federation.handlers.common import actor_of, object_id, ready_to_fetch
 from kith.federation.models import InboxItem
@@ -59,6 +60,11 @@ async def on_create(db: AsyncSession, item: InboxItem) -> str:
         if existing.account_id != actor.id or existing.reblog_of_id is not None:
             return "refused: the object id is already used by another post"
         return "ignored: already stored"
+    targets = await groups.communities_addressed(db, item.activity, obj)
+    if targets:  # a post sent to our communities (FEP-1b12)
+        outcome = await group_posts.receive(db, actor, obj, targets, dict(item.activity))
+        if outcome is not None:
+            return outcome
     if not await wanted_here(db, actor, obj):
         return "ignored: addressed to nobody here, from nobody followed here"
     fetched = Fetched()
@@ -99,7 +105,9 @@ async def on_delete(db: AsyncSession, item: InboxItem) -> str:
     if actor is None or uri is None:
         return "ignored: unknown actor or object"
     if uri == actor.uri:
-        return await people.delete_actor(db, actor)
+        # Gone for good: its endpoints and keys go too, so nothing is sent to it any more and
+        # a replayed activity signed with its old key is refused.
+        return await forget_actor(db, actor)
     try:
         return await delete_note(db, actor, uri)
     except Refused as exc:

@@ -8,6 +8,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.accounts.models import Account
+from kith.db import utcnow
 from kith.federation.actors import ActorFetchFailed
 from kith.federation.handlers.common import ready_to_fetch
 from kith.federation.remote_accounts import fetch_account, store_document
@@ -37,7 +38,8 @@ async def update_actor(db: AsyncSession, actor: Account, obj: Any) -> str:
 async def delete_actor(db: AsyncSession, actor: Account) -> str:
     """The actor was deleted on its server: its posts, boosts, likes, follows and follow
     requests here go (the counters of the posts they touched are recomputed); the account
-    row stays as a husk, so ids that point at it keep resolving."""
+    row stays as a husk, so ids that point at it keep resolving, marked deleted (and
+    suspended), so it is shown nowhere and its profile answers 404."""
     posts = list((await db.scalars(select(Post).where(Post.account_id == actor.id))).all())
     touched = {p.reblog_of_id for p in posts} | {p.in_reply_to_id for p in posts}
     liked = (await db.scalars(select(Like.post_id).where(Like.account_id == actor.id))).all()
@@ -61,4 +63,7 @@ async def delete_actor(db: AsyncSession, actor: Account) -> str:
         )
     )
     await db.execute(delete(Notification).where(Notification.from_account_id == actor.id))
+    now = utcnow()
+    actor.deleted_at = actor.deleted_at or now
+    actor.suspended_at = actor.suspended_at or now
     return f"actor deleted ({len(posts)} posts removed)"

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 05:01:17.978038
+Create Date: 2026-11-26 06:25:19.208195
 """
 
 from collections.abc import Sequence
@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("hide_network", sa.Boolean(), nullable=False),
         sa.Column("suspended_at", kith.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("silenced_at", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("deleted_at", kith.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("uri", sa.String(length=512), nullable=True),
         sa.Column("also_known_as", sa.JSON(), nullable=False),
@@ -55,6 +56,25 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("accounts", schema=None) as batch_op:
         batch_op.create_index("ix_accounts_display_name", ["display_name"], unique=False)
+
+    op.create_table(
+        "custom_emojis",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("shortcode", sa.String(length=64), nullable=False),
+        sa.Column("domain", sa.String(length=255), nullable=False),
+        sa.Column("image_path", sa.String(length=512), nullable=True),
+        sa.Column("remote_url", sa.String(length=2048), nullable=True),
+        sa.Column("uri", sa.String(length=2048), nullable=True),
+        sa.Column("visible_in_picker", sa.Boolean(), nullable=False),
+        sa.Column("failed", sa.Boolean(), nullable=False),
+        sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_custom_emojis")),
+    )
+    with op.batch_alter_table("custom_emojis", schema=None) as batch_op:
+        batch_op.create_index(
+            "uq_custom_emojis_domain_shortcode", ["domain", "shortcode"], unique=True
+        )
 
     op.create_table(
         "delivery_hosts",
@@ -138,27 +158,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("account_id", name=op.f("pk_account_stats")),
     )
     op.create_table(
-        "actor_keys",
-        sa.Column("id", sa.BigInteger(), nullable=False),
-        sa.Column("account_id", sa.BigInteger(), nullable=True),
-        sa.Column("key_id", sa.String(length=512), nullable=False),
-        sa.Column("public_key_pem", sa.Text(), nullable=False),
-        sa.Column("private_key_pem", sa.Text(), nullable=True),
-        sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("fetched_at", kith.db.UTCDateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["account_id"],
-            ["accounts.id"],
-            name=op.f("fk_actor_keys_account_id_accounts"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_actor_keys")),
-        sa.UniqueConstraint("key_id", name=op.f("uq_actor_keys_key_id")),
-    )
-    with op.batch_alter_table("actor_keys", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_actor_keys_account_id"), ["account_id"], unique=False)
-
-    op.create_table(
         "blocks",
         sa.Column("account_id", sa.BigInteger(), nullable=False),
         sa.Column("target_id", sa.BigInteger(), nullable=False),
@@ -193,6 +192,9 @@ def upgrade() -> None:
         sa.Column("language", sa.String(length=16), nullable=False),
         sa.Column("membership", sa.String(length=16), nullable=False),
         sa.Column("join_question", sa.String(length=500), nullable=False),
+        sa.Column("post_approval", sa.Boolean(), server_default="0", nullable=False),
+        sa.Column("icon_path", sa.String(length=255), nullable=True),
+        sa.Column("banner_path", sa.String(length=255), nullable=True),
         sa.Column("owner_id", sa.BigInteger(), nullable=True),
         sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -415,6 +417,27 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_lists_account_id"), ["account_id"], unique=False)
 
     op.create_table(
+        "local_tombstones",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("uri", sa.String(length=1024), nullable=False),
+        sa.Column("account_id", sa.BigInteger(), nullable=False),
+        sa.Column("former_type", sa.String(length=32), nullable=False),
+        sa.Column("deleted_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_local_tombstones_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_local_tombstones")),
+        sa.UniqueConstraint("uri", name=op.f("uq_local_tombstones_uri")),
+    )
+    with op.batch_alter_table("local_tombstones", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_local_tombstones_account_id"), ["account_id"], unique=False
+        )
+
+    op.create_table(
         "markers",
         sa.Column("account_id", sa.BigInteger(), nullable=False),
         sa.Column("timeline", sa.String(length=16), nullable=False),
@@ -475,34 +498,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("client_id", name=op.f("uq_oauth_apps_client_id")),
     )
     op.create_table(
-        "outbound_activities",
-        sa.Column("id", sa.BigInteger(), nullable=False),
-        sa.Column("activity_id", sa.String(length=1024), nullable=False),
-        sa.Column("actor_account_id", sa.BigInteger(), nullable=True),
-        sa.Column("document", sa.JSON(), nullable=False),
-        sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["actor_account_id"],
-            ["accounts.id"],
-            name=op.f("fk_outbound_activities_actor_account_id_accounts"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbound_activities")),
-    )
-    with op.batch_alter_table("outbound_activities", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_outbound_activities_activity_id"), ["activity_id"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_outbound_activities_actor_account_id"),
-            ["actor_account_id"],
-            unique=False,
-        )
-        batch_op.create_index(
-            batch_op.f("ix_outbound_activities_created_at"), ["created_at"], unique=False
-        )
-
-    op.create_table(
         "posts",
         sa.Column("id", sa.BigInteger(), nullable=False),
         sa.Column("account_id", sa.BigInteger(), nullable=False),
@@ -523,6 +518,7 @@ def upgrade() -> None:
         sa.Column("likes_count", sa.Integer(), nullable=False),
         sa.Column("uri", sa.String(length=512), nullable=True),
         sa.Column("render_rev", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("community_gate", sa.String(length=16), nullable=True),
         sa.ForeignKeyConstraint(
             ["account_id"],
             ["accounts.id"],
@@ -728,6 +724,37 @@ def upgrade() -> None:
         batch_op.create_index("ix_trend_tags_score", ["review", "score"], unique=False)
 
     op.create_table(
+        "actor_keys",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("account_id", sa.BigInteger(), nullable=True),
+        sa.Column("community_id", sa.BigInteger(), nullable=True),
+        sa.Column("key_id", sa.String(length=512), nullable=False),
+        sa.Column("public_key_pem", sa.Text(), nullable=False),
+        sa.Column("private_key_pem", sa.Text(), nullable=True),
+        sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("fetched_at", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_actor_keys_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["community_id"],
+            ["communities.id"],
+            name=op.f("fk_actor_keys_community_id_communities"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_actor_keys")),
+        sa.UniqueConstraint("key_id", name=op.f("uq_actor_keys_key_id")),
+    )
+    with op.batch_alter_table("actor_keys", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_actor_keys_account_id"), ["account_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_actor_keys_community_id"), ["community_id"], unique=False
+        )
+
+    op.create_table(
         "bookmarks",
         sa.Column("account_id", sa.BigInteger(), nullable=False),
         sa.Column("post_id", sa.BigInteger(), nullable=False),
@@ -851,6 +878,59 @@ def upgrade() -> None:
     with op.batch_alter_table("community_moderation_log", schema=None) as batch_op:
         batch_op.create_index(
             "ix_community_moderation_log_community_id", ["community_id", "id"], unique=False
+        )
+
+    op.create_table(
+        "community_posts",
+        sa.Column("community_id", sa.BigInteger(), nullable=False),
+        sa.Column("post_id", sa.BigInteger(), nullable=False),
+        sa.Column("is_thread", sa.Boolean(), nullable=False),
+        sa.Column("members_only", sa.Boolean(), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("decided_by_id", sa.BigInteger(), nullable=True),
+        sa.Column("decided_at", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("pinned_at", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("locked_at", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("thread_replies", sa.Integer(), nullable=False),
+        sa.Column("active_id", sa.BigInteger(), nullable=False),
+        sa.Column("score", sa.Integer(), server_default="0", nullable=False),
+        sa.ForeignKeyConstraint(
+            ["community_id"],
+            ["communities.id"],
+            name=op.f("fk_community_posts_community_id_communities"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["decided_by_id"],
+            ["accounts.id"],
+            name=op.f("fk_community_posts_decided_by_id_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["post_id"],
+            ["posts.id"],
+            name=op.f("fk_community_posts_post_id_posts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("community_id", "post_id", name=op.f("pk_community_posts")),
+    )
+    with op.batch_alter_table("community_posts", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_community_posts_active",
+            ["community_id", "state", "is_thread", "active_id"],
+            unique=False,
+        )
+        batch_op.create_index(
+            "ix_community_posts_feed",
+            ["community_id", "state", "is_thread", "post_id"],
+            unique=False,
+        )
+        batch_op.create_index(batch_op.f("ix_community_posts_post_id"), ["post_id"], unique=False)
+        batch_op.create_index(
+            "ix_community_posts_top",
+            ["community_id", "state", "is_thread", "score", "post_id"],
+            unique=False,
         )
 
     op.create_table(
@@ -1132,6 +1212,44 @@ def upgrade() -> None:
             batch_op.f("ix_oauth_tokens_account_id"), ["account_id"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_oauth_tokens_app_id"), ["app_id"], unique=False)
+
+    op.create_table(
+        "outbound_activities",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("activity_id", sa.String(length=1024), nullable=False),
+        sa.Column("actor_account_id", sa.BigInteger(), nullable=True),
+        sa.Column("community_id", sa.BigInteger(), nullable=True),
+        sa.Column("document", sa.JSON(), nullable=False),
+        sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["actor_account_id"],
+            ["accounts.id"],
+            name=op.f("fk_outbound_activities_actor_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["community_id"],
+            ["communities.id"],
+            name=op.f("fk_outbound_activities_community_id_communities"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbound_activities")),
+    )
+    with op.batch_alter_table("outbound_activities", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_outbound_activities_activity_id"), ["activity_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_outbound_activities_actor_account_id"),
+            ["actor_account_id"],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_outbound_activities_community_id"), ["community_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_outbound_activities_created_at"), ["created_at"], unique=False
+        )
 
     op.create_table(
         "pins",
@@ -1431,6 +1549,13 @@ def downgrade() -> None:
     op.drop_table("post_edits")
     op.drop_table("polls")
     op.drop_table("pins")
+    with op.batch_alter_table("outbound_activities", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_outbound_activities_created_at"))
+        batch_op.drop_index(batch_op.f("ix_outbound_activities_community_id"))
+        batch_op.drop_index(batch_op.f("ix_outbound_activities_actor_account_id"))
+        batch_op.drop_index(batch_op.f("ix_outbound_activities_activity_id"))
+
+    op.drop_table("outbound_activities")
     with op.batch_alter_table("oauth_tokens", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_oauth_tokens_app_id"))
         batch_op.drop_index(batch_op.f("ix_oauth_tokens_account_id"))
@@ -1473,6 +1598,13 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_filter_keywords_filter_id"))
 
     op.drop_table("filter_keywords")
+    with op.batch_alter_table("community_posts", schema=None) as batch_op:
+        batch_op.drop_index("ix_community_posts_top")
+        batch_op.drop_index(batch_op.f("ix_community_posts_post_id"))
+        batch_op.drop_index("ix_community_posts_feed")
+        batch_op.drop_index("ix_community_posts_active")
+
+    op.drop_table("community_posts")
     with op.batch_alter_table("community_moderation_log", schema=None) as batch_op:
         batch_op.drop_index("ix_community_moderation_log_community_id")
 
@@ -1489,6 +1621,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_bookmarks_id"))
 
     op.drop_table("bookmarks")
+    with op.batch_alter_table("actor_keys", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_actor_keys_community_id"))
+        batch_op.drop_index(batch_op.f("ix_actor_keys_account_id"))
+
+    op.drop_table("actor_keys")
     with op.batch_alter_table("trend_tags", schema=None) as batch_op:
         batch_op.drop_index("ix_trend_tags_score")
 
@@ -1522,18 +1659,16 @@ def downgrade() -> None:
         batch_op.drop_index("ix_posts_account_id_id")
 
     op.drop_table("posts")
-    with op.batch_alter_table("outbound_activities", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_outbound_activities_created_at"))
-        batch_op.drop_index(batch_op.f("ix_outbound_activities_actor_account_id"))
-        batch_op.drop_index(batch_op.f("ix_outbound_activities_activity_id"))
-
-    op.drop_table("outbound_activities")
     op.drop_table("oauth_apps")
     with op.batch_alter_table("mutes", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_mutes_target_id"))
 
     op.drop_table("mutes")
     op.drop_table("markers")
+    with op.batch_alter_table("local_tombstones", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_local_tombstones_account_id"))
+
+    op.drop_table("local_tombstones")
     with op.batch_alter_table("lists", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_lists_account_id"))
 
@@ -1567,10 +1702,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_blocks_target_id"))
 
     op.drop_table("blocks")
-    with op.batch_alter_table("actor_keys", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_actor_keys_account_id"))
-
-    op.drop_table("actor_keys")
     op.drop_table("account_stats")
     op.drop_table("trend_settings")
     op.drop_table("tags")
@@ -1581,6 +1712,10 @@ def downgrade() -> None:
     op.drop_table("instance_settings")
     op.drop_table("federation_tombstones")
     op.drop_table("delivery_hosts")
+    with op.batch_alter_table("custom_emojis", schema=None) as batch_op:
+        batch_op.drop_index("uq_custom_emojis_domain_shortcode")
+
+    op.drop_table("custom_emojis")
     with op.batch_alter_table("accounts", schema=None) as batch_op:
         batch_op.drop_index("ix_accounts_display_name")
 

@@ -1,0 +1,231 @@
+"""Posts in communities: a new thread addressed to communities, a reply joining its thread's
+communities, and the gate (`posts.community_gate`) that keeps a private community's posts,
+and those waiting for approval or removed, to their audience.
+
+`posts.service.create_post` calls `addressed` before it writes anything (every refusal is a
+ValidationFailed naming the field, with nothing written) and `attach` once the post row is
+flushed, in its transaction. Who may post is `communities.permissions`'; who may see is
+`kith.policy`'s, from the gate set here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kith.communities import permissions
+from kith.communities.models import (
+    Community,
+    CommunityGate,
+    CommunityPost,
+    CommunityPostState,
+    MembershipModel,
+)
+from kith.communities.permissions import CommunityAction
+from kith.db import utcnow
+from kith.errors import ValidationFailed
+from kith.posts.models import Post, Visibility
+
+MAX_COMMUNITIES_PER_POST = 5
+# Posts addressed to a community are for the community: not followers-only, not direct.
+COMMUNITY_VISIBILITIES = (Visibility.PUBLIC, Visibility.UNLISTED)
+
+
+@dataclass(frozen=True)
+class Addressed:
+    """Where a new post goes, checked before anything is written."""
+
+    threads: list[Community] = field(default_factory=list)  # it starts a thread in these
+    # A reply: the communities of its thread (root id, community, members-only there).
+    thread_root_id: int | None = None
+    replies: list[tuple[Community, bool]] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.threads and not self.replies
+
+
+NOWHERE = Addressed()
+
+
+async def addressed(
+    db: AsyncSession,
+    author_id: int,
+    community_ids: Sequence[int],
+    visibility: str,
+    parent: Post | None,
+) -> Addressed:
+    """Check where a new post may go: the communities it is addressed to (a thread), or, for a
+    reply, its thread's. Raises ValidationFailed (field `community_ids`, `visibility` or
+    `in_reply_to_id`) when the author may not post there or the thread is locked."""
+    if parent is not None:
+        if community_ids:
+            raise ValidationFailed(
+                "A reply goes to the communities of its thread.", field="community_ids"
+            )
+        return await _thread_of(db, author_id, parent)
+    if not community_ids:
+        return NOWHERE
+    ids = list(dict.fromkeys(community_ids))
+    if any(not isinstance(i, int) or not 0 < i < 2**63 for i in ids):
+        raise ValidationFailed("No such community.", field="community_ids")
+    if len(ids) > MAX_COMMUNITIES_PER_POST:
+        raise ValidationFailed(
+            f"Post to at most {MAX_COMMUNITIES_PER_POST} communities at once.",
+            field="community_ids",
+        )
+    if visibility not in COMMUNITY_VISIBILITIES:
+        raise ValidationFailed(
+            "Posts in a community are public or unlisted: choose one of those.",
+            field="visibility",
+        )
+    found = {c.id: c for c in await db.scalars(select(Community).where(Community.id.in_(ids)))}
+    if len(found) != len(ids):
+        raise ValidationFailed("No such community.", field="community_ids")
+    targets = [found[i] for i in ids]
+    if len(targets) > 1 and any(c.membership == MembershipModel.PRIVATE for c in targets):
+        raise ValidationFailed(
+            "A private community's posts stay in it: post there alone.", field="community_ids"
+        )
+    for community in targets:
+        who = await permissions.standing(db, author_id, community)
+        if not permissions.allows(who, CommunityAction.POST):
+            raise ValidationFailed(_refusal(who, community), field="community_ids")
+    return Addressed(threads=targets)
+
+
+def _refusal(who: permissions.Standing, community: Community) -> str:
+    if who.banned:
+        return f"You are banned from !{community.handle}."
+    if who.suspended:
+        return "This account can't post in communities."
+    return f"Only members can post in !{community.handle}: join it first."
+
+
+async def _thread_of(db: AsyncSession, author_id: int, parent: Post) -> Addressed:
+    """A reply joins the communities of its thread, unless a moderator locked it there or the
+    replier may not reply in one of them (`permissions.can_reply`)."""
+    root_id = parent.thread_root_id or parent.id
+    rows = (
+        await db.execute(
+            select(Community, CommunityPost.locked_at, CommunityPost.members_only)
+            .join(CommunityPost, CommunityPost.community_id == Community.id)
+            .where(CommunityPost.post_id == root_id, CommunityPost.is_thread.is_(True))
+        )
+    ).all()
+    if not rows:
+        return NOWHERE
+    if any(locked_at is not None for _, locked_at, _ in rows):
+        raise ValidationFailed("This thread is locked: no new replies.", field="in_reply_to_id")
+    for community, _, _ in rows:
+        if not await permissions.can_reply(db, author_id, community):
+            raise ValidationFailed(
+                f"You can't reply in !{community.handle}'s threads.", field="in_reply_to_id"
+            )
+    return Addressed(thread_root_id=root_id, replies=[(c, private) for c, _, private in rows])
+
+
+async def attach(db: AsyncSession, post: Post, where: Addressed) -> None:
+    """Write the post's community rows and its gate (in the caller's transaction, after the
+    post row is flushed). A new thread waits for approval where the community asks for it,
+    unless its author moderates there; a reply never waits, and counts as the thread's
+    newest activity."""
+    if where.empty:
+        return
+    now = utcnow()
+    rows: list[CommunityPost] = []
+    for community in where.threads:
+        queued = community.post_approval and not await permissions.can(
+            db, post.account_id, community, CommunityAction.MODERATE
+        )
+        rows.append(
+            CommunityPost(
+                community_id=community.id,
+                post_id=post.id,
+                is_thread=True,
+                members_only=community.membership == MembershipModel.PRIVATE,
+                state=CommunityPostState.PENDING if queued else CommunityPostState.APPROVED,
+                created_at=now,
+                active_id=post.id,
+            )
+        )
+    for community, members_only in where.replies:
+        rows.append(
+            CommunityPost(
+                community_id=community.id,
+                post_id=post.id,
+                is_thread=False,
+                members_only=members_only,
+                state=CommunityPostState.APPROVED,
+                created_at=now,
+                active_id=post.id,
+            )
+        )
+    db.add_all(rows)
+    if where.thread_root_id is not None:
+        await db.execute(
+            update(CommunityPost)
+            .where(
+                CommunityPost.post_id == where.thread_root_id,
+                CommunityPost.community_id.in_([c.id for c, _ in where.replies]),
+            )
+            .values(thread_replies=CommunityPost.thread_replies + 1, active_id=post.id)
+            .execution_options(synchronize_session=False)
+        )
+    post.community_gate = gate_of((r.state, r.members_only) for r in rows)
+    await db.flush()  # the gate must be in place before notifications ask the policy
+
+
+def gate_of(rows: Iterable[tuple[str, bool]]) -> str | None:
+    """The gate of a post from its community rows (state, members-only): none when it is in
+    no community or approved in an open one; members when approved only in a private one;
+    moderators when approved nowhere (waiting or removed everywhere)."""
+    rows = list(rows)
+    if not rows:
+        return None
+    approved = [
+        members_only for state, members_only in rows if state == CommunityPostState.APPROVED
+    ]
+    if not approved:
+        return CommunityGate.MODERATORS
+    return CommunityGate.MEMBERS if all(approved) else None
+
+
+async def refresh_gate(db: AsyncSession, post_id: int) -> None:
+    """Recompute a post's gate from its rows after a moderator changed one (caller's
+    transaction)."""
+    rows = (
+        await db.execute(
+            select(CommunityPost.state, CommunityPost.members_only).where(
+                CommunityPost.post_id == post_id
+            )
+        )
+    ).all()
+    gate = gate_of((state, members_only) for state, members_only in rows)
+    await db.execute(
+        update(Post)
+        .where(Post.id == post_id)
+        .values(community_gate=gate)
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+async def communities_of(db: AsyncSession, post_ids: Sequence[int]) -> dict[int, list[Community]]:
+    """The communities each post is approved in (a cross-post shows them all), for display."""
+    if not post_ids:
+        return {}
+    rows = await db.execute(
+        select(CommunityPost.post_id, Community)
+        .join(Community, Community.id == CommunityPost.community_id)
+        .where(
+            CommunityPost.post_id.in_(list(post_ids)),
+            CommunityPost.state == CommunityPostState.APPROVED,
+        )
+        .order_by(CommunityPost.post_id, Community.handle_key)
+    )
+    out: dict[int, list[Community]] = {}
+    for post_id, community in rows.all():
+        out.setdefault(post_id, []).append(community)
+    return out

@@ -1,0 +1,1 @@
+"""Custom emoji: local ones admins upload, remote ones other servers' posts and profiles use."""
