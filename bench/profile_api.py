@@ -9,6 +9,7 @@ profiler, then the functions where the profiled run spent the most time.
     .venv/bin/python bench/profile_api.py --no-profile --requests 500
     .venv/bin/python bench/profile_api.py --path /api/v1/statuses --post-json '{"status": "hi {i}"}'
     .venv/bin/python bench/profile_api.py --statements --no-profile     # SQL per request
+    .venv/bin/python bench/profile_api.py --url postgresql+asyncpg://…/kith_bench_… --statements
 """
 
 from __future__ import annotations
@@ -44,11 +45,14 @@ def _seeded_file() -> Path:
 
 
 async def main(args: argparse.Namespace) -> None:
-    work = BENCH_VAR / "profile-api.db"
-    for stale in (work, work.with_name(work.name + "-wal"), work.with_name(work.name + "-shm")):
-        stale.unlink(missing_ok=True)
-    shutil.copyfile(_seeded_file(), work)
-    url = f"sqlite+aiosqlite:///{work}"
+    if args.url:
+        url = args.url  # e.g. a PostgreSQL database kept by bench/api.py --keep-pg
+    else:
+        work = BENCH_VAR / "profile-api.db"
+        for stale in (work, work.with_name(work.name + "-wal"), work.with_name(work.name + "-shm")):
+            stale.unlink(missing_ok=True)
+        shutil.copyfile(_seeded_file(), work)
+        url = f"sqlite+aiosqlite:///{work}"
     settings = Settings(
         database_url=url,
         var_dir=BENCH_VAR / "profile-var",
@@ -141,6 +145,11 @@ if __name__ == "__main__":
     p.add_argument("--top", type=int, default=45)
     p.add_argument("--no-profile", dest="profile", action="store_false")
     p.add_argument("--statements", action="store_true", help="count the SQL of each request")
+    p.add_argument(
+        "--url",
+        help="a seeded database to use as it is (PostgreSQL: one kept by bench/api.py --keep-pg;"
+        " its writes stay) instead of a copy of the cached SQLite seed",
+    )
     p.add_argument(
         "--post-json",
         help='POST this JSON body instead of a GET ("{i}" is replaced by the request number), e.g.'

@@ -187,3 +187,44 @@ async def test_read__a_feed_made_between_its_two_statements__is_read(  # type: i
 
     monkeypatch.setattr(feeds, "floor_of", built_meanwhile)
     assert await home_ids(db, me) == [made.id]
+
+
+async def test_build__a_follow_made_while_the_feed_is_built__is_in_it(  # type: ignore[no-untyped-def]
+    db: AsyncSession, rt, monkeypatch
+) -> None:
+    """The feed's build holds the person's account row (PostgreSQL): a follow made meanwhile
+    waits for it, and its trigger then fills the feed. Without that, an old post of the new
+    followee was in neither (the build's read and the follow's trigger missed each other)."""
+    import asyncio
+
+    bob, alice = await person(db, "bob"), await person(db, "alice")
+    old = await post(db, alice, "from two days ago")
+    two_days_ago = id_for_time(utcnow() - timedelta(days=2))
+    await db.execute(update(Post).where(Post.id == old.id).values(id=two_days_ago))
+    await db.commit()
+    candidates_read, go_on = asyncio.Event(), asyncio.Event()
+    real = feeds._add_candidates  # noqa: SLF001
+
+    async def slow_first_read(own: AsyncSession, account_id: int, floor: int) -> None:
+        await real(own, account_id, floor)
+        if not candidates_read.is_set():
+            candidates_read.set()
+            await go_on.wait()  # the build's transaction stays open here
+
+    monkeypatch.setattr(feeds, "_add_candidates", slow_first_read)
+
+    async def build() -> None:
+        async with rt.sessions() as own:
+            await feeds.build(own, bob.id)
+
+    async def follow() -> None:
+        await candidates_read.wait()
+        async with rt.sessions() as own:
+            await graph.follow(own, bob.id, alice.id)
+
+    building, following = asyncio.create_task(build()), asyncio.create_task(follow())
+    await candidates_read.wait()
+    await asyncio.sleep(0.3)  # the follow runs now, or waits for the build
+    go_on.set()
+    await asyncio.gather(building, following)
+    assert two_days_ago in await from_feed(db, bob)

@@ -10,6 +10,7 @@ from kith import policy
 from kith.accounts import service as accounts
 from kith.accounts.models import User
 from kith.config import Settings
+from kith.demo_communities import load_communities
 from kith.errors import KithError
 from kith.graph import service as graph
 from kith.posts import service as posts
@@ -85,7 +86,8 @@ TOPICS = {
 async def load_demo(
     settings: Settings, *, force: bool = False, people: int = 50, seed: int = 7
 ) -> str:
-    """Create ~50 people with profiles, follows, posts, replies, polls and likes."""
+    """Create ~50 people with profiles, follows, posts, replies, polls and likes, and a dozen
+    communities (`kith.demo_communities`)."""
     rng = random.Random(seed)
     rt = Runtime.from_settings(settings)
     try:
@@ -198,9 +200,10 @@ async def load_demo(
                     await posts.like(db, policy.Viewer(liker.id), post.id)
                 except KithError:  # not visible to this person: skip
                     continue
+            made = await load_communities(db, members, rng)
         return (
-            f"demo loaded: {people} people. Sign in as 'gardener' (admin) or any demo member "
-            f"with password '{DEMO_PASSWORD}'"
+            f"demo loaded: {people} people, {len(made)} communities. Sign in as 'gardener' "
+            f"(admin) or any demo member with password '{DEMO_PASSWORD}'"
         )
     finally:
         await rt.close()

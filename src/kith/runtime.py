@@ -71,6 +71,34 @@ def runtime_of(db: AsyncSession) -> Runtime:
     return rt
 
 
+_AFTER_COMMIT = "kith_after_commit"
+
+
+def after_commit(
+    db: AsyncSession, key: str, work: Callable[[AsyncSession], Awaitable[None]]
+) -> None:
+    """Have `work` run once this session's transaction is committed by code that does not know
+    what its callees wrote: the job worker (`run_after_commit`). One per `key`. Services that
+    commit themselves publish their own events, as before; this is for work done inside a job
+    (an inbox activity storing a post or adding notifications), whose commit is the worker's."""
+    db.info.setdefault(_AFTER_COMMIT, {})[key] = work
+
+
+async def run_after_commit(db: AsyncSession) -> None:
+    """Run (and forget) what `after_commit` asked for; a failure is logged, not raised."""
+    pending: dict[str, Callable[[AsyncSession], Awaitable[None]]] = db.info.pop(_AFTER_COMMIT, {})
+    for key, work in pending.items():
+        try:
+            await work(db)
+        except (SQLAlchemyError, RuntimeError, OSError):
+            log.warning("after-commit work failed: %s", key, exc_info=True)
+
+
+def drop_after_commit(db: AsyncSession) -> None:
+    """Forget what `after_commit` asked for (the transaction was rolled back)."""
+    db.info.pop(_AFTER_COMMIT, None)
+
+
 _background: set[asyncio.Task[None]] = set()
 
 

@@ -4,6 +4,7 @@ attempt to take over, edit or delete someone else's post refused with nothing ch
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -479,3 +480,34 @@ async def test_update_person__suspended_by_its_server__hidden_until_lifted(
     doc = peer.add_actor("mallory", key=1)
     await deliver(settings, rt, peer, peer.activity("mallory", "Update", doc))
     assert (await remote(db, peer, "mallory")).suspended_at is not None
+
+
+async def test_live__a_remote_post_and_a_remote_like_are_published_once_committed(
+    db: AsyncSession, settings: Settings, rt: Runtime, peer: Peer
+) -> None:
+    """Work done in an inbox job is published after the worker's commit (runtime.after_commit):
+    live timelines and streaming get the remote post, and bo's stream the like's notification."""
+    bo = await bo_follows_alice(settings, rt, peer, db)
+    mine = await local_post(db, bo, "tomatoes!")
+    events: list[tuple[str, dict[str, object]]] = []
+    ready = asyncio.Event()
+
+    async def listen() -> None:
+        async for ev in rt.bus.subscribe("posts", f"user:{bo.id}", ready=ready):
+            events.append((str(ev.get("type")), ev))
+
+    listener = asyncio.create_task(listen())
+    await ready.wait()
+    try:
+        note = peer.note("alice", "Fresh from the garden")
+        assert await deliver(settings, rt, peer, peer.activity("alice", "Create", note)) == "stored"
+        like = peer.activity("alice", "Like", f"{local('bo')}/statuses/{mine.id}")
+        await deliver(settings, rt, peer, like)
+        await asyncio.sleep(0.05)
+    finally:
+        listener.cancel()
+    theirs = await stored(db, note["id"])
+    assert theirs is not None
+    created = [ev for kind, ev in events if kind == "post.created"]
+    assert [ev["post_id"] for ev in created] == [theirs.id]  # once, and only once committed
+    assert [kind for kind, _ in events if kind == "notification"] == ["notification"]

@@ -7,10 +7,13 @@ import json
 
 import httpx
 import websockets
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from kith import policy
+from kith.runtime import Runtime
 from tests.live_server import live_server
 from tests.mastodon_api.conftest import token_for
-from tests.world import person
+from tests.world import person, post
 
 
 async def _next_event(ws: websockets.ClientConnection) -> dict[str, object]:
@@ -93,3 +96,56 @@ async def test_sse_user_stream__requires_a_user_token(settings, db) -> None:  # 
             r = await http.get("/api/v1/streaming/user")
             assert r.status_code == 401
             assert (await http.get("/api/v1/streaming/health")).text == "OK"
+
+
+async def test_public_streams__local_and_remote_posts_go_to_their_own_streams(
+    db: AsyncSession, rt: Runtime
+) -> None:
+    """Remote posts reach the streams since they are published from the inbox: public and
+    public:remote take them, public:local and hashtag:local do not."""
+    from kith.accounts.models import Account
+    from kith.db import new_id, utcnow
+    from kith.mastodon_api.streaming import StreamSession, Subscription
+    from kith.posts import service as posts_service
+    from kith.posts.models import Post, PostTag, Visibility
+
+    here = await person(db, "ana")
+    there = Account(id=new_id(), username="zed", username_key="zed", domain="far.example")
+    db.add(there)
+    await db.flush()
+    mine = await post(db, here, "local #garden")
+    theirs = Post(
+        id=new_id(),
+        account_id=there.id,
+        visibility=Visibility.PUBLIC,
+        source="",
+        content_html="<p>remote #garden</p>",
+        created_at=utcnow(),
+        uri="https://far.example/notes/1",
+    )
+    db.add(theirs)
+    await db.flush()
+    tag_ids = await posts_service.ids_of_tags(db, ["garden"])
+    db.add(PostTag(tag_id=tag_ids["garden"], post_id=theirs.id))
+    await db.commit()
+    session = StreamSession(rt, policy.ANONYMOUS)
+    wanted = {
+        stream: [
+            await session._wants(db, Subscription(stream, param), p)  # noqa: SLF001
+            for p in (mine, theirs)
+        ]
+        for stream, param in (
+            ("public", None),
+            ("public:local", None),
+            ("public:remote", None),
+            ("hashtag", "garden"),
+            ("hashtag:local", "garden"),
+        )
+    }
+    assert wanted == {
+        "public": [True, True],
+        "public:local": [True, False],
+        "public:remote": [False, True],
+        "hashtag": [True, True],
+        "hashtag:local": [True, False],
+    }

@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.accounts.models import Account
-from kith.communities import permissions
+from kith.communities import notices, permissions
 from kith.communities.models import (
     Community,
     CommunityBan,
@@ -27,6 +27,7 @@ from kith.communities.models import (
 from kith.communities.permissions import CommunityAction
 from kith.db import utcnow
 from kith.errors import Forbidden, NotFound, ValidationFailed
+from kith.notifications import service as notifications
 
 MAX_REASON = 1000
 MAX_BAN = timedelta(days=3650)
@@ -112,8 +113,10 @@ async def approve(
         await db.rollback()
         raise ValidationFailed("This person is already a member.", field="account_id")
     log_action(db, community, actor_id, ModAction.APPROVE, target_account_id=account_id)
+    await notices.moderator_acted(db, community.id, actor_id, ModAction.APPROVE, account_id)
     await _tell_remote_server(db, community, account_id, accepted=True)
     await db.commit()
+    await notifications.publish_notifications(db)
     await db.refresh(row)
     return row
 
@@ -131,8 +134,10 @@ async def reject(
     log_action(
         db, community, actor_id, ModAction.REJECT, target_account_id=account_id, reason=reason
     )
+    await notices.moderator_acted(db, community.id, actor_id, ModAction.REJECT, account_id)
     await _tell_remote_server(db, community, account_id, accepted=False)
     await db.commit()
+    await notifications.publish_notifications(db)
 
 
 async def _tell_remote_server(
@@ -195,7 +200,9 @@ async def ban(
         reason=reason,
         detail=detail,
     )
+    await notices.moderator_acted(db, community.id, actor_id, ModAction.BAN, account_id)
     await db.commit()
+    await notifications.publish_notifications(db)
     return row
 
 
@@ -315,21 +322,24 @@ async def _move_post(
         await db.rollback()
         raise ValidationFailed(refusal, field="post_id")
     await refresh_gate(db, post_id)
+    author_id = await _author_of(db, post_id)
     log_action(
         db,
         community,
         actor_id,
         action,
-        target_account_id=await _author_of(db, post_id),
+        target_account_id=author_id,
         target_post_id=post_id,
         reason=reason,
     )
+    await notices.moderator_acted(db, community.id, actor_id, action, author_id, post_id)
     if to_state == CommunityPostState.APPROVED:
         from kith.federation import groups  # federation imports this domain: import late
 
         # In now: the community's Group passes it on to its remote members.
         await groups.announce_approved(db, community.id, post_id)
     await db.commit()
+    await notifications.publish_notifications(db)
     await db.refresh(row)
     return row
 

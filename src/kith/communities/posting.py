@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kith.communities import permissions
+from kith.communities import notices, permissions
 from kith.communities.models import (
     Community,
     CommunityGate,
@@ -176,6 +176,9 @@ async def attach(db: AsyncSession, post: Post, where: Addressed) -> None:
         )
     post.community_gate = gate_of((r.state, r.members_only) for r in rows)
     await db.flush()  # the gate must be in place before notifications ask the policy
+    waiting = [r.community_id for r in rows if r.state == CommunityPostState.PENDING]
+    if waiting:
+        await notices.post_waiting(db, waiting, post.id, post.account_id)
 
 
 def gate_of(rows: Iterable[tuple[str, bool]]) -> str | None:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.accounts.models import Account, User, UserState
 from kith.accounts.service import RESERVED_USERNAMES, get_instance_settings
-from kith.communities import permissions
+from kith.communities import notices, permissions
 from kith.communities.models import (
     Community,
     CommunityCreation,
@@ -31,6 +31,7 @@ from kith.communities.moderation import check_reason, log_action
 from kith.communities.permissions import CommunityAction
 from kith.db import utcnow
 from kith.errors import Forbidden, NotFound, ValidationFailed
+from kith.notifications import service as notifications
 from kith.text import normalize_hashtag
 
 HANDLE_RE = re.compile(r"^[A-Za-z0-9_]{1,30}$")
@@ -298,11 +299,17 @@ async def join(
     row.joined_at = utcnow() if state == MemberState.ACTIVE else None
     if existing is None:
         db.add(row)
+    asked = existing is None and state == MemberState.PENDING
     try:
+        if asked:  # a new request (not one asked again): its moderators hear of it
+            await db.flush()
+            await notices.join_requested(db, community.id, account_id)
         await db.commit()
     except IntegrityError:  # a double click raced itself: the first one won
         await db.rollback()
         row = await _membership_or_404(db, community, account_id)
+    else:
+        await notifications.publish_notifications(db)
     return row
 
 
@@ -324,6 +331,8 @@ async def leave(db: AsyncSession, account_id: int, community: Community) -> None
             "You own this community: hand it over to someone before you leave.",
             field="account_id",
         )
+    if row.state == MemberState.PENDING:
+        await notices.request_withdrawn(db, community.id, account_id)
     await db.delete(row)
     await db.commit()
 

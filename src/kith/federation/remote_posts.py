@@ -518,6 +518,7 @@ async def store_note(
     await posts_service.link_new_post(
         db, post, parent=parent, mentioned_ids=[a.id for a in local_named]
     )
+    posts_service.announce_after_commit(db, post)  # live timelines and streaming
     return post
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kith.db import utcnow
 from kith.jobs import queue
 from kith.jobs.models import Job
+from kith.runtime import drop_after_commit, run_after_commit
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +55,17 @@ async def _run_in(db: AsyncSession, job: Job, worker_id: str) -> bool:
         if not await queue.release(db, job, worker_id):
             # The lease ran out and another worker has the job: leave it to that one.
             await db.rollback()
+            drop_after_commit(db)
             log.warning("job %s (%s) outlived its lease; not committed", job.id, job.kind)
             return False
         await db.commit()
     except Exception as exc:  # a job's failure must not kill the worker
         await db.rollback()
+        drop_after_commit(db)
         log.warning("job %s (%s) failed: %r", job.id, job.kind, exc)
         await queue.retry_later(db, job, repr(exc))
         return False
+    await run_after_commit(db)  # e.g. a stored remote post or a like's notification, live
     return True
 
 

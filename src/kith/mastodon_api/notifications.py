@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
 from kith.accounts.models import Account
+from kith.communities.models import Community
 from kith.errors import NotFound
 from kith.graph import service as graph
 from kith.mastodon_api import render
@@ -28,8 +29,9 @@ from kith.mastodon_api.deps import (
 from kith.mastodon_api.entities import iso
 from kith.mastodon_api.params import read_params
 from kith.notifications import service as notifications
-from kith.notifications.models import Notification, NotificationType
+from kith.notifications.models import COMMUNITY_TYPES, Notification, NotificationType
 from kith.posts.models import Post
+from kith.runtime import runtime_of
 from kith.web.deps import get_db
 
 router = APIRouter(prefix="/api/v1")
@@ -59,7 +61,17 @@ NOTIFICATION_QUERY = {
 }
 
 
+# Kith's community notifications are not Mastodon types (Mastodon's `moderation_warning` and
+# `admin.report` mean the instance's moderation, not a community's): a client gets them only
+# when it names them in `types[]`, so clients that know nothing of them never see them.
+UNASKED_TYPES = [t.value for t in NotificationType if t not in COMMUNITY_TYPES]
+
+
 def _kith_types(api_types: list[str]) -> list[str]:
+    """The Kith types to list for these API types (none asked for: all but the community
+    ones)."""
+    if not api_types:
+        return UNASKED_TYPES
     out = []
     for t in api_types:
         out.append(t)
@@ -90,22 +102,43 @@ async def entities_for(
     statuses = {
         s["id"]: s for s in await render.statuses(db, viewer, posts, context="notifications")
     }
+    communities = await _community_entities(
+        db, {n.community_id for n in rows if n.community_id is not None}
+    )
     out = []
     for n in rows:
         status = statuses.get(str(n.post_id)) if n.post_id else None
         if n.post_id and status is None:
             continue  # hidden by a filter
-        out.append(
-            {
-                "id": str(n.id),
-                "type": API_TYPE.get(n.type, n.type),
-                "created_at": iso(n.created_at),
-                "group_key": f"ungrouped-{n.id}",
-                "account": acc_json.get(str(n.from_account_id)),
-                "status": status,
-            }
-        )
+        item = {
+            "id": str(n.id),
+            "type": API_TYPE.get(n.type, n.type),
+            "created_at": iso(n.created_at),
+            "group_key": f"ungrouped-{n.id}",
+            "account": acc_json.get(str(n.from_account_id)),
+            "status": status,
+        }
+        if n.community_id is not None and n.community_id in communities:
+            item["community"] = communities[n.community_id]
+        out.append(item)
     return out
+
+
+async def _community_entities(db: AsyncSession, ids: set[int]) -> dict[int, dict[str, Any]]:
+    """A Kith extension on community notifications: which community, and where its page is."""
+    if not ids:
+        return {}
+    base_url = runtime_of(db).settings.base_url
+    rows = await db.scalars(select(Community).where(Community.id.in_(ids)))
+    return {
+        c.id: {
+            "id": str(c.id),
+            "handle": c.handle,
+            "name": c.name,
+            "url": f"{base_url}/c/{c.handle}",
+        }
+        for c in rows.all()
+    }
 
 
 @router.get("/notifications", openapi_extra=documented(NOTIFICATION_QUERY))
@@ -122,7 +155,7 @@ async def list_notifications(
     rows = await notifications.list_notifications(
         db,
         auth.viewer,
-        types=_kith_types(types) if types else None,
+        types=_kith_types(types),
         max_id=parse_id(p.text("max_id")),
         min_id=parse_id(p.text("min_id") or p.text("since_id")),
         limit=clamp(p.integer("limit"), 40, 80),
@@ -135,12 +168,17 @@ async def list_notifications(
     return ApiJSON(items, headers={"Link": link} if link else {})
 
 
-@router.get("/notifications/unread_count")
+@router.get("/notifications/unread_count", openapi_extra=documented({"types": "strings"}))
 async def unread_count(
-    db: AsyncSession = Depends(get_db), auth: Auth = Depends(scoped("read:notifications"))
+    request: Request,
+    db: AsyncSession = Depends(get_db),
+    auth: Auth = Depends(scoped("read:notifications")),
 ) -> dict[str, int]:
+    """Counts what the list would show with the same `types[]` (community types: only when
+    named), so a badge never counts what a client cannot list."""
     assert auth.user is not None
-    return {"count": await notifications.unread_count(db, auth.user)}
+    types = [str(t) for t in (await read_params(request)).many("types")]
+    return {"count": await notifications.unread_count(db, auth.user, types=_kith_types(types))}
 
 
 @router.get("/notifications/{notification_id}")
@@ -245,7 +283,7 @@ async def grouped_notifications(
     rows = await notifications.list_notifications(
         db,
         auth.viewer,
-        types=_kith_types(types) if types else None,
+        types=_kith_types(types),
         max_id=parse_id(p.text("max_id")),
         min_id=parse_id(p.text("min_id") or p.text("since_id")),
         limit=clamp(p.integer("limit"), 40, 80),

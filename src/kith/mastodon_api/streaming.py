@@ -14,16 +14,18 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy, text
+from kith.accounts.models import Account
 from kith.bus import Event
 from kith.errors import NotFound
 from kith.lists.models import List, ListMember
 from kith.mastodon_api import render
 from kith.mastodon_api.deps import ApiUnauthorized, Auth, optional_auth, parse_id
 from kith.notifications import service as notifications
+from kith.notifications.models import COMMUNITY_TYPES
 from kith.oauth import service as oauth
 from kith.oauth.scopes import satisfies
 from kith.posts.models import Poll, Post, PostTag, Tag, Visibility
@@ -32,6 +34,7 @@ from kith.timelines import service as timelines
 from kith.web.deps import runtime
 
 log = logging.getLogger(__name__)
+_BY_AUTHOR = Account.id == Post.account_id  # in an EXISTS over accounts: the post's author
 router = APIRouter()
 USER_STREAMS = {"user", "user:notification", "list", "direct"}
 ALL_STREAMS = USER_STREAMS | {
@@ -153,7 +156,9 @@ class StreamSession:
             if isinstance(nid, int)
             else None
         )
-        if n is None:
+        # A client cannot ask a stream for Kith's community types (the list returns them
+        # only when named in `types[]`), so the stream never sends them.
+        if n is None or n.type in COMMUNITY_TYPES:
             return None
         from kith.mastodon_api.notifications import entities_for
 
@@ -168,16 +173,18 @@ class StreamSession:
             # Conversations are a list: muting the author keeps their direct posts out of it.
             unmuted = select(Post.id).where(Post.id == post.id, policy.not_muted_clause(v))
             return post.visibility == Visibility.DIRECT and (await db.scalar(unmuted)) is not None
-        if (
-            sub.stream in ("user:notification",)
-            or sub.stream.endswith("media")
-            or sub.stream == "public:remote"
-        ):
-            return False  # no media before the media pipeline, no remote posts before federation
+        if sub.stream in ("user:notification",) or sub.stream.endswith("media"):
+            return False  # no media before the media pipeline
         listed = select(Post.id).where(
             Post.id == post.id, policy.publicly_listed_clause(v), policy.not_muted_clause(v)
         )
-        if sub.stream in ("public", "public:local"):
+        # Posts from other servers arrive through the inbox: the local streams leave them out,
+        # public:remote is only them (as timelines.public's `origin`).
+        if sub.stream in ("public:local", "hashtag:local"):
+            listed = listed.where(exists().where(_BY_AUTHOR, Account.domain == ""))
+        elif sub.stream == "public:remote":
+            listed = listed.where(exists().where(_BY_AUTHOR, Account.domain != ""))
+        if sub.stream in ("public", "public:local", "public:remote"):
             return (await db.scalar(listed)) is not None
         if sub.stream.startswith("hashtag"):
             tagged = (

@@ -25,6 +25,20 @@ class NotificationType(enum.StrEnum):
     MOVE = "move"  # an account you follow moved; you now follow its new account
     ADMIN_SIGN_UP = "admin.sign_up"
     ADMIN_REPORT = "admin.report"
+    # Kith's own, about micro-communities (`communities.notices`). Not Mastodon's: the client
+    # API returns them only to a client that asks for them by name in `types[]`.
+    COMMUNITY_JOIN_REQUEST = "community.join_request"  # to its moderators
+    COMMUNITY_POST_PENDING = "community.post_pending"  # to its moderators: the approval queue
+    COMMUNITY_POST_APPROVED = "community.post_approved"  # the rest: to the person acted on
+    COMMUNITY_POST_REJECTED = "community.post_rejected"
+    COMMUNITY_POST_REMOVED = "community.post_removed"
+    COMMUNITY_POST_RESTORED = "community.post_restored"
+    COMMUNITY_REQUEST_APPROVED = "community.request_approved"
+    COMMUNITY_REQUEST_REJECTED = "community.request_rejected"
+    COMMUNITY_BANNED = "community.banned"
+
+
+COMMUNITY_TYPES = frozenset(t for t in NotificationType if t.value.startswith("community."))
 
 
 class Notification(Base):
@@ -42,6 +56,10 @@ class Notification(Base):
         ForeignKey("posts.id", ondelete="CASCADE"), default=None
     )
     report_id: Mapped[int | None] = mapped_column(default=None)
+    # The community a `community.*` notification is about.
+    community_id: Mapped[int | None] = mapped_column(
+        ForeignKey("communities.id", ondelete="CASCADE"), default=None
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

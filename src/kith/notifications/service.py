@@ -16,7 +16,7 @@ from kith.db import UTCDateTime, new_id, utcnow
 from kith.graph.models import Mute
 from kith.notifications.models import Notification, NotificationType
 from kith.posts.models import Post
-from kith.runtime import runtime_of
+from kith.runtime import after_commit, runtime_of
 
 
 async def notify(
@@ -27,6 +27,7 @@ async def notify(
     from_account_id: int,
     post_id: int | None = None,
     report_id: int | None = None,
+    community_id: int | None = None,
 ) -> int | None:
     """Add a notification in the caller's transaction unless policy says the recipient would
     not want it; a duplicate (same recipient, type, actor, post) is a no-op. Returns the id,
@@ -39,6 +40,7 @@ async def notify(
         from_account_id=from_account_id,
         post_id=post_id,
         report_id=report_id,
+        community_id=community_id,
     )
     return added.get(recipient_id)
 
@@ -51,6 +53,7 @@ async def notify_many(
     from_account_id: int,
     post_id: int | None = None,
     report_id: int | None = None,
+    community_id: int | None = None,
 ) -> dict[int, int]:
     """`notify` for several recipients at once: one policy query decides who may be notified
     (blocks, mutes, and whether each can see the post), one insert adds them. Returns
@@ -67,6 +70,7 @@ async def notify_many(
             from_account_id=from_account_id,
             post_id=post_id,
             report_id=report_id,
+            community_id=community_id,
             created_at=now,
         )
         for recipient_id in sorted(wanted)
@@ -82,6 +86,7 @@ async def notify_many(
     added = {account_id: nid for account_id, nid in result.all()}
     pending = db.info.setdefault("new_notifications", [])
     pending.extend(sorted(added.items(), key=lambda item: item[1]))
+    after_commit(db, "notifications", publish_notifications)  # in a job: the worker publishes
     return added
 
 
@@ -214,10 +219,17 @@ async def get_notification(
     return (await db.scalars(_prebuilt("one"), params)).first()
 
 
-async def unread_count(db: AsyncSession, user: User) -> int:
-    """How many notifications arrived after the last one the user marked read."""
-    params = {"viewer_id": user.account_id, "now": utcnow(), "read_id": user.notifications_read_id}
-    return int(await db.scalar(_prebuilt("unread"), params) or 0)
+async def unread_count(db: AsyncSession, user: User, *, types: Sequence[str] | None = None) -> int:
+    """How many notifications (of these types, or all) arrived after the last one the user
+    marked read."""
+    params: dict[str, Any] = {
+        "viewer_id": user.account_id,
+        "now": utcnow(),
+        "read_id": user.notifications_read_id,
+    }
+    if types:
+        params["types"] = list(types)
+    return int(await db.scalar(_prebuilt("unread", bool(types)), params) or 0)
 
 
 async def mark_read(db: AsyncSession, user: User, up_to_id: int | None = None) -> None:

@@ -41,7 +41,7 @@ from kith.posts.models import (
     Tag,
     Visibility,
 )
-from kith.runtime import runtime_of
+from kith.runtime import after_commit, runtime_of
 from kith.search import service as search
 
 log = logging.getLogger(__name__)
@@ -380,6 +380,17 @@ async def link_new_post(
         post_id=post.id,
     )
     await search.index_post(db, post, new=True)
+
+
+def announce_after_commit(db: AsyncSession, post: Post) -> None:
+    """For a new post written inside a job (a remote post from the inbox): its `post.created`
+    event for live timelines and streaming, published once the worker commits."""
+    event = {"type": "post.created", "post_id": post.id, "account_id": post.account_id}
+
+    async def publish(own: AsyncSession) -> None:
+        await runtime_of(own).bus.publish("posts", event)
+
+    after_commit(db, f"post.created:{post.id}", publish)
 
 
 async def _announce(db: AsyncSession, event_type: str, post: Post) -> None:

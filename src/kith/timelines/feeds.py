@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
+from kith.accounts.models import Account
 from kith.db import UTCDateTime, id_for_time, utcnow
 from kith.graph.models import Follow
 from kith.jobs.queue import job_handler
@@ -111,8 +112,15 @@ async def build(db: AsyncSession, account_id: int) -> int | None:
     The feed's row commits first, then its entries: a post whose transaction ran its trigger
     before the row existed and committed after the entries were read would be missed, so the
     last minute's candidates are read once more after that commit (PostgreSQL; SQLite runs
-    one writer at a time)."""
+    one writer at a time).
+
+    A follow (or followed hashtag) made while the feed is built could be missed both ways:
+    its trigger finds no feed yet, and the build's read does not see it yet. So the build
+    first locks the person's account row (PostgreSQL): inserting a follow or tag follow takes
+    a key-share lock on that row for its foreign key, so one waits for the other, and the
+    later one's statements see what the earlier committed."""
     try:
+        await db.execute(select(Account.id).where(Account.id == account_id).with_for_update())
         existing = await db.scalar(
             select(HomeFeed.floor_id).where(HomeFeed.account_id == account_id)
         )

@@ -8,9 +8,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.accounts.models import Account
+from kith.communities.models import Community
 from kith.filters import service as filters
 from kith.notifications import service as notifications
-from kith.notifications.models import NotificationType
+from kith.notifications.models import COMMUNITY_TYPES, NotificationType
 from kith.posts import presenter
 from kith.posts.models import Post
 from kith.web.deps import Current, check_csrf, get_db, signed_in
@@ -27,6 +28,7 @@ TYPE_GROUPS = {
     "boosts": [NotificationType.BOOST],
     "polls": [NotificationType.POLL],
     "edits": [NotificationType.UPDATE],
+    "communities": sorted(COMMUNITY_TYPES),
 }
 
 
@@ -66,6 +68,15 @@ async def notifications_page(
         for n in items
     ]
     rows = [r for r in rows if r[0].post_id is None or r[2] is not None]
+    community_ids = {n.community_id for n in items if n.community_id is not None}
+    communities = (
+        {
+            c.id: c
+            for c in await db.scalars(select(Community).where(Community.id.in_(community_ids)))
+        }
+        if community_ids
+        else {}
+    )
     read_up_to = me.user.notifications_read_id
     return await render(
         request,
@@ -73,6 +84,7 @@ async def notifications_page(
         "notifications.html",
         {
             "rows": rows,
+            "communities": communities,
             "type": type,
             "groups": list(TYPE_GROUPS),
             "read_up_to": read_up_to,

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 06:25:19.208195
+Create Date: 2026-11-26 07:10:03.450611
 """
 
 from collections.abc import Sequence
@@ -1120,11 +1120,18 @@ def upgrade() -> None:
         sa.Column("from_account_id", sa.BigInteger(), nullable=False),
         sa.Column("post_id", sa.BigInteger(), nullable=True),
         sa.Column("report_id", sa.BigInteger(), nullable=True),
+        sa.Column("community_id", sa.BigInteger(), nullable=True),
         sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["account_id"],
             ["accounts.id"],
             name=op.f("fk_notifications_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["community_id"],
+            ["communities.id"],
+            name=op.f("fk_notifications_community_id_communities"),
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
