@@ -303,6 +303,7 @@ async def test_instance_settings__bad_input_is_a_422_and_nothing_changes(db, set
             ({**good, "rules": "\n".join(f"rule {i}" for i in range(21))}, "rules"),
             ({**good, "rules": "r" * 301}, "rules"),
             ({**good, "registration_mode": "everyone"}, "registration_mode"),
+            ({**good, "community_creation": "moderators"}, "community_creation"),
         ]
         for data, field in cases:
             r = await b.post("/admin/settings", data)
@@ -325,3 +326,26 @@ async def test_report_count__overview_shows_what_waits(db, settings) -> None:  #
         await b.sign_in("boss")
         assert "1 open report" in (await b.get("/admin")).text
     assert await db.scalar(select(func.count()).select_from(Report)) == 1
+
+
+async def test_instance_settings__who_may_start_a_community(db, settings) -> None:  # type: ignore[no-untyped-def]
+    from kith.communities import service as communities
+
+    await person(db, "boss", admin=True)
+    member = await person(db, "member")
+    assert await communities.may_create(db, member.id)
+    base = {"name": "Allotment", "description": "", "rules": "", "registration_mode": "open"}
+    async with browser(settings) as b:
+        await b.sign_in("boss")
+        page = await b.get("/admin/settings")
+        assert 'name="community_creation" value="everyone" checked' in page.text
+        r = await b.post("/admin/settings", {**base, "community_creation": "admins"})
+        assert r.status_code == 303
+        assert 'value="admins" checked' in (await b.get("/admin/settings")).text
+        # A form without the field (an older page) leaves the setting as it is
+        assert (await b.post("/admin/settings", base)).status_code == 303
+    row = await db.get(InstanceSettings, 1)
+    assert row is not None
+    await db.refresh(row)
+    assert row.community_creation == "admins"
+    assert not await communities.may_create(db, member.id)

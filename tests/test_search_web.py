@@ -68,3 +68,21 @@ async def test_search_page__hostile_queries_answer_200_and_are_escaped(db, setti
                 assert "<script>alert" not in r.text and "<img src=x" not in r.text
         r = await b.get("/search", params={"q": "kale", "type": "posts", "max_id": "abc"})
         assert r.status_code == 200 and "kale" in r.text
+
+
+async def test_search_page__a_community_handle_goes_to_the_community(db, settings) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_communities_web import found
+
+    owner = await person(db, "owner")
+    await found(db, owner, "gardens")
+    async with browser(settings) as b:
+        r = await b.client.get("/search", params={"q": " !gardens "})
+        assert r.status_code == 303
+        assert r.headers["location"] == "/communities?q=%21gardens"
+        r = await b.client.get(r.headers["location"])
+        assert r.status_code == 303 and r.headers["location"] == "/c/gardens"
+        # Not ours, or no such community: the directory searches for it instead
+        r = await b.client.get(
+            "/search", params={"q": "!nowhere@far.example"}, follow_redirects=True
+        )
+        assert r.status_code == 200 and "Communities" in r.text

@@ -11,8 +11,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.accounts.models import Account
-from kith.communities.models import Membership, MemberState, ModAction
-from kith.communities.permissions import MODERATOR_ROLES
+from kith.communities import permissions
+from kith.communities.models import ModAction
 from kith.notifications import service as notifications
 from kith.notifications.models import Notification, NotificationType
 
@@ -32,15 +32,11 @@ _TOLD = {
 async def local_moderator_ids(db: AsyncSession, community_id: int) -> list[int]:
     """The community's owner and moderators who have an account here (remote ones are told
     nothing: they read their own server's notifications)."""
+    moderators = permissions.moderators_of(community_id).subquery()
     rows = await db.scalars(
-        select(Membership.account_id)
-        .join(Account, Account.id == Membership.account_id)
-        .where(
-            Membership.community_id == community_id,
-            Membership.state == MemberState.ACTIVE,
-            Membership.role.in_(MODERATOR_ROLES),
-            Account.domain == "",
-        )
+        select(Account.id)
+        .join(moderators, moderators.c.account_id == Account.id)
+        .where(Account.domain == "")
     )
     return list(rows.all())
 

@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy import ColumnElement, Select, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.accounts.models import Account
@@ -140,6 +140,16 @@ async def can_reply(db: AsyncSession, account_id: int | None, community: Communi
 
 
 MODERATOR_ROLES = (Role.OWNER, Role.MODERATOR)
+
+
+def moderators_of(community_id: Any) -> Select[int]:
+    """SQL: the account ids of the community's owner and moderators (who decides on requests
+    and queued posts; their notifications)."""
+    return select(Membership.account_id).where(
+        Membership.community_id == community_id,
+        Membership.state == MemberState.ACTIVE,
+        Membership.role.in_(MODERATOR_ROLES),
+    )
 
 
 def member_clause(

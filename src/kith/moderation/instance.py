@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kith import policy, text
 from kith.accounts import service as accounts
 from kith.accounts.models import Account, InstanceSettings, RegistrationMode, User
+from kith.communities.models import CommunityCreation
 from kith.errors import ValidationFailed
 from kith.moderation.roles import require_moderator
 
@@ -45,8 +46,10 @@ async def update_instance_settings(
     rules: list[str],
     registration_mode: str,
     require_email_confirmation: bool,
+    community_creation: str | None = None,
 ) -> InstanceSettings:
-    """Save the admin-editable settings; nothing changes unless all of them are valid."""
+    """Save the admin-editable settings; nothing changes unless all of them are valid.
+    `community_creation` (who may start a community): None leaves it as it is."""
     require_moderator(moderator)
     name = _one_line(name)
     if not 1 <= len(name) <= MAX_NAME:
@@ -62,7 +65,13 @@ async def update_instance_settings(
         )
     if registration_mode not in {m.value for m in RegistrationMode}:
         raise ValidationFailed("Choose who may sign up.", field="registration_mode")
+    if community_creation is not None and community_creation not in {
+        c.value for c in CommunityCreation
+    }:
+        raise ValidationFailed("Choose who may start a community.", field="community_creation")
     row = await accounts.get_instance_settings(db)
+    if community_creation is not None:
+        row.community_creation = community_creation
     row.name = name
     row.description = description
     row.rules = list(rules)

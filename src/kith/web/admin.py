@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kith.accounts import deletion
 from kith.accounts import service as accounts
 from kith.accounts.models import Account, RegistrationMode
+from kith.communities.models import CommunityCreation
 from kith.errors import NotFound, ValidationFailed
 from kith.moderation import instance, sign_ups
 from kith.moderation import service as moderation
@@ -28,6 +29,10 @@ REGISTRATION_LABELS = {
     RegistrationMode.APPROVAL: "Anyone can ask; an admin approves each sign-up",
     RegistrationMode.INVITE: "Only people with an invite link",
     RegistrationMode.CLOSED: "Nobody",
+}
+COMMUNITY_CREATION_LABELS = {
+    CommunityCreation.EVERYONE: "Anyone with an account here",
+    CommunityCreation.ADMINS: "Only admins",
 }
 NOTICES = {
     "resolved": "Report resolved.",
@@ -239,6 +244,7 @@ async def _settings_page(
             "form": form,
             "errors": errors or {},
             "modes": REGISTRATION_LABELS,
+            "creators": COMMUNITY_CREATION_LABELS,
             "max_rules": instance.MAX_RULES,
             "notice": _notice(request),
             "section": "settings",
@@ -258,6 +264,7 @@ async def settings_page(
         "rules": "\n".join(row.rules or []),
         "registration_mode": row.registration_mode,
         "require_email_confirmation": "on" if row.require_email_confirmation else "",
+        "community_creation": row.community_creation,
     }
     return await _settings_page(request, db, form)
 
@@ -276,6 +283,7 @@ async def save_settings(
             rules=instance.parse_rules(form_str(form, "rules")),
             registration_mode=form_str(form, "registration_mode"),
             require_email_confirmation=form_str(form, "require_email_confirmation") == "on",
+            community_creation=form_str(form, "community_creation") or None,
         )
     except ValidationFailed as err:
         return await _settings_page(

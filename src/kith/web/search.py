@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urlencode
+
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.posts import presenter
@@ -15,6 +18,10 @@ from kith.web.timelines import _cursor
 router = APIRouter()
 
 
+# `!handle` or `!handle@domain`: how people name a community (Lemmy's form).
+_COMMUNITY_HANDLE = re.compile(r"![A-Za-z0-9_]{1,64}(@[A-Za-z0-9.-]{1,253})?")
+
+
 @router.get("/search")
 async def search_page(
     request: Request,
@@ -24,7 +31,10 @@ async def search_page(
     db: AsyncSession = Depends(get_db),
     me: Current = Depends(current),
 ) -> Response:
-    """Search form and results; an unknown `type` searches everything."""
+    """Search form and results; an unknown `type` searches everything. `!handle` names a
+    community: the directory takes it (straight to the community when it is one of ours)."""
+    if _COMMUNITY_HANDLE.fullmatch(q.strip()):
+        return RedirectResponse(f"/communities?{urlencode({'q': q.strip()})}", status_code=303)
     kind = type if type in search.TYPES else None
     results = await search.search(
         db, me.viewer, q, type=kind, max_id=_cursor(max_id), resolve=max_id is None
