@@ -3,39 +3,15 @@ admin without an account."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kith import policy
-from kith.config import get_settings
-from kith.errors import KithError
+from kith.cli_support import OPERATOR, run_in_session
 
 emoji_app = typer.Typer(help="Custom emoji: add, remove and list the instance's own.")
-OPERATOR = policy.Viewer(account_id=None, is_admin=True)
-T = TypeVar("T")
-
-
-def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    from kith.runtime import Runtime
-
-    async def main() -> T:
-        rt = Runtime.from_settings(get_settings())
-        try:
-            async with rt.sessions() as db:
-                return await work(db)
-        finally:
-            await rt.close()
-
-    try:
-        return asyncio.run(main())
-    except KithError as err:
-        typer.echo(f"error: {err.field + ': ' if err.field else ''}{err.message}", err=True)
-        raise typer.Exit(2) from None
 
 
 @emoji_app.command("add")
@@ -56,7 +32,7 @@ def add(
     async def work(db: AsyncSession) -> str:
         return (await emojis.add_local(db, OPERATOR, shortcode, data)).shortcode
 
-    typer.echo(f"added :{_run(work)}:")
+    typer.echo(f"added :{run_in_session(work)}:")
 
 
 @emoji_app.command("remove")
@@ -67,7 +43,7 @@ def remove(shortcode: Annotated[str, typer.Argument(help="The emoji's shortcode.
     async def work(db: AsyncSession) -> None:
         await emojis.remove_local(db, OPERATOR, shortcode)
 
-    _run(work)
+    run_in_session(work)
     typer.echo(f"removed :{shortcode.strip(':')}:")
 
 
@@ -79,5 +55,5 @@ def list_() -> None:
     async def work(db: AsyncSession) -> list[str]:
         return [e.shortcode for e in await emojis.list_local(db)]
 
-    for code in _run(work):
+    for code in run_in_session(work):
         typer.echo(f":{code}:")

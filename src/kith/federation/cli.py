@@ -3,38 +3,14 @@ acts as an admin without an account (`created_by` stays empty)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kith import policy
-from kith.config import get_settings
-from kith.errors import KithError
+from kith.cli_support import OPERATOR, run_in_session
 
 domain_app = typer.Typer(help="Domain blocks: suspend or silence remote servers, reject media.")
-OPERATOR = policy.Viewer(account_id=None, is_admin=True)
-T = TypeVar("T")
-
-
-def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    from kith.runtime import Runtime
-
-    async def main() -> T:
-        rt = Runtime.from_settings(get_settings())
-        try:
-            async with rt.sessions() as db:
-                return await work(db)
-        finally:
-            await rt.close()
-
-    try:
-        return asyncio.run(main())
-    except KithError as err:
-        typer.echo(f"error: {err.field + ': ' if err.field else ''}{err.message}", err=True)
-        raise typer.Exit(2) from None
 
 
 @domain_app.command("block")
@@ -60,7 +36,7 @@ def block(
         )
         return b.domain
 
-    typer.echo(f"{severity} {_run(work)}{' (media rejected)' if reject_media else ''}")
+    typer.echo(f"{severity} {run_in_session(work)}{' (media rejected)' if reject_media else ''}")
 
 
 @domain_app.command("unblock")
@@ -71,7 +47,7 @@ def unblock(domain: Annotated[str, typer.Argument(help="The blocked domain.")]) 
     async def work(db: AsyncSession) -> None:
         await domain_blocks.unblock_domain(db, OPERATOR, domain)
 
-    _run(work)
+    run_in_session(work)
     typer.echo(f"unblocked {domain}")
 
 
@@ -94,5 +70,5 @@ def list_blocks() -> None:
             for b in await domain_blocks.list_blocks(db, OPERATOR)
         ]
 
-    for line in _run(work):
+    for line in run_in_session(work):
         typer.echo(line)
