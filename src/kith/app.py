@@ -31,6 +31,7 @@ from kith.federation import inbox_routes as federation_inbox
 from kith.federation import routes as federation
 from kith.jobs.worker import work_forever
 from kith.mastodon_api.ratelimit import ApiRateLimiter
+from kith.routing import index_routers
 from kith.runtime import Runtime, wait_for_background
 from kith.web import (
     about,
@@ -131,7 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(community_moderation.router)  # after: its /c/NAME/SECTION is generic
     app.include_router(migration_pages.router)
     for router in mastodon_api.routers():
-        app.include_router(router)
+        app.include_router(router, dependencies=mastodon_api.guards())
 
     @app.exception_handler(ClientDisconnect)
     async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
@@ -165,5 +166,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The inboxes are answered by a plain ASGI layer inside Edge (see inbox_routes).
     app.add_middleware(federation_inbox.InboxEndpoints)
     app.add_middleware(Edge, error_page=_error_page, limiter=ApiRateLimiter())
-
+    index_routers(app)  # every route is registered: routers may now skip paths not theirs
     return app

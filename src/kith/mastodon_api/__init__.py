@@ -1,6 +1,8 @@
 """The Mastodon-compatible client API: existing apps work against Kith."""
 
-from fastapi import APIRouter
+from typing import Any
+
+from fastapi import APIRouter, Depends
 
 
 def routers() -> list[APIRouter]:
@@ -30,11 +32,13 @@ def routers() -> list[APIRouter]:
         notifications, tags, reports, discovery, streaming, filters, media,
         trends,
     ]  # fmt: skip
-    from fastapi import Depends
+    return [m.router for m in modules] + [notifications.router_v2]
 
+
+def guards() -> list[Any]:
+    """Dependencies of every API route: include each of `routers()` with them. (Not one
+    router holding the others: each level of nesting costs every request a second pass of
+    FastAPI's matching over the level's routers.)"""
     from kith.mastodon_api.deps import refuse_nul_characters
 
-    guarded = APIRouter(dependencies=[Depends(refuse_nul_characters)])
-    for router in [m.router for m in modules] + [notifications.router_v2]:
-        guarded.include_router(router)
-    return [guarded]
+    return [Depends(refuse_nul_characters)]
