@@ -142,6 +142,8 @@ async def main(args: argparse.Namespace) -> None:
                 statements.clear()
                 hops[0] = 0
                 await post([signed(names[0])])
+                # SQLAlchemy's statements; the inbox's one-hop writes on SQLite
+                # (kith.sqlite_writes) bypass it and show as SQLite calls only.
                 print(f"statements per delivery: {len(statements)} (SQLite calls: {hops[0]})")
                 for s in statements:
                     print("   ", " ".join(s.split())[:160])

@@ -85,6 +85,10 @@ def _run_many(conn: sqlite3.Connection, operation: str, seq_of_parameters: Any) 
         cursor.close()
 
 
+def _run_fn(conn: sqlite3.Connection, fn: Any, args: tuple[Any, ...]) -> tuple[Any, bool]:
+    return fn(conn, *args), conn.in_transaction
+
+
 class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     """A buffered cursor whose statements each cost one hand-off to the SQLite thread."""
 
@@ -188,7 +192,8 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         deadline = loop.time() + WRITE_WAIT_SECONDS
         lock = self.dbapi.turn_lock()
         try:
-            await asyncio.wait_for(lock.acquire(), WRITE_WAIT_SECONDS)
+            async with asyncio.timeout(WRITE_WAIT_SECONDS):  # no task, as wait_for makes
+                await lock.acquire()
         except TimeoutError:
             raise sqlite3.OperationalError(
                 "database is locked (this process's other writers held it too long)"
@@ -199,6 +204,21 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
             lock.release()
             raise
         self._turn = lock
+
+    async def run_writing(self, fn: Any, *args: Any) -> Any:
+        """`fn(sqlite3_connection, *args)` on the connection's thread, in one hand-off, with
+        the write turn (`kith.sqlite_writes`); `fn` ends any transaction it begins."""
+        await self.take_turn("INSERT")
+        conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]
+        async with self._execute_mutex:
+            try:
+                result, self.in_transaction = await conn._execute(_run_fn, conn._conn, fn, args)
+            except BaseException:
+                self.in_transaction = True  # unknown: the pool's rollback ends it
+                raise
+        if not self.in_transaction:
+            self.give_turn_back()
+        return result
 
     def give_turn_back(self) -> None:
         if self._turn is not None:

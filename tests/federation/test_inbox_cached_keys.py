@@ -16,8 +16,10 @@ import pytest
 from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kith import policy
 from kith.accounts.models import Account
 from kith.config import Settings
+from kith.federation import domain_blocks
 from kith.federation.models import ActorKey, InboxItem
 from kith.jobs.models import Job
 from kith.runtime import Runtime
@@ -158,3 +160,40 @@ async def test_concurrent_deliveries__all_stored_once(
     assert statuses == [202] * 24
     assert await count(db, InboxItem) == 25
     assert await count(db, Job, Job.kind == "federation.inbox") == 25
+
+
+async def test_suspended_host__refused_with_the_copy_too(
+    db: AsyncSession, fed_settings: Settings, peer: Peer
+) -> None:
+    # Given alice's key verified a delivery (the shared inbox then needs no session for her)
+    async with running_app(fed_settings) as client:
+        assert await post(client, peer.sign(create(peer))) == 202
+        # When an admin of this process suspends her server
+        app_runtime: Runtime = client._transport.app.state.runtime  # type: ignore[attr-defined]
+        async with app_runtime.sessions() as admin_db:
+            await domain_blocks.block_domain(
+                admin_db, policy.Viewer(None, is_admin=True), peer.server.authority
+            )
+            await admin_db.commit()
+        # Then her next deliveries are refused: the first reads the blocks again, the
+        # second is decided by this process's fresh copy of them
+        assert await post(client, peer.sign(create(peer))) == 403
+        assert await post(client, peer.sign(create(peer))) == 403
+    assert await count(db, InboxItem) == 1
+    assert await count(db, Job, Job.kind == "federation.inbox") == 1
+
+
+async def test_concurrent_repeats__stored_once_each(
+    db: AsyncSession, fed_settings: Settings, peer: Peer
+) -> None:
+    # Given keys already known, and 12 activities each delivered twice at the same moment
+    async with running_app(fed_settings) as client:
+        assert await post(client, peer.sign(create(peer))) == 202
+        assert await post(client, peer.sign(create(peer, "mallory"))) == 202
+        activities = [create(peer, name) for name in ("alice", "mallory") * 6]
+        batch = [peer.sign(a) for a in activities] * 2
+        statuses = await asyncio.gather(*(post(client, signed) for signed in batch))
+    # Then every delivery is acknowledged and each activity stored once, with one job
+    assert statuses == [202] * 24
+    assert await count(db, InboxItem) == 14
+    assert await count(db, Job, Job.kind == "federation.inbox") == 14

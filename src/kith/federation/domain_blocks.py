@@ -114,6 +114,15 @@ async def _rules(db: AsyncSession) -> dict[str, DomainPolicy]:
     return copy.rules
 
 
+def cached_policy(engine: Any, host: str) -> DomainPolicy | None:
+    """`policy_for` from this process's copy of the blocks alone (`engine`: the session's
+    bind), without a session; None when there is no fresh copy (then ask `policy_for`)."""
+    copy = _COPIES.get(engine)
+    if copy is None or time.monotonic() - copy.loaded_at > CACHE_SECONDS:
+        return None
+    return _governing(copy.rules, host) if host and copy.rules else NO_POLICY
+
+
 def forget_cached_blocks(db: AsyncSession) -> None:
     """Drop this process's copy (after a change, so the next lookup reads the table)."""
     _COPIES.pop(db.get_bind(), None)

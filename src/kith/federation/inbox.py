@@ -18,27 +18,33 @@ one statement that inserts only if the stored key is still that PEM and still th
 (PostgreSQL: item and job in that one statement; SQLite: the job in a second). Anything else
 — no copy, a copy that fails, a stale copy, a repeat — takes the checked way above, so the
 copy never accepts what the database would not. On SQLite, writers take turns in the driver
-(`kith.sqlite_driver`)."""
+(`kith.sqlite_driver`), and the shared inbox (`receive_shared`) stores such a delivery
+without a session: its two statements, with the deliveries that arrived meanwhile, in one
+hand-off to SQLite's thread and one commit (`kith.sqlite_writes`)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import weakref
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Insert, Table, bindparam, literal_column, select
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from kith.accounts.models import Account
+from kith.config import Settings
 from kith.db import new_id, utcnow
 from kith.federation.actors import ActorFetchFailed, ActorGone, fetch_actor_for_key, store_actor
-from kith.federation.domain_blocks import domain_is_blocked
+from kith.federation.domain_blocks import cached_policy, domain_is_blocked
 from kith.federation.gone import actor_gone
 from kith.federation.models import ActorKey, InboxItem
 from kith.federation.origin import first_id, origin_of, type_of
@@ -49,7 +55,8 @@ from kith.federation.signatures import (
     parse_signature,
 )
 from kith.jobs.models import Job
-from kith.runtime import runtime_of
+from kith.runtime import Runtime, runtime_of
+from kith.sqlite_writes import compiled_write, group_writer, is_one_hop
 
 log = logging.getLogger(__name__)
 
@@ -242,17 +249,16 @@ MAX_CACHED_KEYS = 10_000
 _CACHED_KEYS: weakref.WeakKeyDictionary[Any, dict[str, SigningKey]] = weakref.WeakKeyDictionary()
 
 
-def _cached_keys(db: AsyncSession) -> dict[str, SigningKey]:
+def _cached_keys(engine: Engine) -> dict[str, SigningKey]:
     """Key id → the key that last verified a delivery here (per database engine)."""
-    engine = db.get_bind()
     keys = _CACHED_KEYS.get(engine)
     if keys is None:
         keys = _CACHED_KEYS[engine] = {}
     return keys
 
 
-def _remember_key(db: AsyncSession, key_id: str, key: SigningKey) -> None:
-    keys = _cached_keys(db)
+def _remember_key(engine: Engine, key_id: str, key: SigningKey) -> None:
+    keys = _cached_keys(engine)
     if len(keys) >= MAX_CACHED_KEYS:
         keys.clear()
     keys[key_id] = key
@@ -304,18 +310,54 @@ async def _store(
     return True
 
 
+def _item_and_job(
+    item_sql: str,
+    item: tuple[Any, ...],
+    job_sql: str,
+    job: tuple[Any, ...],
+    conn: sqlite3.Connection,
+) -> bool:
+    """On SQLite's thread (`kith.sqlite_writes`): `_store`'s two statements; False if the
+    item was not inserted (a repeat, or the key check failed)."""
+    if conn.execute(item_sql, item).rowcount != 1:
+        return False
+    conn.execute(job_sql, job)
+    return True
+
+
+async def _store_in_one_hop(engine: AsyncEngine, params: dict[str, Any]) -> bool:
+    """SQLite: `_store`'s statements with the key check, in one hand-off to SQLite's thread
+    with the deliveries that arrived meanwhile, and one commit (`kith.sqlite_writes`)."""
+    item = compiled_write(_STORE_ITEM_SQLITE[True], engine)
+    job = compiled_write(_ENQUEUE_SQLITE, engine)
+    work = partial(
+        _item_and_job, item.sql, item.parameters(params), job.sql, job.parameters(params)
+    )
+    try:
+        return await group_writer(engine).write(work)
+    except sqlite3.IntegrityError:
+        return False
+
+
 async def _store_with_cached_key(
-    db: AsyncSession,
-    activity: dict[str, Any],
-    key_id: str,
+    db: AsyncSession | None,
+    engine: AsyncEngine,
+    delivery: Delivery,
     key: SigningKey,
     recipient: Account | None,
 ) -> bool:
-    """Store a delivery whose signature verified with this process's copy of its key, in
-    one statement that also checks the copy against the database (see `_store_item`).
-    True if stored and committed; False, nothing written, if the copy or the id was stale."""
+    """Store a delivery whose signature verified with this process's copy of its key, by a
+    statement that also checks the copy against the database (see `_store_item`). True if
+    stored and committed; False, nothing written, if the copy or the id was stale. On
+    SQLite in one hand-off, unless `db` has a transaction open (then in it); `db` may be
+    None only on SQLite."""
+    key_id = delivery.signature.key_id
+    if db is None or (is_one_hop(engine) and not db.in_transaction()):
+        params = _store_params(delivery.activity, key.account_id, recipient)
+        params["key_id"], params["key_pem"] = key_id, key.public_key_pem
+        return await _store_in_one_hop(engine, params)
     try:
-        stored = await _store(db, activity, key.account_id, recipient, (key_id, key))
+        stored = await _store(db, delivery.activity, key.account_id, recipient, (key_id, key))
         if stored:
             await db.commit()
     except IntegrityError:
@@ -328,12 +370,40 @@ async def _store_with_cached_key(
     return stored
 
 
-async def receive(
-    db: AsyncSession, request: RequestParts, recipient: Account | None = None
+async def _stored_with_copy(
+    db: AsyncSession | None, engine: AsyncEngine, delivery: Delivery, recipient: Account | None
 ) -> bool:
-    """Verify and store one delivery (see the module docstring). True if it was new, False
-    for a repeat; raises InboxRejected with the status to answer."""
-    settings = runtime_of(db).settings
+    """Try this process's copy of the signing key: True if it verified the signature and the
+    delivery is stored; False if there is no copy, or it failed or was stale (then it is
+    dropped, and the caller takes the checked way)."""
+    keys = _cached_keys(engine.sync_engine)
+    key_id = delivery.signature.key_id
+    cached = keys.get(key_id)
+    if cached is None:
+        return False
+    if (
+        cached.actor_uri == delivery.actor
+        and delivery.signature.verify(cached.public_key_pem)
+        and await _store_with_cached_key(db, engine, delivery, cached, recipient)
+    ):
+        return True
+    keys.pop(key_id, None)
+    return False
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A delivery that passed the checks that need no database."""
+
+    activity: dict[str, Any]
+    actor: str
+    actor_host: str
+    signature: VerifiableSignature
+
+
+def check_delivery(settings: Settings, request: RequestParts) -> Delivery:
+    """The body, host, signature (well formed, fresh, digest) and origin checks of
+    `receive`; raises InboxRejected."""
     content_type = next(iter(request.values("content-type")), "")
     activity = parse_activity(content_type, request.body or b"")
     actor = first_id(activity["actor"])
@@ -349,26 +419,57 @@ async def receive(
         raise InboxRejected(401, "the signing key is not on the actor's host")
     if actor_host == origin_of(settings.base_url):
         raise InboxRejected(401, "this instance's own actors do not deliver over HTTP")
-    if await domain_is_blocked(db, actor_host):
-        raise InboxRejected(403, "this instance does not federate with that host")
-    cached_keys = _cached_keys(db)
-    cached = cached_keys.get(signature.key_id)
-    if cached is not None:
-        if (
-            cached.actor_uri == actor
-            and signature.verify(cached.public_key_pem)
-            and await _store_with_cached_key(db, activity, signature.key_id, cached, recipient)
-        ):
+    return Delivery(activity, actor, actor_host, signature)
+
+
+_BLOCKED = "this instance does not federate with that host"
+
+
+async def receive(
+    db: AsyncSession, request: RequestParts, recipient: Account | None = None
+) -> bool:
+    """Verify and store one delivery (see the module docstring). True if it was new, False
+    for a repeat; raises InboxRejected with the status to answer."""
+    delivery = check_delivery(runtime_of(db).settings, request)
+    if await domain_is_blocked(db, delivery.actor_host):
+        raise InboxRejected(403, _BLOCKED)
+    if await _stored_with_copy(db, runtime_of(db).engine, delivery, recipient):
+        return True
+    return await _receive_checked(db, delivery, recipient)
+
+
+async def receive_shared(rt: Runtime, request: RequestParts) -> bool:
+    """`receive` for the shared inbox, opening a session only when it needs one: on SQLite,
+    a delivery signed by a key this process verified lately, from a host its copy of the
+    domain blocks knows, is verified and stored without one (the same checks and the same
+    statements, in one hand-off to SQLite's thread)."""
+    delivery = check_delivery(rt.settings, request)
+    if is_one_hop(rt.engine):
+        policy = cached_policy(rt.engine.sync_engine, delivery.actor_host)
+        if policy is not None:
+            if policy.suspend:
+                raise InboxRejected(403, _BLOCKED)
+            if await _stored_with_copy(None, rt.engine, delivery, None):
+                return True
+    async with rt.sessions() as db:
+        if await domain_is_blocked(db, delivery.actor_host):
+            raise InboxRejected(403, _BLOCKED)
+        if await _stored_with_copy(db, rt.engine, delivery, None):
             return True
-        cached_keys.pop(signature.key_id, None)
-    # No cached key, one that fails (rotated?), or the store did not happen (a repeat, or
-    # the key changed in the database meanwhile): the checked way, as for a first delivery.
+        return await _receive_checked(db, delivery, None)
+
+
+async def _receive_checked(db: AsyncSession, delivery: Delivery, recipient: Account | None) -> bool:
+    """The checked way, as for a first delivery: no copy of the key, one that failed
+    (rotated?), or the store did not happen (a repeat, or the key changed in the database
+    meanwhile)."""
+    signature, actor = delivery.signature, delivery.actor
     for attempt in (1, 2):
         try:
             key = await verified_actor(db, signature, actor)
-            stored = await _store(db, activity, key.account_id, recipient)
+            stored = await _store(db, delivery.activity, key.account_id, recipient)
             await db.commit()
-            _remember_key(db, signature.key_id, key)
+            _remember_key(runtime_of(db).engine.sync_engine, signature.key_id, key)
             return stored
         except IntegrityError:
             # A concurrent delivery stored the same actor or key first: use theirs.

@@ -70,16 +70,25 @@ async def _deliver(request: Request, db: AsyncSession, recipient: Account | None
         parts = request_parts(request, body, runtime_of(db).settings.https)
         await inbox.receive(db, parts, recipient)
     except InboxRejected as exc:
-        log.info("inbox: refused a delivery (%s): %s", exc.status, exc.message)
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
+        return _refused(exc)
     return Response(status_code=202)
+
+
+def _refused(exc: InboxRejected) -> Response:
+    log.info("inbox: refused a delivery (%s): %s", exc.status, exc.message)
+    return JSONResponse({"error": exc.message}, status_code=exc.status)
 
 
 @router.post("/inbox", include_in_schema=False)
 async def shared_inbox(request: Request) -> Response:
-    """POST /inbox."""
-    async with runtime(request).sessions() as db:
-        return await _deliver(request, db, None)
+    """POST /inbox (a session only if `inbox.receive_shared` needs one)."""
+    rt = runtime(request)
+    try:
+        body = await read_body(request)
+        await inbox.receive_shared(rt, request_parts(request, body, rt.settings.https))
+    except InboxRejected as exc:
+        return _refused(exc)
+    return Response(status_code=202)
 
 
 @router.post("/users/{username}/inbox", include_in_schema=False)

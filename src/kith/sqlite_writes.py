@@ -1,0 +1,212 @@
+"""Short write transactions on SQLite in one hand-off to its thread, past SQLAlchemy's
+execution path: for the hottest writes only (an inbox delivery: two INSERTs and a commit).
+
+Through a session, each statement and the commit is a hop to the connection's thread, and
+SQLAlchemy's path around it (session, transaction, pool checkout, execution context, result,
+events) cost ~0.7 ms of an inbox delivery's ~1.0 ms of CPU (docs/benchmarks.md). Here:
+- `CompiledWrite` compiles a Core statement once per dialect and turns named values into its
+  positional parameters with the statement's own bind processors (JSON, `UTCDateTime`…), so
+  the rows are exactly what the same statement run through a session would write;
+- `write_in_one_hop` checks a connection out of the engine's pool, takes the engine's write
+  turn (`kith.sqlite_driver`), and runs a function on SQLite's thread that executes the
+  statements; the transaction is committed there, or rolled back if the function raises.
+
+Errors are sqlite3's own (`sqlite3.IntegrityError`…), not SQLAlchemy's."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import weakref
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any, TypeVar, cast
+
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
+from sqlalchemy.util.concurrency import greenlet_spawn
+
+from kith.sqlite_driver import OneHopConnection, OneHopDBAPI
+
+T = TypeVar("T")
+
+
+class CompiledWrite:
+    """A statement compiled for one SQLite dialect (qmark parameters)."""
+
+    __slots__ = ("sql", "_slots")
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
+        if not compiled.positional or compiled.positiontup is None:
+            raise ValueError("CompiledWrite is for SQLite's positional parameters")
+        self.sql = compiled.string
+        # Per position: (value's name, fixed value, processor); a name repeated in the SQL
+        # (INSERT … SELECT … WHERE) fills each of its positions.
+        self._slots: list[tuple[str, Any, Callable[[Any], Any] | None]] = []
+        for name in compiled.positiontup:
+            bind = compiled.binds[name]
+            fixed = None if bind.required else bind.effective_value  # a literal ("" …)
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)  # as executed
+            self._slots.append((name if bind.required else "", fixed, process))
+
+    def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The positional parameters for `values` (by bind name); KeyError if one is missing."""
+        out = []
+        for name, fixed, process in self._slots:
+            value = values[name] if name else fixed
+            out.append(value if process is None else process(value))
+        return tuple(out)
+
+
+_COMPILED: weakref.WeakKeyDictionary[Dialect, dict[int, CompiledWrite]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def compiled_write(statement: ClauseElement, engine: AsyncEngine) -> CompiledWrite:
+    """`statement` compiled for this engine's dialect, once (the statement must live as long
+    as the process: module-level constants)."""
+    dialect = engine.sync_engine.dialect
+    by_statement = _COMPILED.get(dialect)
+    if by_statement is None:
+        by_statement = _COMPILED[dialect] = {}
+    found = by_statement.get(id(statement))
+    if found is None:
+        found = by_statement[id(statement)] = CompiledWrite(statement, dialect)
+    return found
+
+
+def is_one_hop(engine: AsyncEngine) -> bool:
+    """Does this engine run on `kith.sqlite_driver` (so `write_in_one_hop` works)?"""
+    return isinstance(engine.sync_engine.dialect.loaded_dbapi, OneHopDBAPI)
+
+
+def _transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """On SQLite's thread: `work`, then commit; roll back if it raises."""
+    try:
+        result = work(conn)
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    if conn.in_transaction:
+        conn.commit()
+    return result
+
+
+async def write_in_one_hop(engine: AsyncEngine, work: Callable[[sqlite3.Connection], T]) -> T:
+    """Run `work(connection)` — plain sqlite3 calls with `CompiledWrite` parameters — as one
+    write transaction on a pooled connection's thread, with the engine's write turn, and
+    commit it (rolled back if `work` raises, the exception passed on). `work` must not
+    commit, block on anything but SQLite, or touch the event loop."""
+    fairy = await greenlet_spawn(engine.sync_engine.raw_connection)
+    try:
+        connection = fairy.dbapi_connection
+        assert isinstance(connection, OneHopConnection)
+        return await connection.run_writing(_transaction, work)
+    finally:
+        await greenlet_spawn(fairy.close)
+
+
+# --- group commit ---------------------------------------------------------------------------
+
+
+def _group(works: list[Callable[[sqlite3.Connection], Any]], conn: sqlite3.Connection) -> list:
+    """On SQLite's thread: each work in its own savepoint (one that raises is undone alone,
+    its exception kept for its caller), all in one transaction."""
+    if not conn.in_transaction:
+        conn.execute("BEGIN")  # so that releasing a savepoint commits nothing yet
+    outcomes: list[tuple[bool, Any]] = []
+    for work in works:
+        conn.execute("SAVEPOINT kith_group_item")
+        try:
+            outcomes.append((True, work(conn)))
+        except Exception as exc:
+            conn.execute("ROLLBACK TO kith_group_item")
+            outcomes.append((False, exc))
+        conn.execute("RELEASE kith_group_item")
+    return outcomes
+
+
+class GroupInterrupted(Exception):
+    """The group a write was in stopped before it knew its outcome (the loop is closing)."""
+
+
+class GroupWriter:
+    """Group commit for one engine's small, independent writes (an inbox delivery's two
+    INSERTs): a write that arrives while a group is being written waits and goes into the
+    next group, and a group is one hand-off to SQLite's thread, one write turn and one
+    commit, however many writes it holds. Under 16 concurrent deliveries that divides the
+    per-commit cost (WAL frames for the same few pages, the hand-offs) by the group's size;
+    a lone write costs as `write_in_one_hop` does. Each write keeps its own outcome: it is in
+    a savepoint of its own, so one that raises is undone alone.
+
+    A group is written by a task of its own, not by one of its callers: a caller that is
+    cancelled (its client went away) must not leave the others of its group without an
+    outcome, nor pass its cancellation on to them."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._waiting: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` (as for `write_in_one_hop`) in the next group; its result once that
+        group is committed, or its exception (or the group's, if the commit failed)."""
+        mine: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.append((work, mine))
+        if self._writing is None:
+            self._start_next_group()
+        return cast(T, await mine)
+
+    def _start_next_group(self) -> None:
+        """Write what waits (writers cancelled meanwhile dropped), or stand idle."""
+        group = [(w, f) for w, f in self._waiting if not f.done()]
+        self._waiting = []
+        loop = asyncio.get_running_loop()
+        self._writing = loop.create_task(self._write(group)) if group else None
+
+    async def _write(self, group: list[tuple[Callable[[sqlite3.Connection], Any], Any]]) -> None:
+        try:
+            outcomes = await write_in_one_hop(self.engine, partial(_group, [w for w, _ in group]))
+        except Exception as exc:  # the transaction as a whole failed: nobody's write is kept
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(exc)
+        except BaseException:  # this task was cancelled (the loop is closing): stop here
+            stopped, self._waiting, self._writing = group + self._waiting, [], None
+            for _, future in stopped:
+                if not future.done():
+                    future.set_exception(GroupInterrupted("the write was interrupted"))
+            raise
+        else:
+            for (_, future), (ok, value) in zip(group, outcomes, strict=True):
+                if future.done():  # its caller was cancelled meanwhile
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+        self._start_next_group()
+
+
+_GROUPS: weakref.WeakKeyDictionary[Any, dict[asyncio.AbstractEventLoop, GroupWriter]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def group_writer(engine: AsyncEngine) -> GroupWriter:
+    """The engine's group writer for the running event loop."""
+    by_loop = _GROUPS.get(engine.sync_engine)
+    if by_loop is None:
+        by_loop = _GROUPS[engine.sync_engine] = {}
+    loop = asyncio.get_running_loop()
+    writer = by_loop.get(loop)
+    if writer is None:
+        if len(by_loop) > 8:  # loops of tests that ended
+            by_loop.clear()
+        writer = by_loop[loop] = GroupWriter(engine)
+    return writer
