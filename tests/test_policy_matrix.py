@@ -433,7 +433,9 @@ async def _streamed_ids(w: World, who: str, feed: str) -> set[int]:
     if key in w.cache:
         return w.cache[key]
     viewer = w.viewer(who)
-    events = stream._events(w.rt, viewer, feed)
+    # The stream asks again whether its session signs `who` in: give it the browser's.
+    token = w.browsers[who].client.cookies.get("kith_session") if who in w.browsers else None
+    events = stream._events(w.rt, viewer, feed, token)
     got: set[int] = set()
     try:
         # Read up to `ready`: from then on the stream listens and misses nothing.

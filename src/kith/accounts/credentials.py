@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kith.accounts import mail, passwords
+from kith.accounts import access, mail, passwords
 from kith.accounts.email_tokens import (
     TokenPurpose,
     find_valid,
@@ -128,6 +128,7 @@ async def reset_password(db: AsyncSession, token: str, new_password: str) -> Use
     await revoke_all(db, user.id, TokenPurpose.RESET)
     await end_other_sessions(db, user.id, keep_token=None)
     await db.commit()
+    await access.access_changed(db, [user.account_id])  # streams of ended sessions close
     return user
 
 
@@ -158,6 +159,7 @@ async def change_password(
     await revoke_all(db, user.id, TokenPurpose.RESET)
     await end_other_sessions(db, user.id, keep_token=keep_session)
     await db.commit()
+    await access.access_changed(db, [user.account_id])  # streams of ended sessions close
 
 
 async def change_email(

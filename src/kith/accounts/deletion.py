@@ -36,8 +36,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import models as _every_table  # noqa: F401  (the sweep walks the whole schema)
 from kith import policy
+from kith.accounts import access, two_factor
 from kith.accounts import service as accounts
-from kith.accounts import two_factor
 from kith.accounts.models import Account, User
 from kith.db import Base, utcnow
 from kith.errors import NotFound, ValidationFailed
@@ -166,6 +166,7 @@ async def _lock(db: AsyncSession, account: Account) -> None:
         await db.execute(delete(User).where(User.id == user.id))
     await enqueue(db, PURGE_JOB, {"account_id": account.id})
     await db.commit()
+    await access.access_changed(db, [account.id])  # its open streams close
     await db.refresh(account)
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kith.accounts import email_tokens, passwords
+from kith.accounts import access, email_tokens, passwords
 from kith.accounts.models import (
     Account,
     InstanceSettings,
@@ -170,7 +170,7 @@ async def register(
             needs_approval = True
     # Community handles share the local name space (`@name@domain`) with usernames.
     if await find_local_account(db, key) is not None or await db.scalar(
-        select(Community.id).where(Community.handle_key == key)
+        select(Community.id).where(Community.handle_key == key, Community.domain == "")
     ):
         raise ValidationFailed("This username is taken.", field="username")
     if await db.scalar(select(User.id).where(User.email_key == email.lower())):
@@ -315,15 +315,29 @@ async def session_and_user(db: AsyncSession, token: str) -> tuple[UserSession, U
 
 
 async def end_session(db: AsyncSession, token: str) -> None:
-    """Sign out: forget the session."""
-    await db.execute(delete(UserSession).where(UserSession.token_hash == _token_hash(token)))
+    """Sign out: forget the session (its open live streams close: kith.accounts.access)."""
+    ended = await db.scalars(
+        delete(UserSession)
+        .where(UserSession.token_hash == _token_hash(token))
+        .returning(UserSession.user_id)
+    )
+    user_ids = list(ended)
     await db.commit()
+    await _sessions_ended(db, user_ids)
 
 
 async def end_all_sessions(db: AsyncSession, user_id: int) -> None:
     """Sign out everywhere (after a password change or suspension)."""
     await db.execute(delete(UserSession).where(UserSession.user_id == user_id))
     await db.commit()
+    await _sessions_ended(db, [user_id])
+
+
+async def _sessions_ended(db: AsyncSession, user_ids: list[int]) -> None:
+    """After a commit that ended these users' sessions: their live streams check again."""
+    if user_ids:
+        found = await db.scalars(select(User.account_id).where(User.id.in_(user_ids)))
+        await access.access_changed(db, list(found))
 
 
 async def end_other_sessions(db: AsyncSession, user_id: int, keep_token: str | None) -> None:

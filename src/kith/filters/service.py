@@ -399,10 +399,14 @@ async def active_rules_of(
     now = utcnow()
     fs = (
         await db.scalars(
-            select(Filter).where(
+            select(Filter)
+            .where(
                 Filter.account_id.in_(list(account_ids)),
                 or_(Filter.expires_at.is_(None), Filter.expires_at > now),
             )
+            # One order for one person or many: a Status's `filtered` must not depend on
+            # whether it was rendered alone or for everyone connected.
+            .order_by(Filter.id)
         )
     ).all()
     fs = [f for f in fs if context in f.contexts]

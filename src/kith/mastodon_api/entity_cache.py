@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -274,6 +275,52 @@ def _counts(s: PostState) -> entities.Counts:
             s.last_status_at)  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class Marks:
+    """What a viewer did to a post: liked, boosted, bookmarked."""
+
+    liked: bool
+    boosted: bool
+    bookmarked: bool
+
+
+def _entity(
+    pid: int,
+    states: dict[int, PostState],
+    parts: dict[int, PostPart],
+    accounts: dict[int, Json],
+    polls: dict[int, presenter.PollView],
+    me: int | None,
+    hits: list[Any],
+    marks: Marks | None = None,
+) -> Json:
+    """The one assembly of a Status entity from its parts (every API answer and every
+    streamed event goes through it): the cached static part, the author, the boosted
+    original, the counters, the viewer's marks (`marks`, else those read with the state)
+    and the poll."""
+    state = states[pid]
+    data = dict(parts[pid].static)
+    data["account"] = dict(accounts[state.account_id])
+    original = state.reblog_of_id
+    data["reblog"] = (
+        _entity(original, states, parts, accounts, polls, me, []) if original in parts else None
+    )
+    data.update(entities.status_counts_fields(state.replies, state.reblogs, state.likes))
+    own = me == state.account_id
+    mine = marks or Marks(state.liked, state.boosted, state.bookmarked)
+    data.update(
+        entities.status_viewer_fields(
+            liked=mine.liked,
+            boosted=mine.boosted,
+            bookmarked=mine.bookmarked,
+            pinned=state.pinned if own else None,
+            hits=hits,
+        )
+    )
+    data["poll"] = entities.poll_of(pid, polls.get(pid), is_own=own)
+    return data
+
+
 async def statuses(
     db: AsyncSession, viewer: policy.Viewer, posts: list[Post], *, context: str | None = None
 ) -> list[Json]:
@@ -292,27 +339,6 @@ async def statuses(
     hits_of: dict[int, list[Any] | None] = {}
     if context and any(s.viewer_filters for s in states.values()):
         hits_of = await _filter_hits(db, viewer, posts, states, context)
-
-    def entity(pid: int, hits: list[Any]) -> Json:
-        state = states[pid]
-        data = dict(parts[pid].static)
-        data["account"] = dict(accounts[state.account_id])
-        original = state.reblog_of_id
-        data["reblog"] = entity(original, []) if original in parts else None
-        data.update(entities.status_counts_fields(state.replies, state.reblogs, state.likes))
-        own = me == state.account_id
-        data.update(
-            entities.status_viewer_fields(
-                liked=state.liked,
-                boosted=state.boosted,
-                bookmarked=state.bookmarked,
-                pinned=state.pinned if own else None,
-                hits=hits,
-            )
-        )
-        data["poll"] = entities.poll_of(pid, polls.get(pid), is_own=own)
-        return data
-
     out = []
     for p in posts:
         if p.id not in parts or p.id not in states:
@@ -320,7 +346,47 @@ async def statuses(
         hits = hits_of.get(p.id, [])
         if hits is None:
             continue  # a "hide" filter caught it
-        out.append(entity(p.id, hits))
+        out.append(_entity(p.id, states, parts, accounts, polls, me, hits))
+    return out
+
+
+async def status_for_many(
+    db: AsyncSession, post: Post, viewer_ids: Collection[int], *, context: str
+) -> dict[int, Json]:
+    """The Status entity of one post for many viewers who may all see it (a live post sent
+    to everyone connected): {viewer id: entity}, each equal to what `statuses` gives that
+    viewer; viewers whose "hide" filter catches it are left out. The parts are read once;
+    what differs per viewer (liked, boosted, bookmarked, filter results) comes from one
+    query each, and viewers alike share one entity. Only for an original post without a
+    poll by someone else than the viewers (a boost's original and a poll's votes are the
+    viewer's own: render those with `statuses`)."""
+    assert post.reblog_of_id is None and post.account_id not in viewer_ids
+    if not viewer_ids:
+        return {}
+    cache = cache_of(db)
+    states = await _states(db, None, [post.id])  # no viewer: their marks are read below
+    state = states.get(post.id)
+    if state is None:
+        return {}  # deleted meanwhile
+    assert not state.has_poll, "polls are rendered one viewer at a time"
+    parts = await _post_parts(db, cache, policy.Viewer(next(iter(viewer_ids))), states)
+    accounts = await _accounts(db, cache, states)
+    marks = await presenter.marks_of_viewers(db, post.id, viewer_ids)
+    rules = await filters.active_rules_of(db, viewer_ids, context, post_ids={post.id})
+    shared: dict[tuple[Any, ...], Json] = {}
+    out: dict[int, Json] = {}
+    for vid in viewer_ids:
+        hits = filters.judge_post(post, post, False, rules.get(vid, []))
+        if hits is None:
+            continue
+        done = marks.get(vid, set())
+        mine = Marks(presenter.LIKE in done, presenter.BOOST in done, presenter.BOOKMARK in done)
+        key = (mine, tuple(h.filter.id for h in hits))
+        entity = shared.get(key)
+        if entity is None:
+            entity = _entity(post.id, states, parts, accounts, {}, vid, hits, mine)
+            shared[key] = entity
+        out[vid] = entity
     return out
 
 

@@ -1,13 +1,19 @@
 """Mastodon's streaming API: WebSocket (/api/v1/streaming, multiplexed) and Server-Sent
 Events (/api/v1/streaming/<stream>). Every event is rendered for its viewer and asked of
-kith.policy first, so a stream never carries what the viewer could not open."""
+kith.policy first, so a stream never carries what the viewer could not open.
+
+A stream opened with a token ends when the token stops being live (revoked, its app signed
+out, its pair refreshed, its account suspended or deleted): `kith.accounts.access` announces
+such changes on the viewer's channel and the stream asks the database again — when told,
+once it listens, and on every `subscribe` message. A WebSocket is then closed with code
+ACCESS_ENDED, an SSE response simply ends."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,24 +24,32 @@ from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy, text
+from kith.accounts import access
 from kith.accounts.models import Account
 from kith.bus import Event
 from kith.errors import NotFound
 from kith.lists.models import List, ListMember
 from kith.mastodon_api import render
 from kith.mastodon_api.deps import ApiUnauthorized, Auth, optional_auth, parse_id
+from kith.mastodon_api.stream_hub import SEND, Listener, hub_for
 from kith.notifications import service as notifications
 from kith.notifications.models import COMMUNITY_TYPES
 from kith.oauth import service as oauth
 from kith.oauth.scopes import satisfies
-from kith.posts.models import Poll, Post, PostTag, Tag, Visibility
+from kith.posts.models import Post, PostTag, Tag, Visibility
 from kith.runtime import Runtime
 from kith.timelines import service as timelines
 from kith.web.deps import runtime
 
-log = logging.getLogger(__name__)
 _BY_AUTHOR = Account.id == Post.account_id  # in an EXISTS over accounts: the post's author
 router = APIRouter()
+# The WebSocket close code when the stream's access ends (4000 + HTTP 401, a common
+# convention for "unauthorized"; the reason says "access ended"). A client that reconnects
+# with the same token is refused at the handshake.
+ACCESS_ENDED = 4001
+# A `subscribe` message asks the database about the stream's token at most this often (a
+# client sending a flood of them must not cost a query each).
+SUBSCRIBE_RECHECK_SECONDS = 1.0
 USER_STREAMS = {"user", "user:notification", "list", "direct"}
 ALL_STREAMS = USER_STREAMS | {
     "public",
@@ -65,6 +79,22 @@ class StreamSession:
     rt: Runtime
     viewer: policy.Viewer
     subscriptions: set[Subscription] = field(default_factory=set)
+    token_id: int | None = None  # the token it was opened with (None: anonymous)
+    checked_at: float = 0.0  # when `still_allowed` last asked the database (monotonic)
+
+    async def still_allowed(self, *, unless_within: float = 0.0) -> bool:
+        """Whether the token this stream was opened with is still live (as every API request
+        decides: `oauth.token_info`); always, for a stream opened without one. Asked less than
+        `unless_within` seconds after the last time, the answer is that one's (True: the
+        stream would have closed otherwise)."""
+        if self.token_id is None:
+            return True
+        now = time.monotonic()
+        if unless_within and now - self.checked_at < unless_within:
+            return True
+        self.checked_at = now
+        async with self.rt.sessions() as db:
+            return await oauth.token_info_by_id(db, self.token_id) is not None
 
     def subscribe(self, stream: str, param: str | None) -> Subscription:
         if stream not in ALL_STREAMS:
@@ -215,143 +245,27 @@ def _context(sub: Subscription) -> str:
 
 
 async def _pump(
-    rt: Runtime, viewer: policy.Viewer, inbox: asyncio.Queue[Event], ready: asyncio.Event
+    rt: Runtime, session: StreamSession, inbox: asyncio.Queue[Event], ready: asyncio.Event
 ) -> None:
-    """The viewer's own channel (notifications, filter changes); posts come through the hub."""
-    if viewer.account_id is None:
+    """The viewer's own channel (notifications, filter changes, access changes) — or, for a
+    token with no user, the token's (access changes); posts come through the hub."""
+    if session.viewer.account_id is not None:
+        channel = access.user_channel(session.viewer.account_id)
+    elif session.token_id is not None:
+        channel = access.token_channel(session.token_id)
+    else:
         ready.set()
         return
-    async for ev in rt.bus.subscribe(f"user:{viewer.account_id}", ready=ready):
+    async for ev in rt.bus.subscribe(channel, ready=ready):
         with contextlib.suppress(asyncio.QueueFull):
             inbox.put_nowait(ev)
-
-
-SEND = "_send"  # an inbox event carrying messages the hub already made for this connection
-
-
-@dataclass(eq=False)
-class Listener:
-    """One open stream: its session and the queue of events it still has to handle."""
-
-    session: StreamSession
-    inbox: asyncio.Queue[Event]
-
-    def takes_home(self) -> bool:
-        return self.session.viewer.account_id is not None and any(
-            s.stream == "user" for s in self.session.subscriptions
-        )
-
-
-class StreamHub:
-    """One per process: receives the bus's post events once and fans them out to every open
-    stream. A new or edited post is decided for all `user` streams at once (one query for
-    whose Home it joins, one rendering shared by everyone it looks the same to), instead of
-    a dozen queries per open stream per post; other streams are asked one by one."""
-
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-        self.listeners: set[Listener] = set()
-        self._task: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
-
-    async def join(self, listener: Listener) -> None:
-        """Start receiving post events for this stream (waits, bounded, until the hub's
-        subscription is in place, so no event published after this returns is lost)."""
-        self.listeners.add(listener)
-        if self._task is None or self._task.done():
-            self._ready = asyncio.Event()
-            self._task = asyncio.create_task(self._run(self._ready))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), 5)
-
-    async def leave(self, listener: Listener) -> None:
-        self.listeners.discard(listener)
-        if not self.listeners and self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
-
-    async def _run(self, ready: asyncio.Event) -> None:
-        async for ev in self.rt.bus.subscribe("posts", ready=ready):
-            try:
-                await self._dispatch(ev)
-            except Exception:  # one bad event must not end every stream's updates
-                log.exception("stream hub: event %r failed", ev)
-
-    async def _dispatch(self, ev: Event) -> None:
-        listeners = list(self.listeners)
-        post_id = ev.get("post_id")
-        home: set[Listener] = set()
-        if ev.get("type") in ("post.created", "post.updated") and isinstance(post_id, int):
-            home = {x for x in listeners if x.takes_home()}
-            if home:
-                try:
-                    await self._to_home(ev, post_id, home)
-                except Exception:  # fall back to asking each stream
-                    log.exception("stream hub: batch for post %s failed", post_id)
-                    home = set()
-        for x in listeners:
-            batched = x in home
-            if any(
-                s.stream != "user:notification" and not (batched and s.stream == "user")
-                for s in x.session.subscriptions
-            ):
-                with contextlib.suppress(asyncio.QueueFull):
-                    x.inbox.put_nowait({**ev, "_hub_user": batched} if batched else ev)
-
-    async def _to_home(self, ev: Event, post_id: int, home: set[Listener]) -> None:
-        name = "update" if ev.get("type") == "post.created" else "status.update"
-        by_viewer: dict[int, list[Listener]] = {}
-        for x in home:
-            assert x.session.viewer.account_id is not None
-            by_viewer.setdefault(x.session.viewer.account_id, []).append(x)
-        payloads: dict[int, str] = {}
-        async with self.rt.sessions() as db:
-            post = await db.get(Post, post_id)
-            if post is None:
-                return
-            audience = await timelines.home_audience(db, post.id, set(by_viewer))
-            if not audience:
-                return
-            shared_ok = post.reblog_of_id is None and await db.get(Poll, post.id) is None
-            others = audience - {post.account_id} if shared_ok else set()
-            if others:
-                texts: dict[int, str] = {}  # one JSON text per shared entity
-                for vid, entity in (
-                    await render.status_for_many(db, post, others, context="home")
-                ).items():
-                    payloads[vid] = texts.setdefault(id(entity), json.dumps(entity))
-            for vid in audience - others:
-                viewer = by_viewer[vid][0].session.viewer
-                items = await render.statuses(db, viewer, [post], context="home")
-                if items:
-                    payloads[vid] = json.dumps(items[0])
-        frames: dict[int, str] = {}  # the WebSocket frame, made once per distinct payload
-        for vid, payload in payloads.items():
-            frame = frames.get(id(payload))
-            if frame is None:
-                frame = json.dumps({"stream": ["user"], "event": name, "payload": payload})
-                frames[id(payload)] = frame
-            message = {"type": SEND, "items": [(["user"], name, payload)], "frame": frame}
-            for x in by_viewer[vid]:
-                with contextlib.suppress(asyncio.QueueFull):
-                    x.inbox.put_nowait(message)
-
-
-def hub_for(rt: Runtime) -> StreamHub:
-    """The process's stream hub for this runtime."""
-    hub: StreamHub | None = getattr(rt, "_stream_hub", None)
-    if hub is None:
-        hub = StreamHub(rt)
-        setattr(rt, "_stream_hub", hub)  # noqa: B010 (Runtime has no field for it)
-    return hub
 
 
 # --- WebSocket ----------------------------------------------------------------------------
 
 
-async def _ws_auth(ws: WebSocket, rt: Runtime) -> tuple[policy.Viewer, str | None]:
+async def _ws_auth(ws: WebSocket, rt: Runtime) -> tuple[policy.Viewer, str | None, int | None]:
+    """(viewer, the subprotocol to answer, the token's id) of a WebSocket's handshake."""
     token = ws.query_params.get("access_token", "")
     header = ws.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":
@@ -360,7 +274,7 @@ async def _ws_auth(ws: WebSocket, rt: Runtime) -> tuple[policy.Viewer, str | Non
     if not token and protocol:
         token = protocol.split(",")[0].strip()
     if not token:
-        return policy.ANONYMOUS, None
+        return policy.ANONYMOUS, None, None
     async with rt.sessions() as db:
         info = await oauth.token_info(db, token)
     if info is None or not satisfies(info.scopes, "read:statuses"):
@@ -368,19 +282,19 @@ async def _ws_auth(ws: WebSocket, rt: Runtime) -> tuple[policy.Viewer, str | Non
     viewer = (
         policy.Viewer(info.user.account_id, info.user.is_admin) if info.user else policy.ANONYMOUS
     )
-    return viewer, protocol.split(",")[0].strip() if protocol else None
+    return viewer, protocol.split(",")[0].strip() if protocol else None, info.token.id
 
 
 @router.websocket("/api/v1/streaming")
 async def websocket_stream(ws: WebSocket) -> None:
     rt: Runtime = ws.app.state.runtime
     try:
-        viewer, protocol = await _ws_auth(ws, rt)
+        viewer, protocol, token_id = await _ws_auth(ws, rt)
     except ApiUnauthorized:
         await ws.close(code=4001)
         return
     await ws.accept(subprotocol=protocol)
-    session = StreamSession(rt, viewer)
+    session = StreamSession(rt, viewer, token_id=token_id)
     first = ws.query_params.get("stream")
     if first:
         try:
@@ -389,15 +303,20 @@ async def websocket_stream(ws: WebSocket) -> None:
             await ws.send_json({"error": err.message})
     inbox: asyncio.Queue[Event] = asyncio.Queue(maxsize=1000)
     listening = asyncio.Event()
-    pump = asyncio.create_task(_pump(rt, viewer, inbox, listening))
+    pump = asyncio.create_task(_pump(rt, session, inbox, listening))
     listener = Listener(session, inbox)
     hub = hub_for(rt)
     # Events published before the bus listens would be lost: wait for it (bounded).
     await hub.join(listener)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(listening.wait(), 5)
+    # Asked again now that the bus listens: access that ended since the handshake was
+    # announced before this stream could hear it.
+    ended = not await session.still_allowed()
 
-    async def reader() -> None:
+    async def reader() -> bool:
+        """Applies the client's messages; True when its access ended (asked at each
+        `subscribe`), False never (a gone client ends it with WebSocketDisconnect)."""
         while True:
             try:
                 msg = json.loads(await ws.receive_text())
@@ -408,6 +327,10 @@ async def websocket_stream(ws: WebSocket) -> None:
                 await ws.send_json({"error": "Unknown message type"})
                 continue
             stream, param = str(msg.get("stream", "")), msg.get("tag") or msg.get("list")
+            if msg["type"] == "subscribe" and not await session.still_allowed(
+                unless_within=SUBSCRIBE_RECHECK_SECONDS
+            ):
+                return True
             try:
                 if msg["type"] == "subscribe":
                     session.subscribe(stream, str(param) if param else None)
@@ -418,7 +341,7 @@ async def websocket_stream(ws: WebSocket) -> None:
 
     read_task = asyncio.create_task(reader())
     try:
-        while not read_task.done():
+        while not ended and not read_task.done():
             # Wait for an event or for the client to go away, whichever comes first.
             getter = asyncio.create_task(inbox.get())
             await asyncio.wait({getter, read_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -429,10 +352,17 @@ async def websocket_stream(ws: WebSocket) -> None:
             if ev.get("type") == SEND and "frame" in ev:
                 await ws.send_text(ev["frame"])
                 continue
+            if ev.get("type") == access.ACCESS_CHANGED:
+                ended = not await session.still_allowed()
+                continue
             for names, name, payload in await session.outgoing(
                 ev, skip_user=bool(ev.get("_hub_user"))
             ):
                 await ws.send_text(json.dumps({"stream": names, "event": name, "payload": payload}))
+        if ended or (read_task.done() and _reader_ended(read_task)):
+            # A client that went away meanwhile makes `close` raise: nothing left to do.
+            with contextlib.suppress(RuntimeError, OSError):
+                await ws.close(code=ACCESS_ENDED, reason="access ended")
     except WebSocketDisconnect:
         pass
     finally:
@@ -443,25 +373,36 @@ async def websocket_stream(ws: WebSocket) -> None:
                 await task
 
 
+def _reader_ended(read_task: asyncio.Task[bool]) -> bool:
+    """Whether the finished reader stopped because the stream's access ended."""
+    return not read_task.cancelled() and read_task.exception() is None and read_task.result()
+
+
 # --- Server-Sent Events -------------------------------------------------------------------
 
 
 async def _sse(rt: Runtime, session: StreamSession) -> AsyncIterator[str]:
     inbox: asyncio.Queue[Event] = asyncio.Queue(maxsize=1000)
     listening = asyncio.Event()
-    pump = asyncio.create_task(_pump(rt, session.viewer, inbox, listening))
+    pump = asyncio.create_task(_pump(rt, session, inbox, listening))
     listener = Listener(session, inbox)
     hub = hub_for(rt)
     try:
         await hub.join(listener)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(listening.wait(), 5)
+        if not await session.still_allowed():  # ended before the bus listened
+            return
         yield ":)\n\n"
         while True:
             try:
                 ev = await asyncio.wait_for(inbox.get(), rt.settings.stream_heartbeat_seconds)
             except TimeoutError:
                 yield ":thump\n\n"
+                continue
+            if ev.get("type") == access.ACCESS_CHANGED:
+                if not await session.still_allowed():
+                    return  # the response ends; the client's token no longer opens one
                 continue
             for _names, name, payload in await session.outgoing(
                 ev, skip_user=bool(ev.get("_hub_user"))
@@ -487,7 +428,7 @@ async def sse_stream(
     if auth.info is not None and not satisfies(auth.info.scopes, "read:statuses"):
         raise ApiUnauthorized()
     rt = runtime(request)
-    session = StreamSession(rt, auth.viewer)
+    session = StreamSession(rt, auth.viewer, token_id=auth.info.token.id if auth.info else None)
     session.subscribe(name, request.query_params.get("tag") or request.query_params.get("list"))
     return StreamingResponse(
         _sse(rt, session),

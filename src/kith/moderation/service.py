@@ -12,6 +12,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
+from kith.accounts import access
 from kith.accounts import service as accounts
 from kith.accounts.models import Account, User, UserSession
 from kith.db import utcnow
@@ -173,6 +174,7 @@ async def suspend(db: AsyncSession, account: Account) -> None:
     if newly:
         await _tell_followers_servers(db, account)
     await db.commit()
+    await access.access_changed(db, [account.id])  # its open streams close
 
 
 async def unsuspend(db: AsyncSession, account: Account) -> None:

@@ -7,6 +7,7 @@ Secrets, codes and tokens are stored as SHA-256 hashes."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -14,9 +15,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kith.accounts import access
 from kith.accounts.models import Account, User
 from kith.db import utcnow
 from kith.errors import KithError, NotFound, ValidationFailed
@@ -233,10 +235,15 @@ async def exchange_code(
     if row is None or row.app_id != app.id:
         raise OAuthError("invalid_grant", "Unknown authorization code.")
     if row.used_at is not None:
-        await db.execute(
-            update(OAuthToken).where(OAuthToken.code_id == row.id).values(revoked_at=utcnow())
+        revoked = await db.execute(
+            update(OAuthToken)
+            .where(OAuthToken.code_id == row.id)
+            .values(revoked_at=utcnow())
+            .returning(OAuthToken.id, OAuthToken.account_id)
         )
+        ended = [(t, a) for t, a in revoked.all()]
         await db.commit()
+        await access.tokens_ended(db, ended)
         raise OAuthError("invalid_grant", "This authorization code was already used.")
     if row.expires_at <= utcnow():
         raise OAuthError("invalid_grant", "This authorization code has expired.")
@@ -269,21 +276,26 @@ async def refresh(db: AsyncSession, app: OAuthApp, refresh_token: str) -> Issued
     if row is None or row.app_id != app.id or row.revoked_at is not None:
         raise OAuthError("invalid_grant", "Unknown refresh token.")
     row.revoked_at = utcnow()
-    return await _mint(db, app, row.account_id, row.scopes, code_id=row.code_id)
+    issued = await _mint(db, app, row.account_id, row.scopes, code_id=row.code_id)
+    await access.tokens_ended(db, [(row.id, row.account_id)])  # streams on the old token
+    return issued
 
 
 async def revoke(db: AsyncSession, app: OAuthApp, token: str) -> None:
     """Revoke an access or refresh token of this app (unknown tokens: no error, RFC 7009)."""
     h = _hash(token or "")
-    await db.execute(
+    revoked = await db.execute(
         update(OAuthToken)
         .where(
             OAuthToken.app_id == app.id,
             (OAuthToken.token_hash == h) | (OAuthToken.refresh_hash == h),
         )
         .values(revoked_at=utcnow())
+        .returning(OAuthToken.id, OAuthToken.account_id)
     )
+    ended = [(t, a) for t, a in revoked.all()]
     await db.commit()
+    await access.tokens_ended(db, ended)  # open streams on it close (kith.accounts.access)
 
 
 @dataclass(frozen=True)
@@ -300,16 +312,32 @@ async def token_info(db: AsyncSession, access_token: str) -> TokenInfo | None:
     """The live token for a bearer value, or None (unknown, revoked, expired, user gone)."""
     if not access_token or len(access_token) > 200:
         return None
-    # One query for the token, its app and its user (with the account, joined by User):
-    # every API request starts here.
-    found = (
-        await db.execute(
-            select(OAuthToken, OAuthApp, User)
-            .join(OAuthApp, OAuthApp.id == OAuthToken.app_id)
-            .outerjoin(User, User.account_id == OAuthToken.account_id)
-            .where(OAuthToken.token_hash == _hash(access_token))
-        )
-    ).first()
+    return await _live_token(db, _token_statement(by_id=False), _hash(access_token))
+
+
+async def token_info_by_id(db: AsyncSession, token_id: int) -> TokenInfo | None:
+    """`token_info` for a token already known by its row id (an open stream checking that
+    its token is still live)."""
+    return await _live_token(db, _token_statement(by_id=True), token_id)
+
+
+@functools.cache
+def _token_statement(*, by_id: bool) -> Select[OAuthToken, OAuthApp, User]:
+    """One query for the token (by hash, or by row id), its app and its user (with the
+    account, joined by User): every API request starts here, so it is built once."""
+    key = OAuthToken.id if by_id else OAuthToken.token_hash
+    return (
+        select(OAuthToken, OAuthApp, User)
+        .join(OAuthApp, OAuthApp.id == OAuthToken.app_id)
+        .outerjoin(User, User.account_id == OAuthToken.account_id)
+        .where(key == bindparam("key"))
+    )
+
+
+async def _live_token(
+    db: AsyncSession, statement: Select[OAuthToken, OAuthApp, User], key: str | int
+) -> TokenInfo | None:
+    found = (await db.execute(statement, {"key": key})).first()
     if found is None:
         return None
     row, app, holder = found
@@ -348,6 +376,7 @@ async def revoke_app_for(db: AsyncSession, account_id: int, app_id: int) -> None
     if not result.rowcount:  # type: ignore[attr-defined]
         raise NotFound("No such authorized app.")
     await db.commit()
+    await access.access_changed(db, [account_id])
 
 
 async def create_personal_token(

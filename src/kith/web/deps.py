@@ -57,18 +57,22 @@ async def current(request: Request, db: AsyncSession = Depends(get_db)) -> Curre
     cached = getattr(request.state, "current", None)
     if cached is not None:
         return cached
-    token = request.cookies.get(SESSION_COOKIE, "")
-    result = Current()
+    result = await current_for_token(db, request.cookies.get(SESSION_COOKIE, ""))
+    request.state.current = result
+    return result
+
+
+async def current_for_token(db: AsyncSession, token: str) -> Current:
+    """Who a session cookie's token signs in (nobody: `Current()`); also asked again by open
+    live streams when that person's access changed (web.stream)."""
     found = await accounts.session_and_user(db, token) if token else None
     if found is not None:
         sess, user = found
         if user.account.suspended_at is None:
             if sess.awaiting_second_factor:
-                result = Current(session_token=token, awaiting_second_factor=True)
-            else:
-                result = Current(user=user, session_token=token)
-    request.state.current = result
-    return result
+                return Current(session_token=token, awaiting_second_factor=True)
+            return Current(user=user, session_token=token)
+    return Current()
 
 
 class SignInRequired(KithError):

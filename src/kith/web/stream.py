@@ -4,7 +4,11 @@ Each event on the bus is checked against kith.policy for this viewer before it i
 stream never reveals a post the viewer could not open.
 
 Events: `ready` (the stream listens; sent once per connection), `update` ({"id": post id}: a
-new post for this feed) and `notification` ({"id": ...}: the viewer has a new notification)."""
+new post for this feed) and `notification` ({"id": ...}: the viewer has a new notification).
+
+A signed-in stream ends when its session does (sign-out, a password change that signs out
+other browsers, suspension, deletion): `kith.accounts.access` announces the change and the
+stream asks again whether its session still signs its viewer in."""
 
 from __future__ import annotations
 
@@ -20,11 +24,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
+from kith.accounts import access
 from kith.bus import Event
 from kith.posts.models import Post
 from kith.runtime import Runtime
 from kith.timelines import service as timelines
-from kith.web.deps import Current, current, runtime, signed_in
+from kith.web.deps import Current, current, current_for_token, runtime, signed_in
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -48,10 +53,23 @@ async def _wants(db: AsyncSession, viewer: policy.Viewer, feed: str, event: Even
     return (await db.scalar(stmt)) is not None
 
 
-async def _events(rt: Runtime, viewer: policy.Viewer, feed: str) -> AsyncIterator[str]:
+async def _still_signed_in(rt: Runtime, viewer: policy.Viewer, token: str | None) -> bool:
+    """Whether the session this stream was opened with still signs its viewer in (always,
+    for a stream opened by nobody in particular)."""
+    if viewer.account_id is None:
+        return True
+    async with rt.sessions() as db:
+        now = await current_for_token(db, token or "")
+    return now.user is not None and now.user.account_id == viewer.account_id
+
+
+async def _events(
+    rt: Runtime, viewer: policy.Viewer, feed: str, session_token: str | None
+) -> AsyncIterator[str]:
     """The frames of one connection: `ready`, then the updates and notifications this viewer
-    may see, with a comment every HEARTBEAT_SECONDS so proxies keep the connection open."""
-    channels = ["posts"] + ([f"user:{viewer.account_id}"] if viewer.account_id else [])
+    may see, with a comment every HEARTBEAT_SECONDS so proxies keep the connection open;
+    the response ends when the viewer's session does."""
+    channels = ["posts"] + ([access.user_channel(viewer.account_id)] if viewer.account_id else [])
     # None in the inbox means the subscription ended: the stream closes and the browser's
     # EventSource connects again after `retry`.
     inbox: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=1000)
@@ -78,6 +96,10 @@ async def _events(rt: Runtime, viewer: policy.Viewer, feed: str) -> AsyncIterato
                 await asyncio.wait_for(subscribed.wait(), HEARTBEAT_SECONDS)
             if not subscribed.is_set():
                 yield ": waiting for the bus\n\n"
+        # Asked once the bus listens, so a sign-out between the page's request and now is
+        # not missed.
+        if not await _still_signed_in(rt, viewer, session_token):
+            return
         yield "event: ready\ndata: {}\n\n"
         while True:
             try:
@@ -87,6 +109,10 @@ async def _events(rt: Runtime, viewer: policy.Viewer, feed: str) -> AsyncIterato
                 continue
             if ev is None:
                 return
+            if ev.get("type") == access.ACCESS_CHANGED:
+                if not await _still_signed_in(rt, viewer, session_token):
+                    return
+                continue
             if ev.get("type") == "notification":
                 yield f"event: notification\ndata: {json.dumps({'id': str(ev.get('id'))})}\n\n"
                 continue
@@ -99,9 +125,9 @@ async def _events(rt: Runtime, viewer: policy.Viewer, feed: str) -> AsyncIterato
             await task
 
 
-def _sse(rt: Runtime, viewer: policy.Viewer, feed: str) -> StreamingResponse:
+def _sse(rt: Runtime, me: Current, feed: str) -> StreamingResponse:
     return StreamingResponse(
-        _events(rt, viewer, feed),
+        _events(rt, me.viewer, feed, me.session_token),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
@@ -109,9 +135,9 @@ def _sse(rt: Runtime, viewer: policy.Viewer, feed: str) -> StreamingResponse:
 
 @router.get("/stream/home")
 async def stream_home(request: Request, me: Current = Depends(signed_in)) -> StreamingResponse:
-    return _sse(runtime(request), me.viewer, "home")
+    return _sse(runtime(request), me, "home")
 
 
 @router.get("/stream/local")
 async def stream_local(request: Request, me: Current = Depends(current)) -> StreamingResponse:
-    return _sse(runtime(request), me.viewer, "local")
+    return _sse(runtime(request), me, "local")
