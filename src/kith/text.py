@@ -108,7 +108,7 @@ _HOST_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
 # Explicit ASCII classes, no re.IGNORECASE: with it, [a-z] also matches the Kelvin sign and 'ſ'.
 _CANDIDATE_RE = re.compile(
     r"(?P<url>(?<!\w)[hH][tT][tT][pP][sS]?://[^\s<>\"`]+)"
-    r"|(?P<mention>(?<![\w@/=])@(?P<name>[a-zA-Z0-9_]{1,30})"
+    r"|(?P<mention>(?<![\w@/=])(?P<sigil>@|(?<!!)!)(?P<name>[a-zA-Z0-9_]{1,30})"
     rf"(?:@(?P<host>{_HOST_LABEL}(?:\.{_HOST_LABEL})*(?::[0-9]{{1,5}})?))?(?![\w@]))"
     r"|(?P<hashtag>(?<![\w&/])#)"
 )
@@ -130,6 +130,10 @@ class ParsedText:
     """Normalized tag names without '#' (NFKC + casefold)."""
     links: tuple[str, ...] = ()
     """http(s) link targets, as they appear (percent-encoded) in the rendered href."""
+    community_mentions: tuple[str, ...] = ()
+    """Lemmy-style `!name` / `!name@host` mentions of a community, normalized like mentions
+    and without the '!'. (A community mentioned as `@name` is in `mentions`: only the
+    caller can tell it from an account.)"""
 
 
 class _PostMarkdown(MarkdownIt):
@@ -160,7 +164,9 @@ class _Span:
 
     kind: Literal["text", "url", "mention", "hashtag"]
     raw: str
-    value: str = ""  # href for url, normalized handle for mention, normalized name for hashtag
+    # href for url, normalized name for hashtag, normalized handle for mention: "ana",
+    # "ana@host", or for a community's `!name`, "!name" / "!name@host"
+    value: str = ""
 
 
 def _clean_source(source: str) -> str:
@@ -244,12 +250,13 @@ def _match_at(text: str, match: re.Match[str]) -> _Span | None:
         return _Span("url", url, _MARKDOWN.normalizeLink(url))
     if match.group("mention"):
         name, host = match.group("name"), match.group("host")
+        sigil = "!" if match.group("sigil") == "!" else ""
         if host is None:
-            return _Span("mention", match.group(0), name.lower())
+            return _Span("mention", match.group(0), sigil + name.lower())
         host = host.lower()
         if "." not in host and host.split(":")[0] != "localhost":
             return None
-        return _Span("mention", match.group(0), f"{name.lower()}@{host}")
+        return _Span("mention", match.group(0), f"{sigil}{name.lower()}@{host}")
     body_start = end = match.end()
     # Scan one character past the limit so an over-long tag is rejected, not truncated.
     while end < len(text) and end - body_start <= MAX_HASHTAG_LENGTH and _is_tag_char(text[end]):
@@ -318,6 +325,7 @@ class _Linker:
     mentions: dict[str, None] = field(default_factory=dict)
     hashtags: dict[str, None] = field(default_factory=dict)
     links: dict[str, None] = field(default_factory=dict)
+    community_mentions: dict[str, None] = field(default_factory=dict)
 
     def rewrite(self, tokens: Sequence[Token]) -> None:
         """Rewrite every inline token's children in place."""
@@ -329,7 +337,12 @@ class _Linker:
 
     def parsed(self) -> ParsedText:
         """What rewrite() found so far."""
-        return ParsedText(tuple(self.mentions), tuple(self.hashtags), tuple(self.links))
+        return ParsedText(
+            tuple(self.mentions),
+            tuple(self.hashtags),
+            tuple(self.links),
+            tuple(self.community_mentions),
+        )
 
     def _rewrite_inline(self, children: Sequence[Token]) -> list[Token]:
         out: list[Token] = []
@@ -392,7 +405,10 @@ class _Linker:
                 Token("link_close", "a", -1),
             ]
         if span.kind == "mention":
-            self.mentions.setdefault(span.value)
+            if span.value.startswith("!"):
+                self.community_mentions.setdefault(span.value[1:])
+            else:
+                self.mentions.setdefault(span.value)
             url = _app_url(self.mention_urls.get(span.value))
             if url is None:
                 return [_text_token(span.raw)]
@@ -401,7 +417,7 @@ class _Linker:
             return [
                 Token("span_open", "span", 1, attrs={"class": "h-card"}),
                 Token("link_open", "a", 1, attrs={"href": url, "class": "u-url mention"}),
-                _text_token("@"),
+                _text_token(span.raw[0]),
                 Token("span_open", "span", 1),
                 _text_token(name),
                 Token("span_close", "span", -1),
@@ -452,7 +468,8 @@ def render_post(
 ) -> str:
     """Render a post's Markdown subset to sanitized HTML.
 
-    mention_urls maps a normalized handle (as in ParsedText.mentions) to the profile URL; mentions
+    mention_urls maps a normalized handle (as in ParsedText.mentions) to the profile URL, and
+    "!" + a community mention (ParsedText.community_mentions) to the community's; mentions
     not in it stay plain text. Hashtags link to hashtag_url(normalized_tag) with class "hashtag"
     and text '#OriginalCase'. Mentions become Mastodon-style
     <span class="h-card"><a href=URL class="u-url mention">@<span>name</span></a></span>.
@@ -546,7 +563,8 @@ def html_to_text(html: str) -> str:
 def count_characters(source: str) -> int:
     """Length as the composer counts it, in code points (Mastodon's rule).
 
-    Every http(s) URL counts as 23 characters and a remote mention @user@host as @user.
+    Every http(s) URL counts as 23 characters and a remote mention @user@host as @user
+    (!community@host as !community).
     Markdown is not interpreted: the composer counts what the user typed.
     """
     total = 0
@@ -554,7 +572,7 @@ def count_characters(source: str) -> int:
         if span.kind == "url":
             total += URL_CHARACTER_COST
         elif span.kind == "mention":
-            total += len(span.raw.split("@")[1]) + 1
+            total += len(span.raw[1:].split("@")[0]) + 1
         else:
             total += len(span.raw)
     return total

@@ -4,8 +4,10 @@ documentation, each file naming its source). Each goes through the real inbox, s
 scripted peer, and the job; the test checks what was stored against the file's `expect`.
 
 Placeholders in the files: {peer} the peer's base URL, {actor} its actor alice, {kith} this
-instance, {bo_post} a local post of bo's (for replies). bo follows alice in every case, so
-a post is wanted here even when it names nobody."""
+instance, {bo_post} a local post of bo's (for replies), {group} the peer's Group `baking`. bo
+follows alice in every case, so a post is wanted here even when it names nobody. A file with
+`serve` is an Announce by the Group (bo is in its community): the peer serves those
+documents at their paths, and `expect.post` names the post that must be stored."""
 
 from __future__ import annotations
 
@@ -19,14 +21,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.accounts.models import Account
+from kith.communities.models import CommunityPost, Membership, MemberState
 from kith.config import Settings
 from kith.emojis.models import CustomEmoji
-from kith.federation import uris
+from kith.federation import remote_groups, uris
 from kith.graph.models import Follow
 from kith.media.models import MediaAttachment
 from kith.posts.models import Mention, Poll, Post, PostTag, Tag
 from kith.runtime import Runtime
 from tests.federation.inbound import deliver, local, loopback, two_actor_peer
+from tests.federation.local_http import json_document
 from tests.federation.peer import Peer
 from tests.world import person
 from tests.world import post as local_post
@@ -83,21 +87,42 @@ async def test_corpus__activity_is_understood(
         {
             "peer": peer.base,
             "actor": alice_uri,
+            "group": peer.actor_uri("baking"),
             "kith": local("bo").rsplit("/users/", 1)[0],
             "bo_post": uris.post_uri(settings, "bo", bo_post.id),
         },
     )
     expect = case["expect"]
+    if "serve" in case:  # a remote community's Group passes posts on: bo is in it
+        await joined_remote_group(db, peer, bo, case["serve"])
     # When it arrives through the inbox
     outcome = await deliver(settings, rt, peer, case["activity"])
     # Then the outcome and what was stored are as expected
     assert outcome.startswith(expect["outcome"]), outcome
     if expect["outcome"] != "stored":
         return
-    stored = await db.scalar(select(Post).where(Post.uri == case["activity"]["object"]["id"]))
+    post_uri = expect.get("post") or case["activity"]["object"]["id"]
+    stored = await db.scalar(select(Post).where(Post.uri == post_uri))
     assert stored is not None
     assert stored.account_id == alice.id
+    if "serve" in case:  # in the community, and no boost by its Group
+        assert await db.scalar(select(CommunityPost).where(CommunityPost.post_id == stored.id))
+        assert stored.reblog_of_id is None
     await check(db, stored, expect, bo_post.id, bo.id)
+
+
+async def joined_remote_group(
+    db: AsyncSession, peer: Peer, bo: Account, serve: dict[str, dict[str, Any]]
+) -> None:
+    """The peer runs the Group `baking` (a Lemmy community) and serves the posts it will
+    announce (the content of an Announce is never trusted: it is fetched); bo is a member."""
+    peer.add_actor("baking", key=2, type="Group")
+    for path, doc in serve.items():
+        peer.server.routes[path] = json_document(doc)
+    community = await remote_groups.find_or_resolve(db, peer.actor_uri("baking"))
+    assert community is not None
+    db.add(Membership(community_id=community.id, account_id=bo.id, state=MemberState.ACTIVE))
+    await db.commit()
 
 
 async def check(

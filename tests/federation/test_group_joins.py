@@ -138,7 +138,8 @@ async def test_follow__by_a_banned_person_is_rejected(
     # Then she is refused and stays out
     assert outcome.startswith("rejected")
     assert await membership(db, community, await alice(db, peer)) is None
-    assert len(await sent(db, "Reject")) == 1
+    # (two Rejects: the ban ended her Follow, and the new one is turned down)
+    assert len(await sent(db, "Reject")) == 2
 
 
 async def test_follow__of_an_unknown_community_is_ignored(

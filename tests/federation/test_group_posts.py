@@ -147,7 +147,8 @@ async def test_create__by_a_banned_member_is_refused_and_nothing_is_stored(
     outcome = await deliver(settings, rt, peer, peer.activity("alice", "Create", note))
     assert outcome.startswith("refused") and "banned" in outcome
     assert await count(db, Post, Post.uri == note["id"]) == 0
-    assert await announces(db) == []
+    # (the Group announced the ban itself, and nothing else)
+    assert [a.document["object"]["type"] for a in await announces(db)] == ["Block"]
 
 
 async def test_create__by_a_non_member_of_an_approval_community_is_refused(

@@ -186,3 +186,120 @@ def answer_follow(settings: Settings, community: Community, kind: str, follow: J
             "object": me,
         },
     }
+
+
+# --- moderation (federation.group_moderation decides what is sent, and to whom) ----------
+
+
+def moderation_id(settings: Settings, community: Community, entry_id: int) -> str:
+    """The id of what one moderator's action sends: `BASE/c/HANDLE/log/ENTRY_ID`, after the
+    moderation log entry the action wrote (one action, one id)."""
+    return f"{group_id(settings, community)}/log/{entry_id}"
+
+
+def moderators_activity(
+    settings: Settings,
+    community: Community,
+    kind: str,
+    activity_id: str,
+    actor: str,
+    obj: Json | str,
+    *,
+    members_only: bool,
+    **extra: Any,
+) -> Json:
+    """A moderator's activity in the community as Lemmy writes one (`Delete` with a
+    `summary` is a removal, `Lock`, `Add`/`Remove` to `featured`, `Block` with `target`…):
+    by the moderator, about the Group (`cc`, `audience`), public unless the community is
+    private. The Group announces it (`announce_activity`); it is never sent alone."""
+    me = group_id(settings, community)
+    to = [collection_id(settings, community, "followers")] if members_only else [uris.AS_PUBLIC]
+    return {
+        "id": activity_id,
+        "type": kind,
+        "actor": actor,
+        "object": obj,
+        "to": to,
+        "cc": [me],
+        "audience": me,
+        **extra,
+    }
+
+
+def announce_activity(
+    settings: Settings,
+    community: Community,
+    activity: Json,
+    announce_id: str,
+    *,
+    members_only: bool,
+) -> Json:
+    """The Group's `Announce` of an activity in it (FEP-1b12): a moderator's, or a member's
+    Delete of their own post, embedded whole."""
+    me = group_id(settings, community)
+    to, cc = addressed_to_followers(settings, community, members_only)
+    return {
+        "@context": GROUP_CONTEXT,
+        "id": announce_id,
+        "type": "Announce",
+        "actor": me,
+        "to": to,
+        "cc": cc,
+        "audience": me,
+        "object": {k: v for k, v in activity.items() if k != "@context"},
+    }
+
+
+def undo_boost(
+    settings: Settings,
+    community: Community,
+    post_id: int,
+    object_id: str,
+    undo_id: str,
+    *,
+    members_only: bool,
+) -> Json:
+    """The Group takes back its `Announce` of a post's id (`announce(of_object=True)`), which
+    Mastodon shows as a boost by the Group: how a post leaves the community there."""
+    me = group_id(settings, community)
+    to, cc = addressed_to_followers(settings, community, members_only)
+    return {
+        "@context": GROUP_CONTEXT,
+        "id": undo_id,
+        "type": "Undo",
+        "actor": me,
+        "to": to,
+        "cc": cc,
+        "object": {
+            "id": f"{me}/announces/{post_id}/object",
+            "type": "Announce",
+            "actor": me,
+            "object": object_id,
+        },
+    }
+
+
+def update_group(
+    settings: Settings,
+    community: Community,
+    key: ActorKey,
+    activity_id: str,
+    updated: datetime,
+    *,
+    members_only: bool,
+) -> Json:
+    """The Group's `Update` of itself, its card as served now embedded (Mastodon refreshes a
+    remote account from it)."""
+    me = group_id(settings, community)
+    doc = {k: v for k, v in group(settings, community, key).items() if k != "@context"}
+    doc["updated"] = iso(updated)
+    to, cc = addressed_to_followers(settings, community, members_only)
+    return {
+        "@context": GROUP_CONTEXT,
+        "id": activity_id,
+        "type": "Update",
+        "actor": me,
+        "to": to,
+        "cc": cc,
+        "object": doc,
+    }

@@ -156,6 +156,8 @@ async def browse(
     if len(query) > MAX_QUERY:
         raise ValidationFailed(f"Search with at most {MAX_QUERY} characters.", field="q")
     stmt, n_members, n_activity = _listings_statement()
+    # This instance's communities: a remote one is reached by its `!name@host` address.
+    stmt = stmt.where(Community.domain == "")
     if query:
         tag = normalize_hashtag(query.lstrip("#"))
         by_topic = await _ids_with_topics(db, {tag} if tag else set())

@@ -10,7 +10,7 @@ from typing import Literal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.communities import permissions
-from kith.communities.models import Community, ModAction
+from kith.communities.models import Community, ModAction, ModerationLogEntry
 from kith.communities.moderation import log_action
 from kith.communities.permissions import CommunityAction
 from kith.media import images, storage
@@ -29,6 +29,15 @@ def _set(community: Community, kind: ImageKind, path: str | None) -> None:
         community.icon_path = path
     else:
         community.banner_path = path
+
+
+async def _card_changed(
+    db: AsyncSession, community: Community, entry: ModerationLogEntry, kind: ImageKind
+) -> None:
+    """The community's Group sends its new card to its members' servers (`Update`)."""
+    from kith.federation import group_moderation  # federation imports this domain: import late
+
+    await group_moderation.card_changed(db, community, entry, [kind])
 
 
 async def set_image(
@@ -50,7 +59,8 @@ async def set_image(
     path = await asyncio.to_thread(storage.save, media_dir, _FOLDERS[kind], webp, ".webp")
     old = _current(community, kind)
     _set(community, kind, path)
-    log_action(db, community, actor_id, ModAction.UPDATE, detail=f"changed {kind}")
+    entry = log_action(db, community, actor_id, ModAction.UPDATE, detail=f"changed {kind}")
+    await _card_changed(db, community, entry, kind)
     try:
         await db.commit()
     except BaseException:
@@ -69,6 +79,7 @@ async def remove_image(
     if old is None:
         return
     _set(community, kind, None)
-    log_action(db, community, actor_id, ModAction.UPDATE, detail=f"removed {kind}")
+    entry = log_action(db, community, actor_id, ModAction.UPDATE, detail=f"removed {kind}")
+    await _card_changed(db, community, entry, kind)
     await db.commit()
     await asyncio.to_thread(storage.delete, runtime_of(db).settings.effective_media_dir, old)

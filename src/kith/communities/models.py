@@ -6,7 +6,17 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kith.db import Base, new_id, utcnow
@@ -66,13 +76,26 @@ class CommunityCreation(enum.StrEnum):
 
 class Community(Base):
     """A micro-community. Its handle shares the local name space with usernames (both are
-    `@name@domain` to the fediverse), so the two never clash."""
+    `@name@domain` to the fediverse), so the two never clash.
+
+    A row with a `domain` is a **remote** community: a `Group` on another server (a Lemmy
+    community, another Kith's) that people here joined or looked up
+    (`federation.remote_groups`). Its card is copied from the Group's actor document, its
+    members here are the local people who joined it, and its posts are those its Group
+    announced; its rules, moderators and approvals live on its own server."""
 
     __tablename__ = "communities"
+    __table_args__ = (UniqueConstraint("handle_key", "domain"),)
 
     id: Mapped[int] = mapped_column(primary_key=True, default=new_id)
-    handle: Mapped[str] = mapped_column(String(30))  # as its founder typed it
-    handle_key: Mapped[str] = mapped_column(String(30), unique=True)  # lowercase, for lookups
+    handle: Mapped[str] = mapped_column(String(64))  # as its founder typed it (≤ 30 here)
+    handle_key: Mapped[str] = mapped_column(String(64))  # lowercase, for lookups
+    # "" for ours; the Group's host (port included) for a remote community.
+    domain: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    # A remote community's Group actor (its account holds the id, inbox and key).
+    actor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), default=None, unique=True
+    )
     name: Mapped[str] = mapped_column(String(100))
     description: Mapped[str] = mapped_column(Text, default="")
     rules: Mapped[str] = mapped_column(Text, default="")
@@ -92,6 +115,15 @@ class Community(Base):
         ForeignKey("accounts.id", ondelete="SET NULL"), index=True
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def is_remote(self) -> bool:
+        return self.domain != ""
+
+    @property
+    def address(self) -> str:
+        """How it is named here and in its page's URL: `handle`, or `handle@domain`."""
+        return f"{self.handle}@{self.domain}" if self.domain else self.handle
 
 
 class Membership(Base):
@@ -115,6 +147,10 @@ class Membership(Base):
     )
     requested_at: Mapped[datetime] = mapped_column(default=utcnow)
     joined_at: Mapped[datetime | None] = mapped_column(default=None)  # None while pending
+    # The member's choice: the community's threads appear in their Home (on when they join;
+    # `service.set_in_home`, the community page). Read by `timelines.home_clause`; the
+    # triggers of migration 0007 keep Home feeds' candidates to match.
+    in_home: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
 
 
 class CommunityInvite(Base):

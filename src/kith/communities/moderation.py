@@ -1,14 +1,14 @@
-"""What a community's moderators and owner do to people and posts: settle join requests, ban
-and unban, make and remove moderators, hand ownership over; approve or reject waiting posts,
-remove and restore posts, lock and pin threads. Each action is checked by
-`communities.permissions` and writes a ModerationLogEntry in the same transaction."""
+"""What a community's moderators and owner do to people: settle join requests, ban and
+unban, make and remove moderators, hand ownership over. Each action is checked by
+`communities.permissions` and writes a ModerationLogEntry (`communities.modlog`) in the same
+transaction; join decisions and bans also queue what the community's Group tells other
+servers. What moderators do to posts is `communities.post_moderation`, re-exported here."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.accounts.models import Account
@@ -16,68 +16,31 @@ from kith.communities import notices, permissions
 from kith.communities.models import (
     Community,
     CommunityBan,
-    CommunityPost,
-    CommunityPostState,
     Membership,
     MemberState,
     ModAction,
     ModerationLogEntry,
     Role,
 )
+from kith.communities.modlog import MAX_REASON as MAX_REASON
+from kith.communities.modlog import check_reason as check_reason
+from kith.communities.modlog import log_action as log_action
+from kith.communities.modlog import log_entries as log_entries
 from kith.communities.permissions import CommunityAction
+from kith.communities.post_moderation import MAX_PINNED as MAX_PINNED
+from kith.communities.post_moderation import approval_queue as approval_queue
+from kith.communities.post_moderation import approve_post as approve_post
+from kith.communities.post_moderation import lock_thread as lock_thread
+from kith.communities.post_moderation import pin_thread as pin_thread
+from kith.communities.post_moderation import reject_post as reject_post
+from kith.communities.post_moderation import remove_post as remove_post
+from kith.communities.post_moderation import restore_post as restore_post
 from kith.db import utcnow
 from kith.errors import Forbidden, NotFound, ValidationFailed
 from kith.notifications import service as notifications
+from kith.timelines import feeds as home_feeds
 
-MAX_REASON = 1000
 MAX_BAN = timedelta(days=3650)
-MAX_PINNED = 5
-
-
-def log_action(
-    db: AsyncSession,
-    community: Community,
-    actor_id: int | None,
-    action: ModAction,
-    *,
-    target_account_id: int | None = None,
-    target_post_id: int | None = None,
-    reason: str = "",
-    detail: str = "",
-) -> None:
-    """Add a log entry to the session: the caller's commit writes it with the action."""
-    db.add(
-        ModerationLogEntry(
-            community_id=community.id,
-            actor_id=actor_id,
-            action=action,
-            target_account_id=target_account_id,
-            target_post_id=target_post_id,
-            reason=reason,
-            detail=detail[:200],
-        )
-    )
-
-
-async def log_entries(
-    db: AsyncSession, community: Community, *, limit: int = 50
-) -> Sequence[ModerationLogEntry]:
-    """The community's moderation log, newest first."""
-    rows = await db.scalars(
-        select(ModerationLogEntry)
-        .where(ModerationLogEntry.community_id == community.id)
-        .order_by(ModerationLogEntry.id.desc())
-        .limit(limit)
-    )
-    return rows.all()
-
-
-def check_reason(reason: str) -> str:
-    """A moderator's reason, trimmed and bounded."""
-    reason = reason.strip()
-    if len(reason) > MAX_REASON:
-        raise ValidationFailed(f"Keep the reason under {MAX_REASON} characters.", field="reason")
-    return reason
 
 
 async def _membership(db: AsyncSession, community: Community, account_id: int) -> Membership:
@@ -98,6 +61,7 @@ async def approve(
         raise ValidationFailed("This person is already a member.", field="account_id")
     if await permissions.active_ban(db, community.id, account_id) is not None:
         raise Forbidden("This person is banned from the community.")
+    await home_feeds.hold_build(db, account_id)  # the community's threads join their Home
     # Conditional, so two moderators approving at once cannot both log an approval.
     done = await db.execute(
         update(Membership)
@@ -150,6 +114,21 @@ async def _tell_remote_server(
     await groups.join_settled(db, community, account_id, accepted=accepted)
 
 
+async def _federate_ban(
+    db: AsyncSession,
+    community: Community,
+    entry: ModerationLogEntry,
+    *,
+    until: datetime | None = None,
+    was_in: bool = False,
+) -> None:
+    """The community's Group tells its members' servers and the person's of a ban (its end:
+    `until`; `was_in`: they were a member or asking to join) or an unban."""
+    from kith.federation import group_moderation  # federation imports this domain: import late
+
+    await group_moderation.person_moderated(db, community, entry, until=until, was_in=was_in)
+
+
 def _check_duration(duration: timedelta | None) -> None:
     if duration is not None and not timedelta(minutes=1) <= duration <= MAX_BAN:
         raise ValidationFailed(
@@ -185,13 +164,13 @@ async def ban(
         row = CommunityBan(community_id=community.id, account_id=account_id)
         db.add(row)
     row.until, row.reason, row.by_id, row.created_at = until, reason, actor_id, utcnow()
-    await db.execute(
+    left = await db.execute(
         delete(Membership).where(
             Membership.community_id == community.id, Membership.account_id == account_id
         )
     )
     detail = f"until {until:%Y-%m-%d %H:%M} UTC" if until else "for good"
-    log_action(
+    entry = log_action(
         db,
         community,
         actor_id,
@@ -201,6 +180,8 @@ async def ban(
         detail=detail,
     )
     await notices.moderator_acted(db, community.id, actor_id, ModAction.BAN, account_id)
+    was_in = left.rowcount == 1  # type: ignore[attr-defined]
+    await _federate_ban(db, community, entry, until=until, was_in=was_in)
     await db.commit()
     await notifications.publish_notifications(db)
     return row
@@ -216,9 +197,10 @@ async def unban(
     if row is None:
         raise ValidationFailed("This person is not banned.", field="account_id")
     await db.delete(row)
-    log_action(
+    entry = log_action(
         db, community, actor_id, ModAction.UNBAN, target_account_id=account_id, reason=reason
     )
+    await _federate_ban(db, community, entry)
     await db.commit()
 
 
@@ -269,241 +251,3 @@ async def transfer_ownership(
     community.owner_id = account_id
     log_action(db, community, actor_id, ModAction.TRANSFER_OWNERSHIP, target_account_id=account_id)
     await db.commit()
-
-
-# --- posts ---------------------------------------------------------------------------------
-
-
-async def _community_post(db: AsyncSession, community: Community, post_id: int) -> CommunityPost:
-    row = await db.get(CommunityPost, (community.id, post_id))
-    if row is None:
-        raise NotFound("This post is not in the community.")
-    return row
-
-
-async def _author_of(db: AsyncSession, post_id: int) -> int | None:
-    from kith.posts.models import Post  # posts.service imports this package: import late
-
-    return await db.scalar(select(Post.account_id).where(Post.id == post_id))
-
-
-async def _move_post(
-    db: AsyncSession,
-    actor_id: int,
-    community: Community,
-    post_id: int,
-    *,
-    from_states: tuple[CommunityPostState, ...],
-    to_state: CommunityPostState,
-    action: ModAction,
-    refusal: str,
-    reason: str = "",
-) -> CommunityPost:
-    """Move a post's row from one of `from_states` to `to_state` (conditionally: two
-    moderators at once cannot both do it), refresh the post's gate, log. Commits."""
-    from kith.communities.posting import refresh_gate  # posting imports posts: import late
-
-    await permissions.require(db, actor_id, community, CommunityAction.MODERATE)
-    reason = check_reason(reason)
-    row = await _community_post(db, community, post_id)
-    if row.state not in from_states:
-        raise ValidationFailed(refusal, field="post_id")
-    done = await db.execute(
-        update(CommunityPost)
-        .where(
-            CommunityPost.community_id == community.id,
-            CommunityPost.post_id == post_id,
-            CommunityPost.state.in_(from_states),
-        )
-        .values(state=to_state, decided_by_id=actor_id, decided_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    if done.rowcount != 1:  # type: ignore[attr-defined]
-        await db.rollback()
-        raise ValidationFailed(refusal, field="post_id")
-    await refresh_gate(db, post_id)
-    author_id = await _author_of(db, post_id)
-    log_action(
-        db,
-        community,
-        actor_id,
-        action,
-        target_account_id=author_id,
-        target_post_id=post_id,
-        reason=reason,
-    )
-    await notices.moderator_acted(db, community.id, actor_id, action, author_id, post_id)
-    if to_state == CommunityPostState.APPROVED:
-        from kith.federation import groups  # federation imports this domain: import late
-
-        # In now: the community's Group passes it on to its remote members.
-        await groups.announce_approved(db, community.id, post_id)
-    await db.commit()
-    await notifications.publish_notifications(db)
-    await db.refresh(row)
-    return row
-
-
-async def approve_post(
-    db: AsyncSession, actor_id: int, community: Community, post_id: int
-) -> CommunityPost:
-    """Let a waiting post into the community's feeds. Approving twice is refused with
-    nothing changed. Commits."""
-    return await _move_post(
-        db,
-        actor_id,
-        community,
-        post_id,
-        from_states=(CommunityPostState.PENDING,),
-        to_state=CommunityPostState.APPROVED,
-        action=ModAction.APPROVE_POST,
-        refusal="This post is not waiting for approval.",
-    )
-
-
-async def reject_post(
-    db: AsyncSession, actor_id: int, community: Community, post_id: int, reason: str = ""
-) -> CommunityPost:
-    """Turn a waiting post down: it stays its author's, out of the community. Commits."""
-    return await _move_post(
-        db,
-        actor_id,
-        community,
-        post_id,
-        from_states=(CommunityPostState.PENDING,),
-        to_state=CommunityPostState.REMOVED,
-        action=ModAction.REJECT_POST,
-        refusal="This post is not waiting for approval.",
-        reason=reason,
-    )
-
-
-async def remove_post(
-    db: AsyncSession, actor_id: int, community: Community, post_id: int, reason: str = ""
-) -> CommunityPost:
-    """Take a post (a thread or a reply in one) out of the community: it leaves its feeds,
-    and, when it is approved in no other community, everyone but its author and the
-    moderators stops seeing it. Commits."""
-    return await _move_post(
-        db,
-        actor_id,
-        community,
-        post_id,
-        from_states=(CommunityPostState.APPROVED, CommunityPostState.PENDING),
-        to_state=CommunityPostState.REMOVED,
-        action=ModAction.REMOVE_POST,
-        refusal="This post has already been removed.",
-        reason=reason,
-    )
-
-
-async def restore_post(
-    db: AsyncSession, actor_id: int, community: Community, post_id: int, reason: str = ""
-) -> CommunityPost:
-    """Undo a removal (or a rejection): the post is back in the community. Commits."""
-    return await _move_post(
-        db,
-        actor_id,
-        community,
-        post_id,
-        from_states=(CommunityPostState.REMOVED,),
-        to_state=CommunityPostState.APPROVED,
-        action=ModAction.RESTORE_POST,
-        refusal="This post has not been removed.",
-        reason=reason,
-    )
-
-
-async def _thread(db: AsyncSession, community: Community, post_id: int) -> CommunityPost:
-    row = await _community_post(db, community, post_id)
-    if not row.is_thread:
-        raise ValidationFailed(
-            "Only a thread's first post can be locked or pinned.", field="post_id"
-        )
-    return row
-
-
-async def lock_thread(
-    db: AsyncSession,
-    actor_id: int,
-    community: Community,
-    post_id: int,
-    *,
-    locked: bool = True,
-    reason: str = "",
-) -> CommunityPost:
-    """Lock a thread (no new replies, in any of its communities: it is one conversation) or
-    unlock it. Locking a locked thread is refused. Commits."""
-    await permissions.require(db, actor_id, community, CommunityAction.MODERATE)
-    reason = check_reason(reason)
-    row = await _thread(db, community, post_id)
-    if (row.locked_at is not None) == locked:
-        raise ValidationFailed(
-            "This thread is already locked." if locked else "This thread is not locked.",
-            field="post_id",
-        )
-    row.locked_at = utcnow() if locked else None
-    log_action(
-        db,
-        community,
-        actor_id,
-        ModAction.LOCK if locked else ModAction.UNLOCK,
-        target_account_id=await _author_of(db, post_id),
-        target_post_id=post_id,
-        reason=reason,
-    )
-    await db.commit()
-    return row
-
-
-async def pin_thread(
-    db: AsyncSession, actor_id: int, community: Community, post_id: int, *, pinned: bool = True
-) -> CommunityPost:
-    """Pin an approved thread to the top of the community (at most MAX_PINNED), or unpin
-    it. Commits."""
-    await permissions.require(db, actor_id, community, CommunityAction.MODERATE)
-    row = await _thread(db, community, post_id)
-    if (row.pinned_at is not None) == pinned:
-        raise ValidationFailed(
-            "This thread is already pinned." if pinned else "This thread is not pinned.",
-            field="post_id",
-        )
-    if pinned:
-        if row.state != CommunityPostState.APPROVED:
-            raise ValidationFailed("Only approved posts can be pinned.", field="post_id")
-        count = await db.scalar(
-            select(func.count())
-            .select_from(CommunityPost)
-            .where(CommunityPost.community_id == community.id, CommunityPost.pinned_at.isnot(None))
-        )
-        if (count or 0) >= MAX_PINNED:
-            raise ValidationFailed(f"Pin at most {MAX_PINNED} threads.", field="post_id")
-    row.pinned_at = utcnow() if pinned else None
-    log_action(
-        db,
-        community,
-        actor_id,
-        ModAction.PIN if pinned else ModAction.UNPIN,
-        target_account_id=await _author_of(db, post_id),
-        target_post_id=post_id,
-    )
-    await db.commit()
-    return row
-
-
-async def approval_queue(
-    db: AsyncSession, actor_id: int, community: Community, *, limit: int = 40
-) -> Sequence[CommunityPost]:
-    """The community's waiting posts, oldest first (its moderators only)."""
-    await permissions.require(db, actor_id, community, CommunityAction.MODERATE)
-    rows = await db.scalars(
-        select(CommunityPost)
-        .where(
-            CommunityPost.community_id == community.id,
-            CommunityPost.state == CommunityPostState.PENDING,
-            CommunityPost.is_thread.is_(True),
-        )
-        .order_by(CommunityPost.post_id)
-        .limit(max(1, min(limit, 200)))
-    )
-    return rows.all()

@@ -4,12 +4,13 @@ and those waiting for approval or removed, to their audience.
 
 `posts.service.create_post` calls `addressed` before it writes anything (every refusal is a
 ValidationFailed naming the field, with nothing written) and `attach` once the post row is
-flushed, in its transaction. Who may post is `communities.permissions`'; who may see is
-`kith.policy`'s, from the gate set here."""
+flushed, in its transaction. A public or unlisted new thread is also addressed to the local
+communities its text mentions (`mentioned`), under the same rules. Who may post is
+`communities.permissions`'; who may see is `kith.policy`'s, from the gate set here."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
@@ -27,6 +28,8 @@ from kith.communities.permissions import CommunityAction
 from kith.db import utcnow
 from kith.errors import ValidationFailed
 from kith.posts.models import Post, Visibility
+from kith.runtime import runtime_of
+from kith.text import ParsedText
 
 MAX_COMMUNITIES_PER_POST = 5
 # Posts addressed to a community are for the community: not followers-only, not direct.
@@ -50,31 +53,74 @@ class Addressed:
 NOWHERE = Addressed()
 
 
+async def mentioned(
+    db: AsyncSession, parsed: ParsedText, *, accounts: Collection[str] = ()
+) -> dict[str, Community]:
+    """The local communities a post's text mentions — `@handle`, `@handle@our.domain`,
+    `!handle`, `!handle@our.domain` — under the keys `text.render_post` links mentions by
+    ("bikes", "bikes@host", "!bikes", "!bikes@host"). `accounts`: the `@` mention keys
+    already found to be accounts (handles and usernames never clash, so those are not
+    looked up). Communities of other servers are not ours to find here."""
+    domain = runtime_of(db).settings.domain.lower()
+    ours = {domain, domain.split(":")[0]}
+    names: dict[str, str] = {}  # mention key → handle key
+    for key in parsed.mentions:
+        name, _, host = key.partition("@")
+        if key not in accounts and (not host or host in ours):
+            names[key] = name
+    for key in parsed.community_mentions:
+        name, _, host = key.partition("@")
+        if not host or host in ours:
+            names["!" + key] = name
+    if not names:
+        return {}
+    rows = await db.scalars(
+        select(Community).where(
+            Community.handle_key.in_(set(names.values())), Community.domain == ""
+        )
+    )
+    by_handle = {c.handle_key: c for c in rows}
+    return {key: by_handle[name] for key, name in names.items() if name in by_handle}
+
+
 async def addressed(
     db: AsyncSession,
     author_id: int,
     community_ids: Sequence[int],
     visibility: str,
     parent: Post | None,
+    mentioned: Sequence[Community] = (),
 ) -> Addressed:
     """Check where a new post may go: the communities it is addressed to (a thread), or, for a
     reply, its thread's. Raises ValidationFailed (field `community_ids`, `visibility` or
-    `in_reply_to_id`) when the author may not post there or the thread is locked."""
+    `in_reply_to_id`) when the author may not post there or the thread is locked.
+
+    `mentioned` (from `mentioned`): communities its text names. A public or unlisted new
+    thread is addressed to them as if they were in `community_ids`, and refused the same way
+    (field `status`: the mention is what to change). A reply ignores them (it goes to its
+    thread's communities), and so does a followers-only or direct post: it is meant for a
+    few people, so naming a community there only links to it."""
     if parent is not None:
         if community_ids:
             raise ValidationFailed(
                 "A reply goes to the communities of its thread.", field="community_ids"
             )
         return await _thread_of(db, author_id, parent)
-    if not community_ids:
-        return NOWHERE
     ids = list(dict.fromkeys(community_ids))
+    by_mention: list[Community] = []
+    if visibility in COMMUNITY_VISIBILITIES:
+        for community in mentioned:
+            if community.id not in ids and all(c.id != community.id for c in by_mention):
+                by_mention.append(community)
+    if not ids and not by_mention:
+        return NOWHERE
     if any(not isinstance(i, int) or not 0 < i < 2**63 for i in ids):
         raise ValidationFailed("No such community.", field="community_ids")
-    if len(ids) > MAX_COMMUNITIES_PER_POST:
+    if len(ids) + len(by_mention) > MAX_COMMUNITIES_PER_POST:
         raise ValidationFailed(
-            f"Post to at most {MAX_COMMUNITIES_PER_POST} communities at once.",
-            field="community_ids",
+            f"Post to at most {MAX_COMMUNITIES_PER_POST} communities at once."
+            + (_BY_MENTION if by_mention else ""),
+            field="community_ids" if len(ids) > MAX_COMMUNITIES_PER_POST else "status",
         )
     if visibility not in COMMUNITY_VISIBILITIES:
         raise ValidationFailed(
@@ -84,16 +130,30 @@ async def addressed(
     found = {c.id: c for c in await db.scalars(select(Community).where(Community.id.in_(ids)))}
     if len(found) != len(ids):
         raise ValidationFailed("No such community.", field="community_ids")
-    targets = [found[i] for i in ids]
+    targets = [found[i] for i in ids] + by_mention
     if len(targets) > 1 and any(c.membership == MembershipModel.PRIVATE for c in targets):
         raise ValidationFailed(
-            "A private community's posts stay in it: post there alone.", field="community_ids"
+            "A private community's posts stay in it: post there alone."
+            + (_BY_MENTION if by_mention else ""),
+            field="status" if by_mention else "community_ids",
+        )
+    if len(targets) > 1 and any(c.is_remote for c in targets):
+        # Its Group names one community in `audience`, and its own server decides about it.
+        raise ValidationFailed(
+            "A community on another server takes posts of its own: post there alone.",
+            field="community_ids",
         )
     for community in targets:
         who = await permissions.standing(db, author_id, community)
         if not permissions.allows(who, CommunityAction.POST):
+            if community.id not in ids:
+                raise ValidationFailed(_refusal(who, community) + _BY_MENTION, field="status")
             raise ValidationFailed(_refusal(who, community), field="community_ids")
     return Addressed(threads=targets)
+
+
+# Said with a refusal caused by a mention, so the author sees why naming one mattered.
+_BY_MENTION = " (Mentioning a community posts to it.)"
 
 
 def _refusal(who: permissions.Standing, community: Community) -> str:

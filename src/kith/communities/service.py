@@ -33,6 +33,7 @@ from kith.db import utcnow
 from kith.errors import Forbidden, NotFound, ValidationFailed
 from kith.notifications import service as notifications
 from kith.text import normalize_hashtag
+from kith.timelines import feeds as home_feeds
 
 HANDLE_RE = re.compile(r"^[A-Za-z0-9_]{1,30}$")
 LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,3}$")
@@ -181,9 +182,24 @@ async def may_create(db: AsyncSession, account_id: int) -> bool:
 
 
 async def find_community(db: AsyncSession, handle: str) -> Community | None:
-    """The community with this handle (any case), or None."""
+    """Our community with this handle (any case), or None."""
     key = handle.strip().lstrip("@").lower()
-    return await db.scalar(select(Community).where(Community.handle_key == key))
+    return await db.scalar(
+        select(Community).where(Community.handle_key == key, Community.domain == "")
+    )
+
+
+async def find_by_address(db: AsyncSession, address: str) -> Community | None:
+    """The community an address names: `handle` (ours), or `handle@host` (a remote one
+    already known here, `federation.remote_groups`); None otherwise."""
+    handle, _, domain = address.strip().lstrip("!@").partition("@")
+    if not domain:
+        return await find_community(db, handle)
+    return await db.scalar(
+        select(Community).where(
+            Community.handle_key == handle.lower(), Community.domain == domain.lower()
+        )
+    )
 
 
 async def get_community(db: AsyncSession, community_id: int) -> Community:
@@ -250,7 +266,10 @@ async def update_community(
     for name in changed:
         setattr(community, name, getattr(checked, name))
     detail = "changed " + ", ".join(changed)
-    log_action(db, community, actor_id, ModAction.UPDATE, reason=reason, detail=detail)
+    entry = log_action(db, community, actor_id, ModAction.UPDATE, reason=reason, detail=detail)
+    from kith.federation import group_moderation  # federation imports this domain: import late
+
+    await group_moderation.card_changed(db, community, entry, changed)  # Update(Group)
     await db.commit()
     return changed
 
@@ -271,7 +290,12 @@ async def join(
     answer to the join question (required when there is a question, except `from_follow`: a
     remote person's `Follow` of the Group cannot carry one). Invite: only with a code.
     A valid invite code lets its holder straight into any community (it is a moderator's
-    approval given in advance). Joining again changes nothing. Commits."""
+    approval given in advance). Joining again changes nothing. Commits.
+    A remote community's Group decides on its own server: a request waits for its answer."""
+    if community.is_remote:
+        from kith.federation import remote_groups  # federation builds on this module
+
+        return await remote_groups.join(db, account_id, community)
     who = await permissions.standing(db, account_id, community)
     if who.suspended or await db.get(Account, account_id) is None:
         raise Forbidden("This account can't join communities.")
@@ -293,6 +317,8 @@ async def join(
         state = MemberState.PENDING
         required = bool(community.join_question) and not from_follow
         answer = _bounded(answer, MAX_ANSWER, "answer", required=required)
+    if existing is not None and state == MemberState.ACTIVE:  # a request let in by a code
+        await home_feeds.hold_build(db, account_id)
     row = existing or Membership(community_id=community.id, account_id=account_id)
     row.state, row.answer, row.role = state, answer, Role.MEMBER
     row.invite_id = invite.id if invite else None
@@ -326,6 +352,11 @@ async def leave(db: AsyncSession, account_id: int, community: Community) -> None
     row = await db.get(Membership, (community.id, account_id))
     if row is None:
         return
+    if community.is_remote:
+        from kith.federation import remote_groups  # federation builds on this module
+
+        await remote_groups.leave(db, row, community)
+        return
     if community.owner_id == account_id or row.role == Role.OWNER:
         raise ValidationFailed(
             "You own this community: hand it over to someone before you leave.",
@@ -335,6 +366,36 @@ async def leave(db: AsyncSession, account_id: int, community: Community) -> None
         await notices.request_withdrawn(db, community.id, account_id)
     await db.delete(row)
     await db.commit()
+
+
+# --- the community in one's Home -------------------------------------------------------------
+
+
+async def in_home(db: AsyncSession, account_id: int | None, community: Community) -> bool | None:
+    """Does this member keep the community's threads in their Home? None when they are not
+    an active member (nothing to choose)."""
+    if account_id is None:
+        return None
+    row = await db.get(Membership, (community.id, account_id))
+    return row.in_home if row is not None and row.state == MemberState.ACTIVE else None
+
+
+async def set_in_home(db: AsyncSession, account_id: int, community: Community, on: bool) -> None:
+    """Keep the community's threads in one's Home, or stop: each member's own choice, one per
+    community, on when they join. Only an active member chooses (a pending request, a banned
+    person or a stranger gets a ValidationFailed on `in_home`, with nothing written). Turning
+    it back on brings the threads already there into the Home feed (migration 0007).
+    Commits."""
+    row = await db.get(Membership, (community.id, account_id))
+    if row is None or row.state != MemberState.ACTIVE:
+        raise ValidationFailed(
+            "Only members choose whether a community's posts appear in their Home: join first.",
+            field="in_home",
+        )
+    if row.in_home != on:
+        await home_feeds.hold_build(db, account_id)
+        row.in_home = on
+        await db.commit()
 
 
 # --- invites -------------------------------------------------------------------------------

@@ -245,6 +245,8 @@ class Audience:
 
     group: str
     members_only: bool = False
+    # A remote community's Group (Lemmy): it is addressed in `to` too, as Lemmy expects.
+    remote: bool = False
 
 
 def note(
@@ -265,6 +267,8 @@ def note(
     if audience is not None and audience.members_only:
         # A private community's post is for its members (the Group's followers) alone.
         to, cc = [f"{audience.group}/followers"], []
+    elif audience is not None and audience.remote and audience.group not in to:
+        to = [*to, audience.group]
     doc: Json = {"@context": CONTEXT} if with_context else {}
     doc |= {
         "id": post_id(settings, post, author),

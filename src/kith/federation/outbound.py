@@ -75,7 +75,7 @@ def _post_inboxes_statement() -> Select[Any]:
 
 async def post_inboxes(db: AsyncSession, post: Post) -> set[str]:
     """The inboxes (shared when advertised) of the remote accounts that may see this post
-    or boost — one query."""
+    or boost — one query — and of the remote communities' Groups it is in (one more)."""
     is_boost = post.reblog_of_id is not None
     replied_to = post.in_reply_to_account_id
     open_to_all = post.visibility in (Visibility.PUBLIC, Visibility.UNLISTED)
@@ -87,7 +87,11 @@ async def post_inboxes(db: AsyncSession, post: Post) -> set[str]:
         "reblog_of": post.reblog_of_id or 0,
     }
     rows = await db.execute(_post_inboxes_statement(), params)
-    return {inbox for inbox in rows.scalars() if inbox}
+    readers = {inbox for inbox in rows.scalars() if inbox}
+    # Imported here: remote_groups builds on this module.
+    from kith.federation.remote_groups import group_inboxes
+
+    return readers | await group_inboxes(db, post)  # remote communities it was posted into
 
 
 async def personal_inbox(db: AsyncSession, account: Account) -> str | None:
@@ -167,7 +171,11 @@ async def post_deleting(db: AsyncSession, post: Post) -> None:
         return
     await tombstones.remember_posts(db, runtime_of(db).settings, author, [post])
     inboxes = await post_inboxes(db, post)
-    if not inboxes:
+    # Imported here: group_moderation reaches posts.service through federation.groups.
+    from kith.federation import group_moderation
+
+    held = [] if post.reblog_of_id else await group_moderation.communities_holding(db, post)
+    if not inboxes and not held:
         return
     settings = runtime_of(db).settings
     if post.reblog_of_id is not None:
@@ -177,6 +185,8 @@ async def post_deleting(db: AsyncSession, post: Post) -> None:
     note = await _note(db, post, author)
     activity = activities.delete_note(settings, post, author, note["to"], note["cc"])
     await deliver(db, author, activity, inboxes)
+    # Its communities' Groups pass the Delete on to their members (FEP-1b12).
+    await group_moderation.forward_delete(db, held, activity, str(note["id"]))
 
 
 # --- likes --------------------------------------------------------------------------------
@@ -247,7 +257,7 @@ async def follow(db: AsyncSession, follower_id: int, followee_id: int) -> str | 
     return str(activity["id"])
 
 
-async def _last_follow_id(db: AsyncSession, me: Account, followee_uri: str) -> str | None:
+async def last_follow_id(db: AsyncSession, me: Account, followee_uri: str) -> str | None:
     """The id of the last Follow `me` sent to `followee_uri`, while it is still stored."""
     prefix = f"{ap.actor_id(runtime_of(db).settings, me)}#follows/"
     rows = await db.execute(
@@ -277,7 +287,7 @@ async def unfollowing(db: AsyncSession, follower_id: int, followee_id: int) -> N
         return
     settings = runtime_of(db).settings
     mine = ap.actor_id(settings, me)
-    follow_id = await _last_follow_id(db, me, other.uri or "") or f"{mine}#follows/{other.id}"
+    follow_id = await last_follow_id(db, me, other.uri or "") or f"{mine}#follows/{other.id}"
     inner = activities.embedded_follow(follow_id, mine, other.uri or "")
     undo = activities.undo(settings, me, {**inner, "to": [other.uri]})
     await deliver(db, me, undo, [inbox])

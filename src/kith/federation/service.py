@@ -19,7 +19,7 @@ from kith.accounts.models import Account, RegistrationMode, User, UserSession, U
 from kith.config import Settings
 from kith.db import utcnow
 from kith.errors import Forbidden, KithError, NotFound
-from kith.federation import groups, tombstones
+from kith.federation import groups, remote_groups, tombstones
 from kith.federation.activitypub import Audience, actor_id, post_id
 from kith.federation.negotiation import Gone
 from kith.graph.models import Follow
@@ -113,6 +113,8 @@ async def note_parts(
     poll_ids = [v.post.id for v in views if v.poll is not None]
     counts = await poll_counts(db, poll_ids)
     in_communities = await groups.audiences(db, [v.post.id for v in views])
+    if in_communities:  # a remote community's Group has its own id
+        in_communities |= await remote_groups.audiences(db, list(in_communities))
     return {
         v.post.id: FetchedPost(
             view=v,

@@ -17,11 +17,13 @@ from kith.accounts import profile
 from kith.accounts import service as accounts
 from kith.accounts.models import Account
 from kith.accounts.profile import ImageKind, ProfileInput
+from kith.communities import as_account
+from kith.communities.models import Community
 from kith.emojis import service as emoji_service
 from kith.errors import NotFound, ValidationFailed
 from kith.graph import service as graph
 from kith.graph.models import Follow, FollowRequest
-from kith.mastodon_api import entities, entity_cache, render
+from kith.mastodon_api import community_accounts, entities, entity_cache, render
 from kith.mastodon_api.deps import (
     PAGINATION,
     ApiJSON,
@@ -49,6 +51,19 @@ async def _account(db: AsyncSession, viewer: policy.Viewer, raw: str) -> Account
     if a is None or not await policy.can_see_account(db, viewer, a):
         raise NotFound("Record not found")
     return a
+
+
+async def _account_or_community(
+    db: AsyncSession, viewer: policy.Viewer, raw: str
+) -> Account | Community:
+    """The account with this id, or else the community (a `group: true` account to apps:
+    see community_accounts); NotFound when neither (or an account the viewer may not see)."""
+    aid = parse_id(raw)
+    if aid is not None and await db.get(Account, aid) is None:
+        community = await as_account.by_id(db, aid)
+        if community is not None:
+            return community
+    return await _account(db, viewer, raw)
 
 
 @router.get("/verify_credentials")
@@ -152,6 +167,8 @@ async def lookup(
     acct: str = "", db: AsyncSession = Depends(get_db), auth: Auth = Depends(optional_auth)
 ) -> dict[str, Any]:
     a = await accounts.find_account(db, acct)  # remote ones too, when known here
+    if a is None and (community := await as_account.by_acct(db, acct)) is not None:
+        return await community_accounts.one_account(db, auth.viewer, community)
     if a is None or not await policy.can_see_account(db, auth.viewer, a):
         raise NotFound("Record not found")
     return await render.one_account(db, a)
@@ -164,12 +181,18 @@ async def relationships(
     auth: Auth = Depends(scoped("read:follows")),
 ) -> list[dict[str, Any]]:
     p = await read_params(request)
+    ids = [aid for raw in p.many("id")[:40] if (aid := parse_id(str(raw))) is not None]
+    groups = await community_accounts.relationships(db, auth.account.id, ids)
+    memberships = await as_account.group_following(db, auth.account.id, ids)
     out = []
-    for raw in p.many("id")[:40]:
-        aid = parse_id(str(raw))
-        if aid is None or await db.get(Account, aid) is None:
-            continue
-        out.append(await _rel(db, auth.account.id, aid))
+    for aid in ids:
+        if aid in groups:
+            out.append(groups[aid])
+        elif await db.get(Account, aid) is not None:
+            rel = await _rel(db, auth.account.id, aid)
+            if aid in memberships:  # another server's community, as its Group's account
+                rel = community_accounts.with_membership(rel, memberships[aid])
+            out.append(rel)
     return out
 
 
@@ -177,7 +200,10 @@ async def relationships(
 async def get_account(
     account_id: str, db: AsyncSession = Depends(get_db), auth: Auth = Depends(optional_auth)
 ) -> dict[str, Any]:
-    return await render.one_account(db, await _account(db, auth.viewer, account_id))
+    a = await _account_or_community(db, auth.viewer, account_id)
+    if isinstance(a, Community):
+        return await community_accounts.one_account(db, auth.viewer, a)
+    return await render.one_account(db, a)
 
 
 @router.get(
@@ -199,8 +225,10 @@ async def account_statuses(
     db: AsyncSession = Depends(get_db),
     auth: Auth = Depends(optional_auth),
 ) -> JSONResponse:
-    a = await _account(db, auth.viewer, account_id)
+    a = await _account_or_community(db, auth.viewer, account_id)
     p = await read_params(request)
+    if isinstance(a, Community):
+        return await community_accounts.statuses(request, db, auth.viewer, a, p)
     if await policy.is_blocked_between(db, auth.viewer.account_id, a.id):
         return JSONResponse([])
     if p.flag("pinned"):
@@ -275,8 +303,14 @@ async def follow(
     db: AsyncSession = Depends(get_db),
     auth: Auth = Depends(scoped("write:follows")),
 ) -> dict[str, Any]:
-    a = await _account(db, auth.viewer, account_id)
+    a = await _account_or_community(db, auth.viewer, account_id)
     p = await read_params(request)
+    if isinstance(a, Community):  # following a community joins it
+        joined = await as_account.follow(db, auth.account.id, a)
+        return community_accounts.relationship(joined)
+    if (asked := await as_account.follow_group(db, auth.account.id, a.id)) is not None:
+        # Another server's community, as its Group's account: joined, as on the web.
+        return community_accounts.with_membership(await _rel(db, auth.account.id, a.id), asked)
     # Read before anything is written: a bad flag must not leave a follow behind.
     reblogs = p.flag("reblogs") if p.get("reblogs") not in (None, "") else None
     notify = p.flag("notify") if p.get("notify") not in (None, "") else None
@@ -295,7 +329,11 @@ async def unfollow(
     db: AsyncSession = Depends(get_db),
     auth: Auth = Depends(scoped("write:follows")),
 ) -> dict[str, Any]:
-    a = await _account(db, auth.viewer, account_id)
+    a = await _account_or_community(db, auth.viewer, account_id)
+    if isinstance(a, Community):
+        return community_accounts.relationship(await as_account.unfollow(db, auth.account.id, a))
+    if (left := await as_account.unfollow_group(db, auth.account.id, a.id)) is not None:
+        return community_accounts.with_membership(await _rel(db, auth.account.id, a.id), left)
     await graph.unfollow(db, auth.account.id, a.id)
     return await _rel(db, auth.account.id, a.id)
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.errors import ValidationFailed
-from kith.mastodon_api import render
+from kith.mastodon_api import community_accounts, render
 from kith.mastodon_api.deps import Auth, clamp, documented, optional_auth, parse_id, scoped
 from kith.mastodon_api.params import read_params
 from kith.mastodon_api.tags import tag_entity
@@ -69,8 +69,11 @@ async def search_v2(
             select(TagFollow.tag_id).where(TagFollow.account_id == viewer.account_id)
         )
         following = set(rows.all())
+    people = await render.accounts(db, found.accounts)
+    if kind in (None, "accounts"):  # communities are `group: true` accounts to apps
+        people = await community_accounts.with_communities(db, viewer, q, people, limit)
     return {
-        "accounts": await render.accounts(db, found.accounts),
+        "accounts": people,
         "statuses": await render.statuses(db, viewer, found.posts, context="public"),
         "hashtags": [
             await tag_entity(db, t, t.id in following if auth.user else None)
@@ -89,7 +92,7 @@ async def accounts_search(
     auth: Auth = Depends(scoped("read:accounts")),
 ) -> list[dict[str, Any]]:
     p = await read_params(request)
-    rows = await search.search_accounts(
-        db, auth.viewer, p.text("q") or "", limit=clamp(p.integer("limit"), 40, 80)
-    )
-    return await render.accounts(db, rows)
+    q, limit = p.text("q") or "", clamp(p.integer("limit"), 40, 80)
+    rows = await search.search_accounts(db, auth.viewer, q, limit=limit)
+    people = await render.accounts(db, rows)
+    return await community_accounts.with_communities(db, auth.viewer, q, people, limit)

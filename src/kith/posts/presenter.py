@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
 from kith.accounts.models import Account
+from kith.communities.models import Community
 from kith.db import utcnow
 from kith.emojis import service as emoji_service
 from kith.emojis.models import CustomEmoji
@@ -79,6 +80,8 @@ class PostView:
     media: list[MediaAttachment] = field(default_factory=list)  # attachments, in order
     emojis: list[CustomEmoji] = field(default_factory=list)  # used in its text and warning
     author_emojis: list[CustomEmoji] = field(default_factory=list)  # in the author's profile
+    # Where it is approved, a cross-post in each (web pages only: `with_communities`).
+    communities: list[Community] = field(default_factory=list)
 
     @property
     def shown(self) -> PostView:
@@ -317,3 +320,17 @@ async def present(db: AsyncSession, viewer: policy.Viewer, posts: list[Post]) ->
             v.reblog = view(originals[p.reblog_of_id])
         result.append(v)
     return result
+
+
+async def with_communities(db: AsyncSession, views: list[PostView]) -> list[PostView]:
+    """Fill in the communities of the posts these views show (a boost: its original's), for
+    the web pages' "in !club" line: one query for the page. The posts already passed the
+    policy, and a community's name and address are public (its card), a private one's too;
+    the communities are those the post is approved in (`posting.communities_of`)."""
+    from kith.communities.posting import communities_of  # posting imports posts: import late
+
+    shown = [v.shown for v in views]
+    found = await communities_of(db, list({v.post.id for v in shown}))
+    for v in shown:
+        v.communities = found.get(v.post.id, [])
+    return views

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kith import policy, text
 from kith.accounts.models import Account
 from kith.communities import posting as community_posting
+from kith.communities.models import Community
 from kith.db import new_id, utcnow
 from kith.emojis import service as emoji_service
 from kith.errors import Forbidden, NotFound, ValidationFailed
@@ -194,21 +196,16 @@ async def _resolve_remote_mentions(db: AsyncSession, source: str) -> dict[str, _
 
 async def _render(
     db: AsyncSession, source: str, remote: Mapping[str, _Mentioned]
-) -> tuple[str, list[_Mentioned], list[str]]:
+) -> tuple[str, list[_Mentioned], list[str], list[Community]]:
     """HTML of the source, the accounts it mentions (local names looked up here, `remote`
-    the `@user@host` ones resolved beforehand), and its hashtags."""
+    the `@user@host` ones resolved beforehand), its hashtags, and the local communities it
+    mentions (linked to their pages; `communities.posting.mentioned`)."""
     parsed = text.parse_text(source)
     base = runtime_of(db).settings.base_url
     local_names = [m for m in parsed.mentions if "@" not in m]
     mentioned: list[_Mentioned] = []
     if local_names:
-        rows = await db.scalars(
-            select(Account).where(
-                Account.username_key.in_(local_names),
-                Account.domain == "",
-                Account.suspended_at.is_(None),
-            )
-        )
+        rows = await db.scalars(_local_accounts_statement(), {"names": local_names})
         mentioned = [
             _Mentioned(a.id, a.username_key, f"{base}/@{a.username}", True, a) for a in rows
         ]
@@ -218,8 +215,28 @@ async def _render(
             mentioned.append(remote[handle])
             seen.add(remote[handle].id)
     urls = {m.key: m.url for m in mentioned} | {k: m.url for k, m in remote.items()}
+    groups = await community_posting.mentioned(db, parsed, accounts=urls.keys())
+    urls |= {key: f"{base}/c/{c.handle}" for key, c in groups.items()}
     html = text.render_post(source, mention_urls=urls, hashtag_url=lambda t: f"{base}/tags/{t}")
-    return html, mentioned, list(parsed.hashtags)
+    communities = list({c.id: c for c in groups.values()}.values())
+    return html, mentioned, list(parsed.hashtags), communities
+
+
+@functools.cache
+def _local_accounts_statement() -> Select[Account]:
+    """Local, unsuspended accounts by lowercase name (`names`): built once, as every post
+    with a mention runs it."""
+    return select(Account).where(
+        Account.username_key.in_(bindparam("names", expanding=True)),
+        Account.domain == "",
+        Account.suspended_at.is_(None),
+    )
+
+
+@functools.cache
+def _tag_ids_statement() -> Select[str, int]:
+    """Hashtags' (name, id) by name (`names`): built once, as every post with one runs it."""
+    return select(Tag.name, Tag.id).where(Tag.name.in_(bindparam("names", expanding=True)))
 
 
 async def ids_of_tags(db: AsyncSession, tags: list[str]) -> dict[str, int]:
@@ -228,7 +245,7 @@ async def ids_of_tags(db: AsyncSession, tags: list[str]) -> dict[str, int]:
     names = list(dict.fromkeys(tags))
     if not names:
         return {}
-    ids = dict((await db.execute(select(Tag.name, Tag.id).where(Tag.name.in_(names)))).all())
+    ids = dict((await db.execute(_tag_ids_statement(), {"names": names})).all())
     missing = [name for name in names if name not in ids]
     if missing:
         insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
@@ -236,7 +253,7 @@ async def ids_of_tags(db: AsyncSession, tags: list[str]) -> dict[str, int]:
             insert(Tag).on_conflict_do_nothing(),
             [{"id": new_id(), "name": n, "display_name": n} for n in missing],
         )
-        found = await db.execute(select(Tag.name, Tag.id).where(Tag.name.in_(missing)))
+        found = await db.execute(_tag_ids_statement(), {"names": missing})
         ids.update(dict(found.all()))
     return {name: ids[name] for name in names}
 
@@ -277,11 +294,12 @@ async def create_post(db: AsyncSession, author: Account, data: PostInput) -> Pos
             ) from None
         if parent.reblog_of_id is not None:
             parent = await get_visible_post(db, viewer, parent.reblog_of_id)
-    # Communities: checked before anything is written, attached after the post row.
+    html, mentioned, tags, named = await _render(db, data.source, remote_mentions)
+    # Communities (chosen, or named in the text): checked before anything is written,
+    # attached after the post row.
     where = await community_posting.addressed(
-        db, author.id, data.community_ids, data.visibility, parent
+        db, author.id, data.community_ids, data.visibility, parent, named
     )
-    html, mentioned, tags = await _render(db, data.source, remote_mentions)
     post = Post(
         id=new_id(),
         account_id=author.id,
@@ -436,7 +454,7 @@ async def edit_post(db: AsyncSession, viewer: policy.Viewer, post_id: int, data:
                 created_at=post.created_at,
             )
         )
-    html, mentioned, tags = await _render(db, data.source, remote_mentions)
+    html, mentioned, tags, _ = await _render(db, data.source, remote_mentions)
     now = utcnow()
     post.source = data.source
     post.content_html = html

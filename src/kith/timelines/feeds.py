@@ -2,13 +2,14 @@
 
 Searching Home means looking through every followed account's recent posts and checking the
 policy on each, for every page (~3 ms of SQLite per page at 150 follows). A feed is the list
-of those candidates, kept as posts appear (database triggers: migration 0005), so a page
-reads its 40 entries, newest first, and checks the policy on those only.
+of those candidates, kept as posts appear (database triggers: migration 0005, and 0007 for
+communities' threads), so a page reads its 40 entries, newest first, and checks the policy
+on those only.
 
 - A feed holds every post that may be in the person's Home with an id above its floor. Below
   the floor, Home is searched as before (`timelines.home` falls through).
 - Entries are candidates: the whole Home rule (`timelines.home_clause`) is applied when they
-  are read, so follows, blocks and mutes that end or begin need no clean-up.
+  are read, so follows, blocks, mutes and memberships that end or begin need no clean-up.
 - A feed is made after the first Home read that finds none (in the background: a page must
   not write), from the last FEED_DAYS of candidates; entries older than KEEP_DAYS are trimmed,
   and feeds unread for DROP_AFTER_DAYS are dropped (their people get one searched page, then
@@ -39,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
 from kith.accounts.models import Account
+from kith.communities.models import CommunityPost, Membership, MemberState
 from kith.db import UTCDateTime, id_for_time, utcnow
 from kith.graph.models import Follow
 from kith.jobs.queue import job_handler
@@ -91,8 +93,9 @@ async def _stamp_read(db: AsyncSession, account_id: int) -> None:
 
 def _candidates(account_id: int, floor: int) -> Any:
     """(account id, post id) of every post above `floor` that may be in this person's Home:
-    their own, their followed accounts' (boosts and replies included) and those with a
-    hashtag they follow. What the triggers add as posts appear, for the posts already there."""
+    their own, their followed accounts' (boosts and replies included), those with a hashtag
+    they follow and the threads (in any state) of the communities they keep in Home. What the
+    triggers add as posts appear, for the posts already there."""
     followed = select(Follow.followee_id).where(Follow.follower_id == account_id)
     me = literal_column(str(int(account_id)), BigInteger()).label("account_id")
     return union(
@@ -102,6 +105,15 @@ def _candidates(account_id: int, floor: int) -> Any:
         select(me, PostTag.post_id)
         .join(TagFollow, TagFollow.tag_id == PostTag.tag_id)
         .where(TagFollow.account_id == account_id, PostTag.post_id > floor),
+        select(me, CommunityPost.post_id)
+        .join(Membership, Membership.community_id == CommunityPost.community_id)
+        .where(
+            Membership.account_id == account_id,
+            Membership.state == MemberState.ACTIVE,
+            Membership.in_home.is_(True),
+            CommunityPost.is_thread.is_(True),
+            CommunityPost.post_id > floor,
+        ),
     )
 
 
@@ -140,6 +152,17 @@ async def build(db: AsyncSession, account_id: int) -> int | None:
     await _add_candidates(db, account_id, max(floor, recent))
     await db.commit()
     return floor
+
+
+async def hold_build(db: AsyncSession, account_id: int) -> None:
+    """Before a change that makes posts Home candidates without inserting a row that refers to
+    the person's account (a community kept in Home again, a join request approved): wait for
+    a build of their feed in progress, or make one wait for this transaction (PostgreSQL, as
+    `build` explains for follows; SQLite runs one writer at a time)."""
+    if db.get_bind().dialect.name == "postgresql":
+        await db.execute(
+            select(Account.id).where(Account.id == account_id).with_for_update(key_share=True)
+        )
 
 
 async def _add_candidates(db: AsyncSession, account_id: int, floor: int) -> None:

@@ -31,7 +31,7 @@ from kith.db import EPOCH, UTCDateTime, id_for_time, utcnow
 from kith.graph.models import Follow
 from kith.media.models import MediaAttachment
 from kith.posts.models import Pin, Post, PostTag, Tag
-from kith.timelines import feeds
+from kith.timelines import feeds, sources
 from kith.timelines.models import TagFollow
 
 DEFAULT_LIMIT = 20
@@ -92,24 +92,35 @@ def with_media_clause() -> ColumnElement[bool]:
 def home_query(
     viewer: policy.Viewer, *, followed_tags: bool = False, now: Any = None
 ) -> Select[Any]:
-    """Posts for the viewer's Home: their own and those of accounts they follow (boosts only
-    where they kept boosts on), replies only when their own or addressed to them or someone
-    they follow."""
+    """Posts for the viewer's Home: their own, those of accounts they follow (boosts only
+    where they kept boosts on) and the threads of the communities they keep in Home; replies
+    only when their own or addressed to them or someone they follow."""
     return select(Post).where(home_clause(viewer, followed_tags=followed_tags, now=now, post=Post))
 
 
 def home_clause(
-    viewer: policy.Viewer, *, followed_tags: bool, now: Any, post: Any = Post
+    viewer: policy.Viewer,
+    *,
+    followed_tags: bool,
+    now: Any,
+    post: Any = Post,
+    communities: bool = True,
+    window: tuple[Any, Any] | None = None,
+    listed: bool = False,
 ) -> ColumnElement[bool]:
     """SQL: `post` belongs in the viewer's Home (see `home_query`). The viewer may be a column
-    (a batch over many viewers: `home_audience`)."""
+    (a batch over many viewers: `home_audience`). `communities=False` leaves community threads
+    out (for a viewer who keeps none in Home); `window` and `listed` choose the statement's
+    shape for a scan over posts (`sources.authors_clause`)."""
     me = viewer.account_id
     assert me is not None
     followed = select(Follow.followee_id).where(Follow.follower_id == me)
     followed_with_boosts = select(Follow.followee_id).where(
         Follow.follower_id == me, Follow.show_reblogs.is_(True)
     )
-    authors = or_(post.account_id == me, post.account_id.in_(followed))
+    authors = sources.authors_clause(
+        me, followed, post, communities=communities, window=window, listed=listed
+    )
     if followed_tags:
         # Public posts with a hashtag I follow join my Home (only asked for when I follow one,
         # so the common Home query stays a plain author scan).
@@ -184,7 +195,8 @@ async def _searched_home(
 ) -> list[Post]:
     """Up to `n` posts of the viewer's Home below `top`, searched among followed accounts'
     posts (no feed, or below its floor)."""
-    stmt = _prebuilt_home(await follows_any_tag(db, viewer))
+    listed = db.get_bind().dialect.name == "sqlite"  # the shape each does best
+    stmt = _prebuilt_home(*await sources.home_sources(db, viewer), listed=listed)
     rows: list[Post] = []
     for window in HOME_WINDOWS:
         floor = 0 if window is None else top - id_for_time(EPOCH + window)
@@ -202,16 +214,28 @@ async def _searched_home(
 
 
 @functools.cache
-def _prebuilt_home(followed_tags: bool) -> Select[Any]:
+def _prebuilt_home(
+    followed_tags: bool, communities: bool = False, *, listed: bool = False
+) -> Select[Any]:
     """The Home statement, built once per process with the viewer, the time and the window
     as bound parameters: building the policy's expression tree costs more CPU than running
-    the query (bench/timelines.py measured ~4 ms per call)."""
+    the query (bench/timelines.py measured ~4 ms per call). `communities`: the viewer keeps
+    at least one community in Home; `listed`: the shape for SQLite (`sources.authors_clause`)."""
     viewer = policy.Viewer(bindparam("viewer_id", type_=BigInteger()))  # type: ignore[arg-type]
     now = bindparam("now", type_=UTCDateTime())
+    floor = bindparam("floor", type_=BigInteger())
+    ceiling = bindparam("ceiling", type_=BigInteger())
+    clause = home_clause(
+        viewer,
+        followed_tags=followed_tags,
+        now=now,
+        communities=communities,
+        window=(floor, ceiling),
+        listed=listed,
+    )
     return (
-        home_query(viewer, followed_tags=followed_tags, now=now)
-        .where(Post.id >= bindparam("floor", type_=BigInteger()))
-        .where(Post.id < bindparam("ceiling", type_=BigInteger()))
+        select(Post)
+        .where(clause, Post.id >= floor, Post.id < ceiling)
         .order_by(Post.id.desc())
         .limit(bindparam("n", type_=Integer()))
     )

@@ -21,6 +21,7 @@ from kith.communities import service as communities
 from kith.communities.models import Community, CommunityPost, CommunityPostState, MembershipModel
 from kith.communities.permissions import CommunityAction
 from kith.errors import Forbidden, KithError, NotFound, ValidationFailed
+from kith.federation import remote_groups
 from kith.filters import service as filters
 from kith.posts import presenter
 from kith.posts import service as posts
@@ -41,6 +42,8 @@ NOTICES = {
     "joined": "You joined.",
     "requested": "Your request is waiting for the moderators.",
     "left": "You left.",
+    "home_on": "Its posts will appear in your Home.",
+    "home_off": "Its posts will no longer appear in your Home.",
     "posted": "Posted.",
     "queued": "Your post is waiting for a moderator's approval.",
 }
@@ -56,14 +59,15 @@ _TOPIC_SPLIT = re.compile(r"[\s,]+")
 
 
 async def community_or_404(db: AsyncSession, handle: str) -> Community:
-    community = await communities.find_community(db, handle)
+    """Ours by `handle`, or a remote one known here by `handle@host`."""
+    community = await communities.find_by_address(db, handle)
     if community is None:
         raise NotFound("No such community.")
     return community
 
 
 def done(community: Community, notice: str, path: str = "") -> Response:
-    return RedirectResponse(f"/c/{community.handle}{path}?notice={notice}", status_code=303)
+    return RedirectResponse(f"/c/{community.address}{path}?notice={notice}", status_code=303)
 
 
 def _topics(raw: str) -> list[str]:
@@ -111,21 +115,25 @@ async def directory_page(
     me: Current = Depends(current),
 ) -> Response:
     """Browse and search communities; `!handle` (or `!handle@this.domain`) goes straight to
-    the community."""
+    the community, and so does `!handle@other.host` for someone signed in (looked up on its
+    server when it is not known here yet)."""
     wanted = q.strip()
+    account_id = me.viewer.account_id  # read before a look-up may end the transaction
     if wanted.startswith("!"):
         handle, _, domain = wanted[1:].partition("@")
+        found = None
         if not domain or domain.lower() == runtime(request).settings.domain.lower():
             found = await communities.find_community(db, handle)
-            if found is not None:
-                return RedirectResponse(f"/c/{found.handle}", status_code=303)
+        elif account_id is not None:
+            found = await remote_groups.find_or_resolve(db, wanted)
+        if found is not None:
+            return RedirectResponse(f"/c/{found.address}", status_code=303)
     errors: dict[str, str] = {}
     listings: list[directory.Listing] = []
     try:
         listings = await directory.browse(db, query=wanted, sort=sort, offset=offset)
     except ValidationFailed as err:
         errors[err.field or "q"] = err.message
-    account_id = me.viewer.account_id
     suggestions = []
     if account_id is not None and not wanted and offset == 0:
         suggestions = await directory.suggested(db, account_id)
@@ -253,6 +261,7 @@ async def _page(
                 pinned = await presenter.present(
                     db, viewer, await feeds.pinned_threads(db, viewer, community)
                 )
+            await presenter.with_communities(db, pinned + views)
     may_moderate = permissions.allows(who, CommunityAction.MODERATE)
     waiting = (
         await rosters.waiting_counts(db, viewer.account_id, community)
@@ -272,6 +281,7 @@ async def _page(
             "listing": await directory.listing(db, community),
             "moderators": await rosters.moderators(db, viewer, community),
             "who": who,
+            "in_home": await communities.in_home(db, viewer.account_id, community),
             "ban": ban,
             "can_read": can_read,
             "may_post": permissions.allows(who, CommunityAction.POST),
@@ -309,9 +319,9 @@ async def community_page(
     me: Current = Depends(current),
 ) -> Response:
     community = await community_or_404(db, handle)
-    if handle != community.handle:  # one address per community
+    if handle != community.address:  # one address per community
         query = f"?{request.url.query}" if request.url.query else ""
-        return RedirectResponse(f"/c/{community.handle}{query}", status_code=303)
+        return RedirectResponse(f"/c/{community.address}{query}", status_code=303)
     return await _page(request, db, me, community)
 
 
@@ -354,6 +364,27 @@ async def leave(
     except ValidationFailed as err:
         return await _page(request, db, me, community, error=err)
     return done(community, "left")
+
+
+@router.post("/c/{handle}/home")
+async def home_setting(
+    request: Request,
+    handle: str,
+    db: AsyncSession = Depends(get_db),
+    me: Current = Depends(signed_in),
+) -> Response:
+    """A member turns the community's posts in their Home on (`in_home=on`) or off."""
+    community = await community_or_404(db, handle)
+    form = await request.form()
+    assert me.viewer.account_id is not None
+    choice = form_str(form, "in_home")
+    try:
+        if choice not in ("on", "off"):
+            raise ValidationFailed("Choose whether its posts appear in your Home.", field="in_home")
+        await communities.set_in_home(db, me.viewer.account_id, community, choice == "on")
+    except ValidationFailed as err:
+        return await _page(request, db, me, community, error=err)
+    return done(community, f"home_{choice}")
 
 
 @router.post("/c/{handle}/posts")

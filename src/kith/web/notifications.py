@@ -62,6 +62,7 @@ async def notifications_page(
     views = await filters.apply(
         db, me.viewer, await presenter.present(db, me.viewer, posts), context="notifications"
     )
+    await presenter.with_communities(db, views)
     by_id = {v.post.id: v for v in views}
     rows = [
         (n, accounts.get(n.from_account_id), by_id.get(n.post_id) if n.post_id else None)

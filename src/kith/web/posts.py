@@ -97,7 +97,8 @@ async def _load_post_page(
         return RedirectResponse(f"/@{orig_author.acct}/{original.id}", status_code=303)
     ancestors, descendants = await timelines.thread(db, me.viewer, post)
     everything = ancestors + [post] + [p for p, _ in descendants]
-    views = {v.post.id: v for v in await presenter.present(db, me.viewer, everything)}
+    presented = await presenter.present(db, me.viewer, everything)
+    views = {v.post.id: v for v in await presenter.with_communities(db, presented)}
     filtered = {
         v.post.id
         for v in await filters.apply(db, me.viewer, list(views.values()), context="thread")
@@ -259,7 +260,7 @@ async def _card(request: Request, db: AsyncSession, me: Current, post_id: int) -
         post = await posts.get_visible_post(db, me.viewer, post_id)
     except NotFound:
         return await render(request, db, "_card.html", {"view": None})
-    views = await presenter.present(db, me.viewer, [post])
+    views = await presenter.with_communities(db, await presenter.present(db, me.viewer, [post]))
     return await render(request, db, "_card.html", {"view": views[0]})
 
 

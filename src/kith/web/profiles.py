@@ -61,6 +61,7 @@ async def profile(
     views = await filters.apply(
         db, me.viewer, await presenter.present(db, me.viewer, page.posts), context="account"
     )
+    await presenter.with_communities(db, pinned + views)
     counts = await graph.profile_counts(db, account.id)
     return await render(
         request,

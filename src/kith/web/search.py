@@ -19,7 +19,7 @@ router = APIRouter()
 
 
 # `!handle` or `!handle@domain`: how people name a community (Lemmy's form).
-_COMMUNITY_HANDLE = re.compile(r"![A-Za-z0-9_]{1,64}(@[A-Za-z0-9.-]{1,253})?")
+_COMMUNITY_HANDLE = re.compile(r"![A-Za-z0-9_]{1,64}(@[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?)?")
 
 
 @router.get("/search")
@@ -39,7 +39,9 @@ async def search_page(
     results = await search.search(
         db, me.viewer, q, type=kind, max_id=_cursor(max_id), resolve=max_id is None
     )
-    views = await presenter.present(db, me.viewer, results.posts)
+    views = await presenter.with_communities(
+        db, await presenter.present(db, me.viewer, results.posts)
+    )
     return await render(
         request,
         db,

@@ -34,6 +34,7 @@ async def _timeline_page(
 ) -> Response:
     views = await presenter.present(db, me.viewer, page.posts)
     views = await filters.apply(db, me.viewer, views, context=context)
+    await presenter.with_communities(db, views)
     return await render(
         request,
         db,

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.accounts.models import Account
 from kith.errors import NotFound, ValidationFailed
-from kith.federation import groups, outbound
+from kith.federation import groups, outbound, remote_groups
 from kith.federation.handlers.common import actor_of, object_id
 from kith.federation.handlers.undo import undo_handler
 from kith.federation.local_objects import local_account
@@ -85,6 +85,9 @@ async def on_accept(db: AsyncSession, item: InboxItem) -> str:
     if isinstance(answered, str):
         return answered
     follower, followee = answered
+    joined = await remote_groups.join_answered(db, followee, follower, accepted=True)
+    if joined is not None:  # a remote community let the person in
+        return joined
     if await graph.accept_outgoing(db, follower.id, followee.id):
         return "follow accepted"
     return "ignored: no pending follow"
@@ -97,6 +100,9 @@ async def on_reject(db: AsyncSession, item: InboxItem) -> str:
     if isinstance(answered, str):
         return answered
     follower, followee = answered
+    refused = await remote_groups.join_answered(db, followee, follower, accepted=False)
+    if refused is not None:  # a remote community turned the request down
+        return refused
     await graph.reject_outgoing(db, follower.id, followee.id)
     return "follow rejected"
 
@@ -117,6 +123,14 @@ async def undo_follow(db: AsyncSession, actor: Account, follow: dict[str, Any]) 
 async def on_block(db: AsyncSession, item: InboxItem) -> str:
     """A remote actor blocks a local account: follows both ways end, neither sees the other."""
     actor = await actor_of(db, item)
+    target_uri = first_id(item.activity.get("target")) or ""
+    if await groups.local_community(db, target_uri):
+        # A ban from one of our communities (Lemmy's shape): their moderators are all here.
+        return "refused: only the community's own moderators ban from it"
+    if target_uri and actor is not None and await _is_a_remote_community(db, target_uri):
+        # A moderator's ban sent straight to the person (Lemmy does): it counts only as its
+        # Group announces it (`handlers.group_moderation_announced`), and blocks nobody.
+        return "ignored: a ban from a remote community counts when its Group announces it"
     target = await local_account(db, object_id(item.activity) or "")
     if actor is None or target is None:
         return "ignored: not a block of one of our accounts"
@@ -125,6 +139,11 @@ async def on_block(db: AsyncSession, item: InboxItem) -> str:
     except (NotFound, ValidationFailed) as exc:
         return f"ignored: {exc}"
     return "blocked"
+
+
+async def _is_a_remote_community(db: AsyncSession, group_uri: str) -> bool:
+    group = await db.scalar(select(Account).where(Account.uri == group_uri))
+    return group is not None and await remote_groups.community_of_group(db, group.id) is not None
 
 
 @undo_handler("Block")

@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kith import policy
 from kith.accounts.models import Account
 from kith.db import new_id, utcnow
+from kith.federation import remote_groups
+from kith.federation.handlers import group_announces
 from kith.federation.handlers.common import actor_of, object_id, ready_to_fetch
 from kith.federation.handlers.undo import undo_handler
 from kith.federation.local_objects import is_local, local_post, post_by_uri
@@ -43,6 +45,11 @@ async def on_like(db: AsyncSession, item: InboxItem) -> str:
     post = await local_post(db, object_id(item.activity) or "")
     if actor is None or post is None:
         return "ignored: not a like of one of our posts"
+    return await record_like(db, actor, post)
+
+
+async def record_like(db: AsyncSession, actor: Account, post: Post) -> str:
+    """A remote actor likes a local post they may see: counted once, its author notified."""
     viewer = policy.Viewer(actor.id)
     if not await policy.can_see_post(db, viewer, post) or not await policy.can_interact(
         db, viewer, post
@@ -106,6 +113,15 @@ async def _is_local(db: AsyncSession, account_id: int) -> bool:
 @activity_handler("Announce")
 async def on_announce(db: AsyncSession, item: InboxItem) -> str:
     actor = await actor_of(db, item)
+    if actor is not None:
+        community = await remote_groups.community_of_group(db, actor.id)
+        if community is not None and group_announces.wanted(
+            item.activity, await remote_groups.has_members_here(db, community)
+        ):
+            # A community people here joined passes on what happens in it (FEP-1b12).
+            return await group_announces.receive(db, item, community)
+    if group_announces.announces_an_activity(item.activity):
+        return "ignored: an Announce of an activity by a Group nobody here is in"
     uri = object_id(item.activity)
     if actor is None or uri is None:
         return "ignored: unknown actor or object"

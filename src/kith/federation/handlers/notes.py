@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kith.federation import group_posts, groups, polls
+from kith.federation import group_moderation, group_posts, groups, polls
 from kith.federation.gone import forget_actor
 from kith.federation.handlers import people
 from kith.federation.handlers.common import actor_of, object_id, ready_to_fetch
@@ -108,7 +108,13 @@ async def on_delete(db: AsyncSession, item: InboxItem) -> str:
         # Gone for good: its endpoints and keys go too, so nothing is sent to it any more and
         # a replayed activity signed with its old key is refused.
         return await forget_actor(db, actor)
+    # A post in our communities: their Groups pass the author's Delete on to their members.
+    post = await db.scalar(select(Post).where(Post.uri == uri, Post.account_id == actor.id))
+    held = await group_moderation.communities_holding(db, post) if post is not None else []
     try:
-        return await delete_note(db, actor, uri)
+        outcome = await delete_note(db, actor, uri)
     except Refused as exc:
         return f"refused: {exc}"
+    if held and outcome == "deleted":
+        await group_moderation.forward_delete(db, held, dict(item.activity), uri)
+    return outcome

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 07:10:03.450611
+Create Date: 2026-11-26 08:33:27.347044
 """
 
 from collections.abc import Sequence
@@ -183,8 +183,10 @@ def upgrade() -> None:
     op.create_table(
         "communities",
         sa.Column("id", sa.BigInteger(), nullable=False),
-        sa.Column("handle", sa.String(length=30), nullable=False),
-        sa.Column("handle_key", sa.String(length=30), nullable=False),
+        sa.Column("handle", sa.String(length=64), nullable=False),
+        sa.Column("handle_key", sa.String(length=64), nullable=False),
+        sa.Column("domain", sa.String(length=255), server_default="", nullable=False),
+        sa.Column("actor_id", sa.BigInteger(), nullable=True),
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("rules", sa.Text(), nullable=False),
@@ -198,13 +200,20 @@ def upgrade() -> None:
         sa.Column("owner_id", sa.BigInteger(), nullable=True),
         sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
+            ["actor_id"],
+            ["accounts.id"],
+            name=op.f("fk_communities_actor_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
             ["owner_id"],
             ["accounts.id"],
             name=op.f("fk_communities_owner_id_accounts"),
             ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_communities")),
-        sa.UniqueConstraint("handle_key", name=op.f("uq_communities_handle_key")),
+        sa.UniqueConstraint("actor_id", name=op.f("uq_communities_actor_id")),
+        sa.UniqueConstraint("handle_key", "domain", name=op.f("uq_communities_handle_key_domain")),
     )
     with op.batch_alter_table("communities", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_communities_owner_id"), ["owner_id"], unique=False)
@@ -1404,6 +1413,7 @@ def upgrade() -> None:
         sa.Column("invite_id", sa.BigInteger(), nullable=True),
         sa.Column("requested_at", kith.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("joined_at", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("in_home", sa.Boolean(), server_default="1", nullable=False),
         sa.ForeignKeyConstraint(
             ["account_id"],
             ["accounts.id"],
