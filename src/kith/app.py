@@ -38,7 +38,10 @@ from kith.web import (
     admin,
     applications,
     auth,
+    community_directory,
+    community_flairs,
     community_moderation,
+    community_reports,
     emoji_admin,
     federation_admin,
     media,
@@ -128,7 +131,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (search, filter_settings, reports, admin, trends_admin, federation_admin, about):
         app.include_router(module.router)
     app.include_router(emoji_admin.router)
+    app.include_router(community_directory.router)
     app.include_router(community_pages.router)
+    app.include_router(community_pages.posting_router)
+    app.include_router(community_flairs.router)
+    app.include_router(community_reports.router)
     app.include_router(community_moderation.router)  # after: its /c/NAME/SECTION is generic
     app.include_router(migration_pages.router)
     for router in mastodon_api.routers():

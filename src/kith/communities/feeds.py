@@ -21,7 +21,7 @@ import enum
 import functools
 import math
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import BigInteger, Integer, Select, bindparam, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -213,10 +213,12 @@ async def community_feed(
     since_id: int | None = None,
     offset: int = 0,
     limit: int | None = None,
+    flair_id: int | None = None,
 ) -> Page:
-    """One page of the community's feed in the chosen order (see the module's formulas).
-    Forbidden for a private community's non-members; ValidationFailed for an unknown sort,
-    window or an offset out of range."""
+    """One page of the community's feed in the chosen order (see the module's formulas),
+    only the threads wearing `flair_id` when given (`communities.flairs`). Forbidden for a
+    private community's non-members; ValidationFailed for an unknown sort, window or an
+    offset out of range."""
     try:
         sort = Sort(sort)
     except ValueError:
@@ -227,9 +229,10 @@ async def community_feed(
     n = clamp_limit(limit)
     signed_in = viewer.account_id is not None
     if sort == Sort.NEW:
-        return await _new_page(db, viewer, community, max_id, min_id, since_id, n)
+        return await _new_page(db, viewer, community, max_id, min_id, since_id, n, flair_id)
     if sort == Sort.ACTIVE:
-        rows = (await db.execute(_active_candidates(), {"community_id": community.id})).all()
+        active = _flaired(cast(Select[Any], _active_candidates()), flair_id)
+        rows = (await db.execute(active, {"community_id": community.id})).all()
         now = utcnow()
         ranked = sorted(
             rows,
@@ -246,13 +249,20 @@ async def community_feed(
     # The best offset + 2n first: exact when enough of them are visible (nearly always).
     k = offset + 2 * n
     params = {"community_id": community.id, "floor": floor, "k": k}
-    best = list((await db.scalars(_top_candidates(), params)).all())
+    best = list((await db.scalars(_flaired(_top_candidates(), flair_id), params)).all())
     visible = await _visible(db, viewer, best)
     if len(visible) >= offset + n or len(best) < k:
         return _offset_page(visible[offset : offset + n], offset, n)
     params = _params(viewer, community_id=community.id, floor=floor, offset=offset, n=n)
-    page_ids = list((await db.scalars(_top_statement(signed_in), params)).all())
+    top = _flaired(_top_statement(signed_in), flair_id)
+    page_ids = list((await db.scalars(top, params)).all())
     return _offset_page(await _load(db, page_ids), offset, n)
+
+
+def _flaired(stmt: Select[Any], flair_id: int | None) -> Select[Any]:
+    """A feed statement narrowed to one flair's threads (a new statement: the cached one,
+    shared by every unfiltered page, stays as it is)."""
+    return stmt if flair_id is None else stmt.where(CommunityPost.flair_id == flair_id)
 
 
 def _offset_page(posts: list[Post], offset: int, n: int) -> Page:
@@ -283,17 +293,20 @@ async def _new_page(
     min_id: int | None,
     since_id: int | None,
     n: int,
+    flair_id: int | None = None,
 ) -> Page:
     signed_in = viewer.account_id is not None
     ceiling = max_id if max_id is not None else MAX_POST_ID
     if min_id is not None:  # the page just above min_id: oldest first, shown newest first
         params = _params(viewer, community_id=community.id, floor=min_id, ceiling=ceiling, n=n)
-        rows = list((await db.scalars(_new_statement(signed_in, True), params)).all())
+        stmt = _flaired(_new_statement(signed_in, True), flair_id)
+        rows = list((await db.scalars(stmt, params)).all())
         rows.reverse()
         return Page(rows, rows[-1].id if rows else None, rows[0].id if rows else min_id)
     floor = since_id if since_id is not None else -1
     params = _params(viewer, community_id=community.id, floor=floor, ceiling=ceiling, n=n)
-    rows = list((await db.scalars(_new_statement(signed_in, False), params)).all())
+    stmt = _flaired(_new_statement(signed_in, False), flair_id)
+    rows = list((await db.scalars(stmt, params)).all())
     return Page(
         posts=rows,
         older_max_id=rows[-1].id if len(rows) == n else None,

@@ -65,6 +65,7 @@ class ModAction(enum.StrEnum):
     UNLOCK = "unlock"
     PIN = "pin"
     UNPIN = "unpin"
+    FLAIR = "flair"  # a moderator changed a thread's flair (`communities.flairs`)
 
 
 class CommunityCreation(enum.StrEnum):
@@ -274,6 +275,10 @@ class CommunityPost(Base):
     # likes + boosts of the post + thread_replies, kept by triggers (migration 0006) on both
     # tables, whoever changes them: "top" sorts on it with an index.
     score: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Threads only: the flair its author or a moderator chose (`communities.flairs`).
+    flair_id: Mapped[int | None] = mapped_column(
+        ForeignKey("community_flairs.id", ondelete="SET NULL"), default=None
+    )
 
 
 # A community's feed ("new", the queue, My communities) is a range scan of one community's
@@ -299,4 +304,61 @@ Index(
     CommunityPost.is_thread,
     CommunityPost.score,
     CommunityPost.post_id,
+)
+
+
+class CommunityFlair(Base):
+    """A label a community's moderators define for its threads ("Question", "Event"): its
+    authors pick one when posting, its feed can be filtered by it (`communities.flairs`)."""
+
+    __tablename__ = "community_flairs"
+    __table_args__ = (UniqueConstraint("community_id", "name_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, default=new_id)
+    community_id: Mapped[int] = mapped_column(
+        ForeignKey("communities.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(30))  # as the moderator typed it
+    name_key: Mapped[str] = mapped_column(String(30))  # lowercase: no two alike
+    colour: Mapped[str] = mapped_column(String(16))  # one of `flairs.PALETTE`
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReportState(enum.StrEnum):
+    """Where a report to a community's moderators stands."""
+
+    OPEN = "open"
+    REMOVED = "removed"  # resolved by removing the post from the community
+    DISMISSED = "dismissed"  # resolved with the post left where it is
+
+
+class CommunityReport(Base):
+    """Someone told a community's moderators about a post in it (`communities.reports`).
+    One per reporter, post and community; only that community's moderators read it."""
+
+    __tablename__ = "community_reports"
+    __table_args__ = (UniqueConstraint("community_id", "post_id", "reporter_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, default=new_id)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"))
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), index=True)
+    reporter_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    rule: Mapped[int | None] = mapped_column(Integer, default=None)  # the rule's number, 1-based
+    state: Mapped[str] = mapped_column(String(16), default=ReportState.OPEN)
+    # The instance-wide report (`kith.moderation`) filed with it, when the reporter asked.
+    instance_report_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), default=None
+    )
+    resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+# The moderators' page lists a community's open reports, oldest first.
+Index(
+    "ix_community_reports_open",
+    CommunityReport.community_id,
+    CommunityReport.state,
+    CommunityReport.id,
 )

@@ -10,7 +10,7 @@ communities its text mentions (`mentioned`), under the same rules. Who may post 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
@@ -19,10 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kith.communities import notices, permissions
 from kith.communities.models import (
     Community,
+    CommunityFlair,
     CommunityGate,
     CommunityPost,
     CommunityPostState,
+    Membership,
     MembershipModel,
+    MemberState,
 )
 from kith.communities.permissions import CommunityAction
 from kith.db import utcnow
@@ -187,11 +190,30 @@ async def _thread_of(db: AsyncSession, author_id: int, parent: Post) -> Addresse
     return Addressed(thread_root_id=root_id, replies=[(c, private) for c, _, private in rows])
 
 
-async def attach(db: AsyncSession, post: Post, where: Addressed) -> None:
+async def check_flairs(db: AsyncSession, where: Addressed, flairs: Mapping[int, int]) -> None:
+    """Each chosen flair (community id → flair id) is one of that community's, and the post
+    starts a thread there; ValidationFailed (field `flair`) otherwise. Before any write."""
+    if not flairs:
+        return
+    threads = {c.id: c for c in where.threads}
+    rows = await db.execute(
+        select(CommunityFlair.community_id, CommunityFlair.id).where(
+            CommunityFlair.id.in_(list(flairs.values()))
+        )
+    )
+    known = {(community_id, flair_id) for community_id, flair_id in rows}
+    for community_id, flair_id in flairs.items():
+        if community_id not in threads or (community_id, flair_id) not in known:
+            raise ValidationFailed("No such flair in this community.", field="flair")
+
+
+async def attach(
+    db: AsyncSession, post: Post, where: Addressed, flairs: Mapping[int, int] | None = None
+) -> None:
     """Write the post's community rows and its gate (in the caller's transaction, after the
     post row is flushed). A new thread waits for approval where the community asks for it,
-    unless its author moderates there; a reply never waits, and counts as the thread's
-    newest activity."""
+    unless its author moderates there, and wears its flair there (`flairs`, checked by
+    `check_flairs`); a reply never waits, and counts as the thread's newest activity."""
     if where.empty:
         return
     now = utcnow()
@@ -209,6 +231,7 @@ async def attach(db: AsyncSession, post: Post, where: Addressed) -> None:
                 state=CommunityPostState.PENDING if queued else CommunityPostState.APPROVED,
                 created_at=now,
                 active_id=post.id,
+                flair_id=(flairs or {}).get(community.id),
             )
         )
     for community, members_only in where.replies:
@@ -292,3 +315,27 @@ async def communities_of(db: AsyncSession, post_ids: Sequence[int]) -> dict[int,
     for post_id, community in rows.all():
         out.setdefault(post_id, []).append(community)
     return out
+
+
+async def cross_post_choices(
+    db: AsyncSession, account_id: int, community: Community
+) -> list[Community]:
+    """The other communities a thread started in `community` could also go to, for a
+    composer to offer: ours where the person is an active member and that are not private
+    (a private community's posts go there alone), by name; none when `community` is private
+    or another server's. `addressed` still decides when the post is made."""
+    if community.membership == MembershipModel.PRIVATE or community.is_remote:
+        return []
+    rows = await db.scalars(
+        select(Community)
+        .join(Membership, Membership.community_id == Community.id)
+        .where(
+            Membership.account_id == account_id,
+            Membership.state == MemberState.ACTIVE,
+            Community.id != community.id,
+            Community.domain == "",
+            Community.membership != MembershipModel.PRIVATE,
+        )
+        .order_by(Community.name, Community.handle_key)
+    )
+    return list(rows.all())

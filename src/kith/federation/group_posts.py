@@ -1,7 +1,10 @@
 """A remote person's post sent to one of our communities (FEP-1b12): checked as a local
 post is (`communities.posting.addressed`: a member? banned? a locked thread?), stored with its
 community rows (waiting in the approval queue where the community asks for it), then passed
-on by the community's Group to its remote members (`federation.groups.announce_post`)."""
+on by the community's Group to its remote members (`federation.groups.announce_post`).
+
+A reply to a thread in one of our communities takes the same path whether or not it names the
+Group (`in_our_thread`): Mastodon and Lemmy people reply to the post, not to the community."""
 
 from __future__ import annotations
 
@@ -31,6 +34,28 @@ from kith.federation.remote_posts import (
 Json = dict[str, Any]
 
 
+async def in_our_thread(db: AsyncSession, obj: Json) -> bool:
+    """Does `obj` reply to a post stored here whose thread is in one of our communities?
+    (A parent not stored here never joined such a thread: every post that did is here.)"""
+    in_reply_to = first_id(obj.get("inReplyTo"))
+    if not in_reply_to:
+        return False
+    parent = await post_by_uri(db, in_reply_to)
+    if parent is None:
+        return False
+    found = await db.scalar(
+        select(CommunityPost.post_id)
+        .join(Community, Community.id == CommunityPost.community_id)
+        .where(
+            CommunityPost.post_id == (parent.thread_root_id or parent.id),
+            CommunityPost.is_thread.is_(True),
+            Community.domain == "",  # another server's community has its Group's word
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
 async def receive(
     db: AsyncSession,
     actor: Account,
@@ -38,9 +63,11 @@ async def receive(
     targets: list[Community],
     created: Json,
 ) -> str | None:
-    """Store `obj` (a Note whose Create, `created`, names our communities `targets`) as a
-    post in them and announce it; the outcome, or None when it is not a community post after
-    all (a reply outside any community thread: stored the usual way)."""
+    """Store `obj` (a Note whose Create, `created`, names our communities `targets`, or a
+    reply in one of our communities' threads, `targets` then possibly empty) as a post in
+    them and announce it; the outcome, or None when it is not a community post after all (a
+    reply outside any community thread: stored the usual way). A reply the thread's rules
+    refuse (banned, not allowed to reply there, locked) is refused whole, as a local one."""
     followers = await db.scalar(
         select(RemoteActor.followers_url).where(RemoteActor.account_id == actor.id)
     )

@@ -36,6 +36,7 @@ class NotificationType(enum.StrEnum):
     COMMUNITY_REQUEST_APPROVED = "community.request_approved"
     COMMUNITY_REQUEST_REJECTED = "community.request_rejected"
     COMMUNITY_BANNED = "community.banned"
+    COMMUNITY_REPORT = "community.report"  # to its moderators: a post was reported to them
 
 
 COMMUNITY_TYPES = frozenset(t for t in NotificationType if t.value.startswith("community."))

@@ -86,6 +86,9 @@ class PostInput:
     # Communities a new thread is addressed to (a reply goes to its thread's): see
     # communities.posting. Ignored by edits.
     community_ids: list[int] = field(default_factory=list)
+    # The flair a new thread wears in a community (community id → flair id; checked with the
+    # communities, before anything is written).
+    community_flairs: dict[int, int] = field(default_factory=dict)
 
 
 def _check_language(lang: str | None) -> str | None:
@@ -300,6 +303,7 @@ async def create_post(db: AsyncSession, author: Account, data: PostInput) -> Pos
     where = await community_posting.addressed(
         db, author.id, data.community_ids, data.visibility, parent, named
     )
+    await community_posting.check_flairs(db, where, data.community_flairs)
     post = Post(
         id=new_id(),
         account_id=author.id,
@@ -318,7 +322,7 @@ async def create_post(db: AsyncSession, author: Account, data: PostInput) -> Pos
     tag_ids = await ids_of_tags(db, tags)
     db.add(post)
     await db.flush()  # the post first: its mentions and tags refer to it
-    await community_posting.attach(db, post, where)  # communities (see above)
+    await community_posting.attach(db, post, where, data.community_flairs)  # (see above)
     db.add_all(Mention(post_id=post.id, account_id=acc.id) for acc in mentioned)
     db.add_all(PostTag(tag_id=tag_id, post_id=post.id) for tag_id in tag_ids.values())
     if data.media_ids:

@@ -1,5 +1,6 @@
-"""Community pages: the directory, founding a community, its page (card, feed, joining,
-posting into it) and editing it. Moderators' pages are in `web.community_moderation`.
+"""Community pages: founding a community, its page (card, feed, joining, posting into it)
+and editing it. The directory is `web.community_directory`, moderators' pages are
+`web.community_moderation`.
 
 Who may do what is asked of `communities.permissions`, who may see what of `kith.policy`;
 handlers here only parse, call and render."""
@@ -15,25 +16,32 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData, UploadFile
 
 from kith import policy
-from kith.accounts import service as accounts
-from kith.communities import directory, feeds, images, permissions, rosters
+from kith.communities import (
+    directory,
+    feeds,
+    flairs,
+    images,
+    permissions,
+    posting,
+    reports,
+    rosters,
+)
 from kith.communities import service as communities
 from kith.communities.models import Community, CommunityPost, CommunityPostState, MembershipModel
 from kith.communities.permissions import CommunityAction
 from kith.errors import Forbidden, KithError, NotFound, ValidationFailed
-from kith.federation import remote_groups
 from kith.filters import service as filters
 from kith.posts import presenter
-from kith.posts import service as posts
-from kith.posts.models import Visibility
-from kith.posts.service import PostInput
+from kith.web.composing import limit_composer_body, publish
 from kith.web.deps import Current, check_csrf, current, get_db, runtime, signed_in
-from kith.web.forms import form_str
+from kith.web.forms import form_str, post_input
 from kith.web.settings import limit_body_size
 from kith.web.templating import render
 from kith.web.timelines import _cursor
 
 router = APIRouter(dependencies=[Depends(limit_body_size), Depends(check_csrf)])
+# The community's composer takes images as the main composer does, so not the card's limit.
+posting_router = APIRouter(dependencies=[Depends(limit_composer_body), Depends(check_csrf)])
 
 # Shown after a redirect, chosen by key so no text is reflected from the URL.
 NOTICES = {
@@ -46,6 +54,7 @@ NOTICES = {
     "home_off": "Its posts will no longer appear in your Home.",
     "posted": "Posted.",
     "queued": "Your post is waiting for a moderator's approval.",
+    "reported": "Thank you: the moderators will look at your report.",
 }
 MEMBERSHIP_LABELS = {
     MembershipModel.OPEN: "Open: anyone joins at once",
@@ -100,62 +109,6 @@ def _form_of(community: Community) -> dict[str, Any]:
         "join_question": community.join_question,
         "post_approval": "on" if community.post_approval else "",
     }
-
-
-# --- the directory -------------------------------------------------------------------------
-
-
-@router.get("/communities")
-async def directory_page(
-    request: Request,
-    q: str = "",
-    sort: str = "members",
-    offset: int = 0,
-    db: AsyncSession = Depends(get_db),
-    me: Current = Depends(current),
-) -> Response:
-    """Browse and search communities; `!handle` (or `!handle@this.domain`) goes straight to
-    the community, and so does `!handle@other.host` for someone signed in (looked up on its
-    server when it is not known here yet)."""
-    wanted = q.strip()
-    account_id = me.viewer.account_id  # read before a look-up may end the transaction
-    if wanted.startswith("!"):
-        handle, _, domain = wanted[1:].partition("@")
-        found = None
-        if not domain or domain.lower() == runtime(request).settings.domain.lower():
-            found = await communities.find_community(db, handle)
-        elif account_id is not None:
-            found = await remote_groups.find_or_resolve(db, wanted)
-        if found is not None:
-            return RedirectResponse(f"/c/{found.address}", status_code=303)
-    errors: dict[str, str] = {}
-    listings: list[directory.Listing] = []
-    try:
-        listings = await directory.browse(db, query=wanted, sort=sort, offset=offset)
-    except ValidationFailed as err:
-        errors[err.field or "q"] = err.message
-    suggestions = []
-    if account_id is not None and not wanted and offset == 0:
-        suggestions = await directory.suggested(db, account_id)
-    return await render(
-        request,
-        db,
-        "communities/directory.html",
-        {
-            "title": "Communities",
-            "q": wanted,
-            "sort": sort,
-            "offset": offset,
-            "listings": listings,
-            "more": len(listings) == directory.PAGE_SIZE,
-            "page_size": directory.PAGE_SIZE,
-            "suggestions": suggestions,
-            "may_create": account_id is not None and await communities.may_create(db, account_id),
-            "labels": MEMBERSHIP_LABELS,
-            "errors": errors,
-        },
-        status=422 if errors else 200,
-    )
 
 
 # --- founding ------------------------------------------------------------------------------
@@ -238,7 +191,9 @@ async def _page(
     pinned: list[presenter.PostView] = []
     older: int | None = None
     feed_error = ""
-    if can_read:
+    # The flair `?flair=NAME` filters by: an unknown one shows nothing.
+    flair_list, flair, feed_error = await flairs.feed_filter(db, community, params.get("flair"))
+    if can_read and not feed_error:
         offset = params.get("offset", "0")
         try:
             page = await feeds.community_feed(
@@ -249,6 +204,7 @@ async def _page(
                 window=window,
                 max_id=_cursor(params.get("max_id")),
                 offset=int(offset) if offset.isdigit() and len(offset) < 6 else -1,
+                flair_id=flair.id if flair else None,
             )
         except ValidationFailed as err:
             page, feed_error = None, err.message
@@ -285,6 +241,11 @@ async def _page(
             "ban": ban,
             "can_read": can_read,
             "may_post": permissions.allows(who, CommunityAction.POST),
+            "cross_posts": (
+                await posting.cross_post_choices(db, viewer.account_id, community)
+                if viewer.account_id is not None and permissions.allows(who, CommunityAction.POST)
+                else []
+            ),
             "may_moderate": may_moderate,
             "waiting": waiting,
             "may_update": permissions.allows(who, CommunityAction.UPDATE),
@@ -293,6 +254,10 @@ async def _page(
             "views": views,
             "pinned": pinned,
             "states": states,
+            "flairs": flair_list,
+            "flair": flair,
+            "thread_flairs": await flairs.flairs_of_threads(db, community, list(states)),
+            "open_reports": await reports.open_count(db, viewer.account_id, community),
             "sort": sort if sort in SORTS else "new",
             "window": window if window in WINDOWS else "day",
             "older": older,
@@ -387,40 +352,43 @@ async def home_setting(
     return done(community, f"home_{choice}")
 
 
-@router.post("/c/{handle}/posts")
+@posting_router.post("/c/{handle}/posts")
 async def compose(
     request: Request,
     handle: str,
     db: AsyncSession = Depends(get_db),
     me: Current = Depends(signed_in),
 ) -> Response:
-    """Start a thread in the community (it may wait for approval)."""
+    """Start a thread in the community (it may wait for approval), with the main composer's
+    fields (images, a poll) and, `also_in`, other communities it goes to as well."""
     community = await community_or_404(db, handle)
     form = await request.form()
     assert me.user is not None and me.account is not None
     try:
-        visibility = form_str(form, "visibility", Visibility.PUBLIC)
-        if visibility not in {v.value for v in Visibility}:  # which ones fit: the service's
-            raise ValidationFailed("Unknown audience.", field="visibility")
-        await accounts.require_confirmed(db, me.user)
-        post = await posts.create_post(
-            db,
-            me.account,
-            PostInput(
-                source=form_str(form, "status"),
-                visibility=Visibility(visibility),
-                spoiler_text=form_str(form, "spoiler_text"),
-                language=form_str(form, "language") or None,
-                community_ids=[community.id],
-            ),
-        )
+        flair = await flairs.flair_named(db, community, form_str(form, "flair"))
+        data = post_input(form)  # which audiences fit a community: the service's
+        data.community_ids = [community.id, *_also_in(form)]
+        data.community_flairs = {community.id: flair.id} if flair is not None else {}
+        post = await publish(request, db, me, form, data)
     except ValidationFailed as err:
         if err.field == "community_ids":
-            err.field = "form"  # about the community itself: shown at the top
-        return await _page(request, db, me, community, form=dict(form.items()), error=err)
+            err.field = "form"  # about the communities themselves: shown at the top
+        filled: dict[str, Any] = dict(form.items())
+        filled["also_in"] = [v for v in form.getlist("also_in") if isinstance(v, str)]
+        return await _page(request, db, me, community, form=filled, error=err)
     row = await db.get(CommunityPost, (community.id, post.id))
     queued = row is not None and row.state == CommunityPostState.PENDING
     return done(community, "queued" if queued else "posted")
+
+
+def _also_in(form: FormData) -> list[int]:
+    """The other communities ticked under "Also post to" (the service checks each)."""
+    ids = []
+    for raw in form.getlist("also_in"):
+        if not isinstance(raw, str) or not raw.isdigit() or len(raw) > 19:
+            raise ValidationFailed("No such community.", field="community_ids")
+        ids.append(int(raw))
+    return ids
 
 
 # --- editing -------------------------------------------------------------------------------

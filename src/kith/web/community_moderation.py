@@ -62,6 +62,7 @@ LOG_VERBS = {
     ModAction.UNLOCK: "unlocked a thread by",
     ModAction.PIN: "pinned a thread by",
     ModAction.UNPIN: "unpinned a thread by",
+    ModAction.FLAIR: "changed the flair of a thread by",
 }
 
 

@@ -15,8 +15,9 @@ from kith.posts import service as posts
 from kith.posts.service import PostInput
 from kith.timelines import service as timelines
 from kith.web.auth import safe_next
-from kith.web.deps import Current, check_csrf, current, get_db, runtime, signed_in
-from kith.web.forms import form_int, form_str, image_uploads, post_input
+from kith.web.composing import limit_composer_body, publish
+from kith.web.deps import Current, check_csrf, current, get_db, signed_in
+from kith.web.forms import form_int, form_str, post_input
 from kith.web.templating import render
 
 router = APIRouter(dependencies=[Depends(check_csrf)])
@@ -27,35 +28,15 @@ def back(request: Request, form_next: str, default: str) -> Response:
     return RedirectResponse(safe_next(form_next) if form_next else default, status_code=303)
 
 
-@router.post("/posts")
+@router.post("/posts", dependencies=[Depends(limit_composer_body)])
 async def compose(
     request: Request, db: AsyncSession = Depends(get_db), me: Current = Depends(signed_in)
 ) -> Response:
     form = await request.form()
     assert me.account is not None and me.user is not None
-    uploaded: list[int] = []
     try:
-        data = post_input(form)
-        await accounts.require_confirmed(db, me.user)
-        limit = runtime(request).settings.max_image_bytes
-        for image in image_uploads(form):
-            try:
-                row = await media.upload(
-                    db,
-                    me.account,
-                    await image.file.read(limit + 1),  # a byte past the limit is enough
-                    image.file.content_type,
-                    description=image.description,
-                )
-            except ValidationFailed as err:
-                message = f"Image {image.index + 1}: {err.message}"
-                raise ValidationFailed(message, field="media") from None
-            uploaded.append(row.id)
-        data.media_ids = uploaded
-        post = await posts.create_post(db, me.account, data)
+        post = await publish(request, db, me, form, post_input(form))
     except ValidationFailed as err:
-        # The files can't come back into the form: drop what was uploaded for this post.
-        await media.discard(db, me.account, uploaded)
         return await render(
             request,
             db,

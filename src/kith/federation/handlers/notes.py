@@ -61,7 +61,9 @@ async def on_create(db: AsyncSession, item: InboxItem) -> str:
             return "refused: the object id is already used by another post"
         return "ignored: already stored"
     targets = await groups.communities_addressed(db, item.activity, obj)
-    if targets:  # a post sent to our communities (FEP-1b12)
+    # A post sent to our communities (FEP-1b12), or a reply in one of their threads that
+    # does not name the Group (as Mastodon's and most replies do): the community's rules.
+    if targets or await group_posts.in_our_thread(db, obj):
         outcome = await group_posts.receive(db, actor, obj, targets, dict(item.activity))
         if outcome is not None:
             return outcome

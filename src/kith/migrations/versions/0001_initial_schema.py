@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 08:33:27.347044
+Create Date: 2026-11-26 09:37:17.987015
 """
 
 from collections.abc import Sequence
@@ -818,6 +818,30 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "community_flairs",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("community_id", sa.BigInteger(), nullable=False),
+        sa.Column("name", sa.String(length=30), nullable=False),
+        sa.Column("name_key", sa.String(length=30), nullable=False),
+        sa.Column("colour", sa.String(length=16), nullable=False),
+        sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["community_id"],
+            ["communities.id"],
+            name=op.f("fk_community_flairs_community_id_communities"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_community_flairs")),
+        sa.UniqueConstraint(
+            "community_id", "name_key", name=op.f("uq_community_flairs_community_id_name_key")
+        ),
+    )
+    with op.batch_alter_table("community_flairs", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_community_flairs_community_id"), ["community_id"], unique=False
+        )
+
+    op.create_table(
         "community_invites",
         sa.Column("id", sa.BigInteger(), nullable=False),
         sa.Column("community_id", sa.BigInteger(), nullable=False),
@@ -890,57 +914,55 @@ def upgrade() -> None:
         )
 
     op.create_table(
-        "community_posts",
+        "community_reports",
+        sa.Column("id", sa.BigInteger(), nullable=False),
         sa.Column("community_id", sa.BigInteger(), nullable=False),
         sa.Column("post_id", sa.BigInteger(), nullable=False),
-        sa.Column("is_thread", sa.Boolean(), nullable=False),
-        sa.Column("members_only", sa.Boolean(), nullable=False),
+        sa.Column("reporter_id", sa.BigInteger(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("rule", sa.Integer(), nullable=True),
         sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("instance_report_id", sa.BigInteger(), nullable=True),
         sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("decided_by_id", sa.BigInteger(), nullable=True),
-        sa.Column("decided_at", kith.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("pinned_at", kith.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("locked_at", kith.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("thread_replies", sa.Integer(), nullable=False),
-        sa.Column("active_id", sa.BigInteger(), nullable=False),
-        sa.Column("score", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("resolved_by_id", sa.BigInteger(), nullable=True),
+        sa.Column("resolved_at", kith.db.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["community_id"],
             ["communities.id"],
-            name=op.f("fk_community_posts_community_id_communities"),
+            name=op.f("fk_community_reports_community_id_communities"),
             ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["decided_by_id"],
-            ["accounts.id"],
-            name=op.f("fk_community_posts_decided_by_id_accounts"),
-            ondelete="SET NULL",
         ),
         sa.ForeignKeyConstraint(
             ["post_id"],
             ["posts.id"],
-            name=op.f("fk_community_posts_post_id_posts"),
+            name=op.f("fk_community_reports_post_id_posts"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("community_id", "post_id", name=op.f("pk_community_posts")),
+        sa.ForeignKeyConstraint(
+            ["reporter_id"],
+            ["accounts.id"],
+            name=op.f("fk_community_reports_reporter_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["resolved_by_id"],
+            ["accounts.id"],
+            name=op.f("fk_community_reports_resolved_by_id_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_community_reports")),
+        sa.UniqueConstraint(
+            "community_id",
+            "post_id",
+            "reporter_id",
+            name=op.f("uq_community_reports_community_id_post_id_reporter_id"),
+        ),
     )
-    with op.batch_alter_table("community_posts", schema=None) as batch_op:
+    with op.batch_alter_table("community_reports", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_community_posts_active",
-            ["community_id", "state", "is_thread", "active_id"],
-            unique=False,
+            "ix_community_reports_open", ["community_id", "state", "id"], unique=False
         )
-        batch_op.create_index(
-            "ix_community_posts_feed",
-            ["community_id", "state", "is_thread", "post_id"],
-            unique=False,
-        )
-        batch_op.create_index(batch_op.f("ix_community_posts_post_id"), ["post_id"], unique=False)
-        batch_op.create_index(
-            "ix_community_posts_top",
-            ["community_id", "state", "is_thread", "score", "post_id"],
-            unique=False,
-        )
+        batch_op.create_index(batch_op.f("ix_community_reports_post_id"), ["post_id"], unique=False)
 
     op.create_table(
         "filter_keywords",
@@ -1440,6 +1462,66 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "community_posts",
+        sa.Column("community_id", sa.BigInteger(), nullable=False),
+        sa.Column("post_id", sa.BigInteger(), nullable=False),
+        sa.Column("is_thread", sa.Boolean(), nullable=False),
+        sa.Column("members_only", sa.Boolean(), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("created_at", kith.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("decided_by_id", sa.BigInteger(), nullable=True),
+        sa.Column("decided_at", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("pinned_at", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("locked_at", kith.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("thread_replies", sa.Integer(), nullable=False),
+        sa.Column("active_id", sa.BigInteger(), nullable=False),
+        sa.Column("score", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("flair_id", sa.BigInteger(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["community_id"],
+            ["communities.id"],
+            name=op.f("fk_community_posts_community_id_communities"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["decided_by_id"],
+            ["accounts.id"],
+            name=op.f("fk_community_posts_decided_by_id_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["flair_id"],
+            ["community_flairs.id"],
+            name=op.f("fk_community_posts_flair_id_community_flairs"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["post_id"],
+            ["posts.id"],
+            name=op.f("fk_community_posts_post_id_posts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("community_id", "post_id", name=op.f("pk_community_posts")),
+    )
+    with op.batch_alter_table("community_posts", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_community_posts_active",
+            ["community_id", "state", "is_thread", "active_id"],
+            unique=False,
+        )
+        batch_op.create_index(
+            "ix_community_posts_feed",
+            ["community_id", "state", "is_thread", "post_id"],
+            unique=False,
+        )
+        batch_op.create_index(batch_op.f("ix_community_posts_post_id"), ["post_id"], unique=False)
+        batch_op.create_index(
+            "ix_community_posts_top",
+            ["community_id", "state", "is_thread", "score", "post_id"],
+            unique=False,
+        )
+
+    op.create_table(
         "email_tokens",
         sa.Column("id", sa.BigInteger(), nullable=False),
         sa.Column("user_id", sa.BigInteger(), nullable=False),
@@ -1546,6 +1628,13 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_email_tokens_user_id"))
 
     op.drop_table("email_tokens")
+    with op.batch_alter_table("community_posts", schema=None) as batch_op:
+        batch_op.drop_index("ix_community_posts_top")
+        batch_op.drop_index(batch_op.f("ix_community_posts_post_id"))
+        batch_op.drop_index("ix_community_posts_feed")
+        batch_op.drop_index("ix_community_posts_active")
+
+    op.drop_table("community_posts")
     with op.batch_alter_table("community_members", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_community_members_account_id"))
 
@@ -1615,13 +1704,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_filter_keywords_filter_id"))
 
     op.drop_table("filter_keywords")
-    with op.batch_alter_table("community_posts", schema=None) as batch_op:
-        batch_op.drop_index("ix_community_posts_top")
-        batch_op.drop_index(batch_op.f("ix_community_posts_post_id"))
-        batch_op.drop_index("ix_community_posts_feed")
-        batch_op.drop_index("ix_community_posts_active")
+    with op.batch_alter_table("community_reports", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_community_reports_post_id"))
+        batch_op.drop_index("ix_community_reports_open")
 
-    op.drop_table("community_posts")
+    op.drop_table("community_reports")
     with op.batch_alter_table("community_moderation_log", schema=None) as batch_op:
         batch_op.drop_index("ix_community_moderation_log_community_id")
 
@@ -1630,6 +1717,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_community_invites_community_id"))
 
     op.drop_table("community_invites")
+    with op.batch_alter_table("community_flairs", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_community_flairs_community_id"))
+
+    op.drop_table("community_flairs")
     with op.batch_alter_table("community_bans", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_community_bans_account_id"))
 
