@@ -19,11 +19,12 @@ import logging
 from functools import cache
 from typing import Any
 
-from sqlalchemy import BigInteger, CompoundSelect, Select, bindparam, func, select, union
+from sqlalchemy import BigInteger, CompoundSelect, bindparam, func, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
 from kith.accounts.models import Account
+from kith.communities.models import Community, CommunityPost
 from kith.emojis import service as emoji_service
 from kith.federation import activities, tombstones, uris
 from kith.federation import activitypub as ap
@@ -48,12 +49,14 @@ def _id_param(name: str) -> Any:
 
 
 @cache
-def _post_inboxes_statement() -> Select[Any]:
+def _post_inboxes_statement() -> CompoundSelect[Any]:
     """The inboxes of a post's remote readers, built once per process with everything bound
     (building the policy's clause tree costs milliseconds, running it far less). The
     candidates: the mentioned accounts (`mentions_of`), the followers (`followers_of`, 0 for
     a direct post), the replied-to author (`replied_to`) and a boost's original author
-    (`reblog_of`); the policy then keeps those who may see the post (`post_id`)."""
+    (`reblog_of`); the policy then keeps those who may see the post (`post_id`). With them,
+    in the same statement, the Groups of the remote communities the post is in
+    (`in_communities`), which pass it on to their members."""
     candidates = union(
         select(Mention.account_id.label("account_id")).where(
             Mention.post_id == _id_param("mentions_of")
@@ -62,20 +65,24 @@ def _post_inboxes_statement() -> Select[Any]:
         select(Account.id).where(Account.id == _id_param("replied_to")),
         select(Post.account_id).where(Post.id == _id_param("reblog_of")),
     ).subquery()
-    return (
-        select(_PREFERRED_INBOX)
-        .where(
-            RemoteActor.account_id.in_(select(candidates.c.account_id)),
-            policy.account_not_suspended_clause(RemoteActor.account_id),
-            policy.reader_of_post_clause(RemoteActor.account_id, _id_param("post_id")),
-        )
-        .distinct()
+    readers = select(_PREFERRED_INBOX.label("inbox")).where(
+        RemoteActor.account_id.in_(select(candidates.c.account_id)),
+        policy.account_not_suspended_clause(RemoteActor.account_id),
+        policy.reader_of_post_clause(RemoteActor.account_id, _id_param("post_id")),
     )
+    groups = (
+        select(_PREFERRED_INBOX)
+        .join(Community, Community.actor_id == RemoteActor.account_id)
+        .join(CommunityPost, CommunityPost.community_id == Community.id)
+        .where(CommunityPost.post_id == _id_param("in_communities"))
+    )
+    return union(readers, groups)  # each inbox once
 
 
 async def post_inboxes(db: AsyncSession, post: Post) -> set[str]:
     """The inboxes (shared when advertised) of the remote accounts that may see this post
-    or boost — one query — and of the remote communities' Groups it is in (one more)."""
+    or boost, and of the remote communities' Groups it is in (a public or unlisted post,
+    not a boost: see `remote_groups`): one query."""
     is_boost = post.reblog_of_id is not None
     replied_to = post.in_reply_to_account_id
     open_to_all = post.visibility in (Visibility.PUBLIC, Visibility.UNLISTED)
@@ -85,13 +92,10 @@ async def post_inboxes(db: AsyncSession, post: Post) -> set[str]:
         "followers_of": 0 if post.visibility == Visibility.DIRECT else post.account_id,
         "replied_to": replied_to if replied_to is not None and open_to_all else 0,
         "reblog_of": post.reblog_of_id or 0,
+        "in_communities": post.id if open_to_all and not is_boost else 0,
     }
     rows = await db.execute(_post_inboxes_statement(), params)
-    readers = {inbox for inbox in rows.scalars() if inbox}
-    # Imported here: remote_groups builds on this module.
-    from kith.federation.remote_groups import group_inboxes
-
-    return readers | await group_inboxes(db, post)  # remote communities it was posted into
+    return {inbox for inbox in rows.scalars() if inbox}
 
 
 async def personal_inbox(db: AsyncSession, account: Account) -> str | None:

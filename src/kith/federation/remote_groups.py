@@ -12,13 +12,13 @@ community here — a `communities` row with the Group's `domain` and account (`a
   and replies of the community, approved.
 - **Posting into it**: a local member's post is an ordinary community post here; its Note
   names the Group in `audience` and in `to` (as Lemmy expects), and goes to the Group's
-  inbox too (`group_inboxes`), whose server announces it to the community."""
+  inbox too (`outbound.post_inboxes`), whose server announces it to the community."""
 
 from __future__ import annotations
 
 import logging
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,7 +43,6 @@ from kith.federation.delivery import deliver
 from kith.federation.local_objects import is_local
 from kith.federation.models import RemoteActor
 from kith.federation.remote_accounts import fetch_account, resolve_handle, split_handle
-from kith.posts.models import Post, Visibility
 from kith.runtime import runtime_of
 
 log = logging.getLogger(__name__)
@@ -215,23 +214,6 @@ async def join_answered(
 
 
 # --- posting into one ---------------------------------------------------------------------
-
-
-async def group_inboxes(db: AsyncSession, post: Post) -> set[str]:
-    """The inboxes of the remote communities' Groups a local post is in (thread or reply),
-    which pass it on to their communities: one query, none for posts no community can hold."""
-    if post.reblog_of_id is not None or post.visibility not in (
-        Visibility.PUBLIC,
-        Visibility.UNLISTED,
-    ):
-        return set()
-    rows = await db.scalars(
-        select(func.coalesce(RemoteActor.shared_inbox_url, RemoteActor.inbox_url))
-        .join(Community, Community.actor_id == RemoteActor.account_id)
-        .join(CommunityPost, CommunityPost.community_id == Community.id)
-        .where(CommunityPost.post_id == post.id)
-    )
-    return {inbox for inbox in rows.all() if inbox}
 
 
 async def audiences(db: AsyncSession, post_ids: list[int]) -> dict[int, ap.Audience]:
