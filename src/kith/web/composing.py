@@ -15,7 +15,7 @@ from kith.media import service as media
 from kith.posts import service as posts
 from kith.posts.models import Post
 from kith.posts.service import PostInput
-from kith.web.deps import Current, runtime
+from kith.web.deps import Current, declares_body_over, runtime
 from kith.web.forms import COMPOSER_IMAGES, image_uploads
 from kith.web.settings import UploadTooLarge
 
@@ -27,8 +27,7 @@ async def limit_composer_body(request: Request) -> None:
     """Refuse, before anything parses it, a body larger than the composer's images at their
     largest and its text."""
     limit = COMPOSER_IMAGES * runtime(request).settings.max_image_bytes + _FORM_ALLOWANCE
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
+    if declares_body_over(request, limit):
         raise UploadTooLarge(
             f"The upload is too large: at most {limit // (1024 * 1024)} MB.", field="media"
         )

@@ -139,6 +139,14 @@ async def check_csrf(request: Request) -> None:
         raise CsrfFailed()
 
 
+def declares_body_over(request: Request, limit: int) -> bool:
+    """Does the request announce (Content-Length) a body of more than `limit` bytes? The
+    upload forms' dependencies ask before anything parses the body (the CSRF check reads
+    the form), and refuse it with their own error."""
+    length = request.headers.get("content-length", "")
+    return length.isdigit() and int(length) > limit
+
+
 def client_ip(request: Request) -> str:
     """The client address (for rate limiting only; never stored)."""
     return request.client.host if request.client else "unknown"

@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 from kith.emojis import service as emojis
 from kith.errors import ValidationFailed
 from kith.media.images import ImageRejected
-from kith.web.deps import Current, admin_only, check_csrf, get_db
+from kith.web.deps import Current, admin_only, check_csrf, declares_body_over, get_db
 from kith.web.forms import form_str
 from kith.web.templating import render
 
@@ -26,8 +26,7 @@ async def limit_body_size(request: Request) -> None:
     """Refuse a body far larger than an emoji before anything parses it (the CSRF check reads
     the form)."""
     limit = emojis.MAX_EMOJI_BYTES + 64 * 1024
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
+    if declares_body_over(request, limit):
         raise EmojiUploadTooLarge(
             f"The image is too large: at most {emojis.MAX_EMOJI_BYTES // 1024} KB.",
             field="image",

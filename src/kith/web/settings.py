@@ -15,7 +15,15 @@ from kith.accounts.models import User
 from kith.accounts.service import get_instance_settings
 from kith.errors import KithError, RateLimited, ValidationFailed
 from kith.media.images import ImageRejected
-from kith.web.deps import SESSION_COOKIE, Current, check_csrf, get_db, runtime, signed_in
+from kith.web.deps import (
+    SESSION_COOKIE,
+    Current,
+    check_csrf,
+    declares_body_over,
+    get_db,
+    runtime,
+    signed_in,
+)
 from kith.web.forms import form_int, form_str
 from kith.web.templating import render
 
@@ -28,8 +36,7 @@ async def limit_body_size(request: Request) -> None:
     """Refuse a body larger than the biggest upload allowed before anything parses it (the
     CSRF check reads the form). No settings form needs more than an image and some text."""
     limit = runtime(request).settings.max_avatar_bytes + 256 * 1024
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
+    if declares_body_over(request, limit):
         raise UploadTooLarge(
             f"The upload is too large: at most {limit // (1024 * 1024)} MB.", field="form"
         )
