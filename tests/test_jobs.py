@@ -306,6 +306,133 @@ async def test_laned_jobs__other_lanes_at_once__one_lane_in_order__unlaned_first
         assert await jobs(db) == []
 
 
+# --- jobs that hand their writes to the worker (group commit) ---------------------------
+
+
+@pytest.fixture
+def settling(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A laned kind whose handler waits (a request, say), writes nothing, and returns its
+    writes — a tag — for the worker to commit; `fail` names the one whose writes raise.
+    Counts the transactions that settled jobs."""
+    seen: dict[str, Any] = {"groups": [], "fail": None}
+
+    async def answer(db: AsyncSession, payload: dict[str, Any]) -> queue.Settle:
+        await asyncio.sleep(0.01)
+        name = str(payload["name"])
+
+        async def write(db: AsyncSession) -> None:
+            if name == seen["fail"]:
+                raise RuntimeError(f"cannot record {name}")
+            db.add(Tag(name=name, display_name=name))
+            await db.flush()
+
+        return write
+
+    real_release_many = queue.release_many
+
+    async def counted(db: AsyncSession, group: list[Job], worker_id: str) -> set[int]:
+        seen["groups"].append(len(group))
+        return await real_release_many(db, group, worker_id)
+
+    monkeypatch.setitem(queue.HANDLERS, "test.settled", answer)
+    monkeypatch.setitem(queue.LANES, "test.settled", lambda payload: str(payload["name"]))
+    monkeypatch.setattr(queue, "release_many", counted)
+    return seen
+
+
+async def _enqueue_settled(rt: Runtime, names: list[str]) -> None:
+    async with rt.sessions() as db:
+        for name in names:
+            await queue.enqueue(db, "test.settled", {"name": name})
+        await db.commit()
+
+
+async def test_settled_jobs__of_one_batch__commit_together_and_are_removed(
+    rt: Runtime, settling: dict[str, Any]
+) -> None:
+    # Given five jobs in five lanes whose handlers return their writes
+    names = ["a", "b", "c", "d", "e"]
+    await _enqueue_settled(rt, names)
+    # When one worker runs them as a batch
+    assert await worker.run_once(rt.sessions, "A") == 5
+    # Then one transaction settled all five: every effect is there and every job is gone
+    assert settling["groups"] == [5]
+    async with rt.sessions() as db:
+        assert sorted((await db.scalars(select(Tag.name))).all()) == names
+        assert await jobs(db) == []
+
+
+async def test_settled_jobs__one_failing_write__fails_only_its_own_job(
+    rt: Runtime, settling: dict[str, Any]
+) -> None:
+    # Given three jobs settled together, one of whose writes fails
+    settling["fail"] = "b"
+    await _enqueue_settled(rt, ["a", "b", "c"])
+    # When the worker runs them
+    await worker.run_once(rt.sessions, "A")
+    # Then the others' effects are committed and their jobs removed
+    async with rt.sessions() as db:
+        assert sorted((await db.scalars(select(Tag.name))).all()) == ["a", "c"]
+        (left,) = await jobs(db)
+    # And the failing one is kept for a retry, with its error
+    assert left.payload == {"name": "b"} and "cannot record b" in (left.last_error or "")
+    assert left.locked_by is None and left.run_at > utcnow()
+
+
+async def test_settled_job__whose_lease_passed_to_another_worker__commits_nothing(
+    rt: Runtime, settling: dict[str, Any]
+) -> None:
+    # Given worker A claimed two jobs and lost one of them to B (its lease ran out)
+    await _enqueue_settled(rt, ["kept", "lost"])
+    async with rt.sessions() as db:
+        claimed = await queue.claim(db, "A", lease=60)
+        lost = next(j for j in claimed if j.payload["name"] == "lost")
+        await db.execute(update(Job).where(Job.id == lost.id).values(locked_by="B"))
+        await db.commit()
+    # When A runs its batch
+    await worker.run_batch(rt.sessions, claimed, "A")
+    # Then only the job A still held is committed; B's job and its effect are untouched
+    async with rt.sessions() as db:
+        assert (await db.scalars(select(Tag.name))).all() == ["kept"]
+        (still,) = await jobs(db)
+    assert still.id == lost.id and still.locked_by == "B"
+
+
+async def test_settled_jobs__worker_stopped_before_their_commit__run_again_once(
+    rt: Runtime, settling: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given worker A's batch of three whose group commit hangs (the process is about to die)
+    await _enqueue_settled(rt, ["a", "b", "c"])
+    hang = asyncio.Event()
+    real_release_many = queue.release_many
+
+    async def stuck(db: AsyncSession, group: list[Job], worker_id: str) -> set[int]:
+        held = await real_release_many(db, group, worker_id)
+        await hang.wait()  # the rows are deleted in the open transaction, not committed
+        return held
+
+    monkeypatch.setattr(queue, "release_many", stuck)
+    async with rt.sessions() as db:
+        claimed = await queue.claim(db, "A", lease=0.5)
+    run = asyncio.create_task(worker.run_batch(rt.sessions, claimed, "A"))
+    await asyncio.sleep(0.2)
+    # When A is stopped there
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    # Then nothing of it was committed: no effect, and the three jobs are still queued
+    async with rt.sessions() as db:
+        assert (await db.scalars(select(Tag.name))).all() == []
+        assert len(await jobs(db)) == 3
+    # And once A's leases end, worker B runs each of them exactly once
+    monkeypatch.setattr(queue, "release_many", real_release_many)
+    await asyncio.sleep(0.5)
+    assert await worker.run_once(rt.sessions, "B") == 3
+    async with rt.sessions() as db:
+        assert sorted((await db.scalars(select(Tag.name))).all()) == ["a", "b", "c"]
+        assert await jobs(db) == []
+
+
 # --- the poll-ended job -------------------------------------------------------------------
 
 

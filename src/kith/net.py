@@ -4,9 +4,10 @@ Every request Kith makes to another server (actors, keys, objects, deliveries, W
 NodeInfo, media) goes through `OutboundHttp`. The guard sits below httpx, in the network
 backend: the host name is resolved once, every address is checked, and the connection is made
 to the checked address itself — so a name that resolves to a public address for the check and
-to 127.0.0.1 for the connection (DNS rebinding) cannot slip through. Redirects are followed by
-hand (at most `MAX_REDIRECTS`), each one through the same guard. Bodies are streamed and cut
-at a size cap, and the whole exchange, redirects included, runs under one deadline.
+to 127.0.0.1 for the connection (DNS rebinding) cannot slip through; the connection itself
+is a plain asyncio one (`net_backend.AsyncioBackend`). Redirects are followed by hand (at
+most `MAX_REDIRECTS`), each one through the same guard. Bodies are streamed and cut at a
+size cap, and the whole exchange, redirects included, runs under one deadline.
 
 Loopback and private addresses, and plain `http://`, are refused unless the settings allow
 them (`federation_allow_private`, or a host or network in `federation_allowed_hosts`): tests
@@ -36,6 +37,7 @@ except ImportError:
 
 from kith import __version__
 from kith.config import Settings
+from kith.net_backend import AsyncioBackend
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -198,7 +200,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         self, policy: AddressPolicy, inner: httpcore.AsyncNetworkBackend | None = None
     ) -> None:
         self.policy = policy
-        self.inner = inner or httpcore.AnyIOBackend()
+        self.inner = inner or AsyncioBackend()
 
     async def resolve(self, host: str, port: int, seconds: float | None) -> list[IPAddress]:
         literal = _literal(host)
@@ -262,9 +264,11 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport over a connection pool whose every connection passes the guard."""
 
     def __init__(self, backend: GuardedBackend, limits: httpx.Limits) -> None:
-        super().__init__(trust_env=False, limits=limits)
+        # One TLS context for both (loading the CA bundle takes ~40 ms of CPU).
+        ssl_context = httpx.create_ssl_context(trust_env=False)
+        super().__init__(verify=ssl_context, trust_env=False, limits=limits)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,

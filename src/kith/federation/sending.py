@@ -15,9 +15,11 @@ host one after another (the job's lane is its host; see `jobs/worker.py`). The a
 body and the actor's parsed key are kept per process; the host's record is read once, before
 the request, and the commit before the request ends that read.
 
-A retry is a new job written in the transaction that removes the current one, so a crash at
-any point leaves exactly one job behind (which may send once more: inboxes take an activity
-id once).
+The job writes nothing itself: it returns the writes that record the answer (`settle_answer`)
+and the worker commits them with the job's removal, in one transaction with other
+deliveries' answers (`jobs/settle.py`). A retry is a new job written in that transaction,
+so a crash at any point leaves exactly one job behind (which may send once more: inboxes
+take an activity id once).
 
 **Breaker.** Each host's recent record is a `DeliveryHost` row shared by every worker.
 After `BREAKER_THRESHOLD` consecutive failures (unreachable, 5xx, 429) the host is skipped
@@ -34,6 +36,7 @@ import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
@@ -54,7 +57,7 @@ from kith.federation.models import DeliveryHost, OutboundActivity
 from kith.federation.origin import origin_of
 from kith.federation.signatures import sign_request
 from kith.jobs.models import Job
-from kith.jobs.queue import job_handler
+from kith.jobs.queue import Settle, job_handler
 from kith.net import Fetched, FetchError, Signer, UnsafeUrl
 from kith.runtime import runtime_of
 
@@ -301,7 +304,7 @@ async def _send(db: AsyncSession, inbox: str, body: bytes, signer: Signer) -> Ou
     return classify(fetched, utcnow())
 
 
-async def _requeue(db: AsyncSession, payload: dict[str, Any], run_at: datetime) -> None:
+async def _requeue(db: AsyncSession, *, payload: dict[str, Any], run_at: datetime) -> None:
     """Write the job's successor (same activity and inbox) due at `run_at`."""
     now = utcnow()
     await db.execute(
@@ -326,10 +329,53 @@ def destination_host(payload: dict[str, Any]) -> str:
 
 
 @job_handler(DELIVER_JOB, lane=destination_host)
-async def deliver_one(db: AsyncSession, payload: dict[str, Any]) -> None:
-    """POST one activity to one inbox, then record the host's answer and schedule a retry
-    or give up (see the module docstring)."""
+async def deliver_one(db: AsyncSession, payload: dict[str, Any]) -> Settle:
+    """POST one activity to one inbox; returns the writes that record the host's answer and
+    schedule a retry or give up (see the module docstring), which the worker commits with
+    the job's removal, together with other deliveries' answers."""
     settings = runtime_of(db).settings
+    inbox = str(payload["inbox"])
+    host = origin_of(inbox)
+    outbound_id = int(payload["activity"])
+    seen = await _context(db, outbound_id, host)
+    if seen is None:  # forgotten (its actor was deleted, or it outlived GIVE_UP_AFTER)
+        return _nothing
+    if await domain_is_blocked(db, host):  # suspended after the job was written
+        log.info("delivery of %s to %s dropped: the domain is suspended", outbound_id, inbox)
+        return _nothing
+    body = await _body(db, outbound_id)
+    if body is None:
+        return _nothing
+    signer = await _signer(db, seen.actor_account_id, seen.community_id)
+    # End the read transaction before waiting on another server (up to 30 s): no snapshot
+    # is held open meanwhile, and on SQLite the writes start a fresh transaction (one that
+    # had read first could not take the write lock once another connection committed after
+    # its read: SQLITE_BUSY_SNAPSHOT, which no busy timeout waits out).
+    await db.commit()
+    if seen.breaker_open(utcnow()):
+        # The breaker is open: come back after the cool-down, spread over a little while,
+        # without a request and without spending an attempt.
+        assert seen.unavailable_until is not None
+        spread = timedelta(seconds=random.uniform(0, max(retry_seconds(settings), 1.0)))
+        return partial(_requeue, payload=payload, run_at=seen.unavailable_until + spread)
+    outcome = await _send(db, inbox, body, signer)
+    return partial(settle_answer, settings=settings, payload=payload, outcome=outcome, seen=seen)
+
+
+async def _nothing(db: AsyncSession) -> None:
+    """Nothing to write: the job is only removed."""
+
+
+async def settle_answer(
+    db: AsyncSession,
+    *,
+    settings: Settings,
+    payload: dict[str, Any],
+    outcome: Outcome,
+    seen: _Context,
+) -> None:
+    """Record the answer to one delivery (the host's record and breaker), and write the
+    job's successor if it is to be tried again; in the worker's transaction."""
     inbox = str(payload["inbox"])
     attempt = int(payload.get("attempt", 1))
     first_at = (
@@ -337,34 +383,8 @@ async def deliver_one(db: AsyncSession, payload: dict[str, Any]) -> None:
         if payload.get("first_at")
         else utcnow()
     )
-    host = origin_of(inbox)
-    outbound_id = int(payload["activity"])
-    seen = await _context(db, outbound_id, host)
-    if seen is None:  # forgotten (its actor was deleted, or it outlived GIVE_UP_AFTER)
-        return
-    if await domain_is_blocked(db, host):  # suspended after the job was written
-        log.info("delivery of %s to %s dropped: the domain is suspended", outbound_id, inbox)
-        return
-    body = await _body(db, outbound_id)
-    if body is None:
-        return
-    signer = await _signer(db, seen.actor_account_id, seen.community_id)
-    # End the read transaction before waiting on another server (up to 30 s) or writing:
-    # no snapshot is held open meanwhile, and on SQLite the writes below start a fresh
-    # transaction (one that had read first could not take the write lock once another
-    # connection committed after its read: SQLITE_BUSY_SNAPSHOT, which no busy timeout waits
-    # out).
-    await db.commit()
-    if seen.breaker_open(utcnow()):
-        # The breaker is open: come back after the cool-down, spread over a little while,
-        # without a request and without spending an attempt.
-        assert seen.unavailable_until is not None
-        spread = timedelta(seconds=random.uniform(0, max(retry_seconds(settings), 1.0)))
-        await _requeue(db, payload, seen.unavailable_until + spread)
-        return
-    outcome = await _send(db, inbox, body, signer)
     now = utcnow()
-    await record_answer(db, settings, host, outcome, now, seen)
+    await record_answer(db, settings, origin_of(inbox), outcome, now, seen)
     if outcome.kind == "delivered":
         return
     if outcome.status == 410:  # the actor of a personal inbox was deleted for good
@@ -380,7 +400,7 @@ async def deliver_one(db: AsyncSession, payload: dict[str, Any]) -> None:
         )
         return
     wait = outcome.retry_after or backoff(settings, attempt)
-    await _requeue(db, {**payload, "attempt": attempt + 1}, now + wait)
+    await _requeue(db, payload={**payload, "attempt": attempt + 1}, run_at=now + wait)
 
 
 async def record_answer(

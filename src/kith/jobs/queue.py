@@ -16,7 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kith.db import new_id, utcnow
 from kith.jobs.models import Job
 
-JobHandler = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
+Settle = Callable[[AsyncSession], Awaitable[None]]
+"""The writes that finish a job, returned by a handler that did its work without writing:
+the worker runs them in one transaction with other jobs' writes and the jobs' removal."""
+
+JobHandler = Callable[[AsyncSession, dict[str, Any]], Awaitable[Settle | None]]
 
 JobLane = Callable[[dict[str, Any]], str]
 
@@ -26,6 +30,11 @@ LANES: dict[str, JobLane] = {}
 
 def job_handler(kind: str, *, lane: JobLane | None = None) -> Callable[[JobHandler], JobHandler]:
     """Register the function that performs jobs of `kind` (it must be idempotent).
+
+    A handler writes its effects in the session it is given, and the worker commits them
+    with the job's removal; or, having written nothing there, it returns a `Settle` with
+    those writes, which the worker commits together with other finished jobs' (one
+    transaction for several jobs: see worker.py).
 
     `lane` (optional) names a job's lane from its payload: a worker runs the jobs of a batch
     that are in different lanes at the same time and those of one lane one after another.
@@ -122,6 +131,27 @@ _JOBS = cast(Table, Job.__table__)
 # Built once (every finished job runs it; building costs more than running it).
 _RELEASE = delete(_JOBS).where(
     _JOBS.c.id == bindparam("job_id"), _JOBS.c.locked_by == bindparam("worker_id")
+)
+
+
+async def release_many(db: AsyncSession, jobs: list[Job], worker_id: str) -> set[int]:
+    """Delete jobs that ran, in the caller's transaction, where this worker still holds
+    their lease; returns the ids deleted (the others' effects must not be committed)."""
+    if not jobs:
+        return set()
+    result = await db.execute(
+        _RELEASE_MANY, {"job_ids": [job.id for job in jobs], "worker_id": worker_id}
+    )
+    return set(result.scalars().all())
+
+
+_RELEASE_MANY = (
+    delete(_JOBS)
+    .where(
+        _JOBS.c.id.in_(bindparam("job_ids", expanding=True)),
+        _JOBS.c.locked_by == bindparam("worker_id"),
+    )
+    .returning(_JOBS.c.id)
 )
 
 

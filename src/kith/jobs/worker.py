@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kith.db import utcnow
 from kith.jobs import queue
 from kith.jobs.models import Job
+from kith.jobs.settle import GroupSettler, settle_in
 from kith.runtime import drop_after_commit, run_after_commit
 
 log = logging.getLogger(__name__)
@@ -36,20 +37,45 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-async def run_job(factory: async_sessionmaker[AsyncSession], job: Job, worker_id: str) -> bool:
-    """Run one claimed job in its own session; True if it succeeded. (On SQLite, concurrent
-    lanes take turns to write in the driver: `kith.sqlite_driver`.)"""
-    async with factory() as db:
-        return await _run_in(db, job, worker_id)
+async def run_job(
+    factory: async_sessionmaker[AsyncSession],
+    job: Job,
+    worker_id: str,
+    settler: GroupSettler | None = None,
+) -> bool:
+    """Run one claimed job in its own session; True if it succeeded. A handler's `Settle`
+    goes to `settler` (committed with other jobs' writes), or is committed here without
+    one. (On SQLite, concurrent lanes take turns to write in the driver:
+    `kith.sqlite_driver`.)"""
+    if settler is not None:
+        settler.running += 1
+    handed_over = False
+    try:
+        async with factory() as db:
+            work = await _run_in(db, job, worker_id)
+            if isinstance(work, bool):
+                return work
+            if settler is None:
+                return await settle_in(db, job, work, worker_id)
+        handed_over = True
+        return await settler.settle(job, work)  # this job's session is closed meanwhile
+    finally:
+        if settler is not None and not handed_over:
+            settler.left()
 
 
-async def _run_in(db: AsyncSession, job: Job, worker_id: str) -> bool:
+async def _run_in(db: AsyncSession, job: Job, worker_id: str) -> bool | queue.Settle:
+    """Run the handler; commit its effects with the job's removal (True if done), or
+    return its `Settle` (it wrote nothing in `db`) for the caller to commit."""
     handler = queue.HANDLERS.get(job.kind)
     if handler is None:
         await queue.retry_later(db, job, f"no handler for job kind {job.kind!r}")
         return False
     try:
-        await handler(db, job.payload)
+        work = await handler(db, job.payload)
+        if work is not None:
+            await db.rollback()  # ends the handler's reads; it wrote nothing
+            return work
         # Remove the job in the transaction that holds its effects: a crash before the
         # commit loses both (the job runs again), never only one of them.
         if not await queue.release(db, job, worker_id):
@@ -109,28 +135,38 @@ async def run_batch(
     """Run a claimed batch. Jobs without a lane run one after another, first (a handler may
     keep a write open while it waits, which would stall the others on SQLite); then the
     lanes run concurrently, each lane's jobs in order: deliveries to 10 hosts wait for 10
-    answers at once instead of one after another. Each job still commits on its own."""
+    answers at once instead of one after another. A job's effects commit with its removal;
+    jobs whose handlers return their writes share transactions (`settle.GroupSettler`), and
+    a lane's next job starts only once the previous one is committed."""
+    settler = GroupSettler(factory, worker_id)
     lanes: dict[str, list[Job]] = {}
-    for job in jobs:
-        lane = _lane_of(job)
-        if lane is None:
-            await run_job(factory, job, worker_id)
-        else:
-            lanes.setdefault(lane, []).append(job)
-    results = await asyncio.gather(
-        *(_run_lane(factory, lane, worker_id) for lane in lanes.values()),
-        return_exceptions=True,
-    )
+    try:
+        for job in jobs:
+            lane = _lane_of(job)
+            if lane is None:
+                await run_job(factory, job, worker_id, settler)
+            else:
+                lanes.setdefault(lane, []).append(job)
+        results = await asyncio.gather(
+            *(_run_lane(factory, lane, worker_id, settler) for lane in lanes.values()),
+            return_exceptions=True,
+        )
+    except BaseException:
+        await settler.abandon()
+        raise
     for result in results:
         if isinstance(result, BaseException):
             raise result  # after every lane ended: the loop logs it, leases expire as usual
 
 
 async def _run_lane(
-    factory: async_sessionmaker[AsyncSession], jobs: list[Job], worker_id: str
+    factory: async_sessionmaker[AsyncSession],
+    jobs: list[Job],
+    worker_id: str,
+    settler: GroupSettler,
 ) -> None:
     for job in jobs:
-        await run_job(factory, job, worker_id)
+        await run_job(factory, job, worker_id, settler)
 
 
 async def work_forever(
