@@ -72,7 +72,7 @@ async def main(args: argparse.Namespace) -> None:
     tokens = list((await api_tokens(rt, list(readers))).values())
     await rt.close()
 
-    app = create_app(settings)
+    app = create_app(settings, settle_heap=args.settle_heap)  # as `kith serve` does
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=settings.base_url) as client:
@@ -149,6 +149,12 @@ if __name__ == "__main__":
     p.add_argument("--top", type=int, default=45)
     p.add_argument("--dump", help="also write the profile here (pstats format)")
     p.add_argument("--no-profile", dest="profile", action="store_false")
+    p.add_argument(
+        "--no-settle-heap",
+        dest="settle_heap",
+        action="store_false",
+        help="leave start-up's objects to the cyclic collector (as before session 6)",
+    )
     p.add_argument("--statements", action="store_true", help="count the SQL of each request")
     p.add_argument(
         "--url",

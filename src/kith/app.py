@@ -32,7 +32,7 @@ from kith.federation import routes as federation
 from kith.jobs.worker import work_forever
 from kith.mastodon_api.ratelimit import ApiRateLimiter
 from kith.routing import index_routers
-from kith.runtime import Runtime, wait_for_background
+from kith.runtime import Runtime, settle_heap_now, wait_for_background
 from kith.web import (
     about,
     admin,
@@ -86,8 +86,11 @@ async def _error_page(request: Request, status: int, message: str) -> Response:
         return HTMLResponse(f"<h1>{status}</h1><p>{message}</p>", status_code=status)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The Kith web application for these settings (default: from the environment)."""
+def create_app(settings: Settings | None = None, *, settle_heap: bool = False) -> FastAPI:
+    """The Kith web application for these settings (default: from the environment).
+
+    `settle_heap`: once started, take what start-up built out of the collector's way
+    (`runtime.settle_heap_now`); for a server process, not for tests that build many apps."""
     settings = settings or get_settings()
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     settings.effective_secret_key()
@@ -106,6 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.run_worker
             else None
         )
+        if settle_heap:
+            settle_heap_now()
         try:
             yield
         finally:
@@ -175,3 +180,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(Edge, error_page=_error_page, limiter=ApiRateLimiter())
     index_routers(app)  # every route is registered: routers may now skip paths not theirs
     return app
+
+
+def create_served_app() -> FastAPI:
+    """The app as `kith serve` runs it in each of its processes (uvicorn's factory)."""
+    return create_app(settle_heap=True)

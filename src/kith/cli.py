@@ -73,7 +73,7 @@ def serve(
         ws_per_message_deflate=settings.stream_compression,
     )
     if workers == 1:
-        uvicorn.run(create_app(settings), **options)
+        uvicorn.run(create_app(settings, settle_heap=True), **options)
         return
     if not settings.redis_url:
         raise typer.BadParameter(
@@ -85,19 +85,20 @@ def serve(
     # and make the generated secret before the processes start, so they all share it.
     settings.effective_secret_key()
     os.environ["KITH_RUN_WORKER"] = "true" if worker else "false"
-    uvicorn.run("kith.app:create_app", factory=True, workers=workers, **options)
+    uvicorn.run("kith.app:create_served_app", factory=True, workers=workers, **options)
 
 
 @app.command("worker")
 def worker_command() -> None:
     """Run a job worker (start as many as you like, on any machine that reaches the database)."""
     from kith.jobs.worker import work_forever
-    from kith.runtime import Runtime
+    from kith.runtime import Runtime, settle_heap_now
 
     _logging()
 
     async def main() -> None:
         rt = Runtime.from_settings(get_settings())
+        settle_heap_now()
         try:
             await work_forever(rt.sessions, idle_sleep=rt.settings.worker_idle_seconds)
         finally:

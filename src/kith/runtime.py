@@ -6,6 +6,7 @@ that must publish or read a setting after it commits needs nothing but its sessi
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,17 @@ from kith.db import make_engine
 from kith.net import OutboundHttp
 
 log = logging.getLogger(__name__)
+
+
+def settle_heap_now() -> None:
+    """For a long-running process once it has started: collect start-up's garbage, then move
+    everything still alive (modules, routes, mappers, compiled statements: ~230,000 objects)
+    out of the cyclic collector's sight, for good (`gc.freeze`). Each full collection walked
+    all of them, ~70 ms of CPU a few times a minute under load, about 0.8 ms per post; objects
+    made later are collected as before. Not for a process that builds many apps (the tests):
+    cycles among frozen objects are never freed."""
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass
