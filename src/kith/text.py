@@ -6,6 +6,7 @@ autolinks; every HTML string that leaves this module has passed through one nh3 
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
@@ -185,8 +186,11 @@ def _is_http_url(url: str) -> bool:
     return bool(host) and any(char.isalnum() for char in host or "")
 
 
+@functools.lru_cache(maxsize=4096)
 def _app_url(url: str | None) -> str | None:
-    """A caller-supplied profile or tag URL, percent-encoded, or None unless absolute http(s)."""
+    """A caller-supplied profile or tag URL, percent-encoded, or None unless absolute http(s).
+    Remembered: the same people's and tags' URLs come back post after post, and encoding one
+    (markdown-it's `normalizeLink`: parse, IDNA, quote) cost more than the rest of a link."""
     if url is None or not _is_http_url(url):
         return None
     return _MARKDOWN.normalizeLink(url)
