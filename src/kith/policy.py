@@ -469,7 +469,13 @@ async def notifiable_ids(
     statement built once per process."""
     if not recipient_ids:
         return set()
-    about_post = post_id is not None
+    stmt = notifiable_statement(post_id is not None)
+    params = notifiable_values(recipient_ids, actor_id, post_id)
+    return set((await db.scalars(stmt, params)).all())
+
+
+def notifiable_statement(about_post: bool) -> Select[Any]:
+    """`notifiable_ids`'s statement (values: `notifiable_values`), built once per process."""
     stmt = _NOTIFIABLE_STATEMENTS.get(about_post)
     if stmt is None:
         # An alias, so the policy's own subqueries on `accounts` (suspension) are not
@@ -485,14 +491,19 @@ async def notifiable_ids(
             stmt = stmt.join(Post, Post.id == _param("post_id")).where(
                 post_visible_clause(Viewer(recipient.id), Post)  # type: ignore[arg-type]
             )
-        _NOTIFIABLE_STATEMENTS[about_post] = stmt
-    params = {
+        stmt = _NOTIFIABLE_STATEMENTS.setdefault(about_post, stmt)
+    return stmt
+
+
+def notifiable_values(
+    recipient_ids: Collection[int], actor_id: int, post_id: int | None
+) -> dict[str, Any]:
+    return {
         "recipient_ids": list(recipient_ids),
         "actor_id": actor_id,
         "now": utcnow(),
         "post_id": post_id,
     }
-    return set((await db.scalars(stmt, params)).all())
 
 
 def can_moderator_see_reported_post(viewer: Viewer, report: Report, post: Post) -> bool:

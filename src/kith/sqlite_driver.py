@@ -207,7 +207,8 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
 
     async def run_writing(self, fn: Any, *args: Any) -> Any:
         """`fn(sqlite3_connection, *args)` on the connection's thread, in one hand-off, with
-        the write turn (`kith.sqlite_writes`); `fn` ends any transaction it begins."""
+        the write turn (`kith.sqlite_writes`, `kith.db_plans`). A transaction `fn` leaves
+        open stays open, with the turn, until the connection commits or rolls back."""
         await self.take_turn("INSERT")
         conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         async with self._execute_mutex:

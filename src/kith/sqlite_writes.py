@@ -16,6 +16,7 @@ Errors are sqlite3's own (`sqlite3.IntegrityError`…), not SQLAlchemy's."""
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import weakref
 from collections.abc import Callable, Mapping
@@ -34,34 +35,64 @@ T = TypeVar("T")
 
 
 class CompiledWrite:
-    """A statement compiled for one SQLite dialect (qmark parameters)."""
+    """A statement compiled for one SQLite dialect (qmark parameters). An expanding bind
+    (`IN (…)` of a list) becomes as many `?` as its list has values, per call."""
 
-    __slots__ = ("sql", "_slots")
+    __slots__ = ("sql", "_slots", "_parts", "_by_lengths")
 
     def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
         compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
         if not compiled.positional or compiled.positiontup is None:
             raise ValueError("CompiledWrite is for SQLite's positional parameters")
         self.sql = compiled.string
-        # Per position: (value's name, fixed value, processor); a name repeated in the SQL
-        # (INSERT … SELECT … WHERE) fills each of its positions.
-        self._slots: list[tuple[str, Any, Callable[[Any], Any] | None]] = []
+        # Per position: (value's name, fixed value, processor, expanding); a name repeated in
+        # the SQL (INSERT … SELECT … WHERE) fills each of its positions.
+        self._slots: list[tuple[str, Any, Callable[[Any], Any] | None, bool]] = []
         for name in compiled.positiontup:
             bind = compiled.binds[name]
             fixed = None if bind.required else bind.effective_value  # a literal ("" …)
             process = bind.type.dialect_impl(dialect).bind_processor(dialect)  # as executed
-            self._slots.append((name if bind.required else "", fixed, process))
+            self._slots.append((name if bind.required else "", fixed, process, bind.expanding))
+        # The SQL between expanding binds' markers (`__[POSTCOMPILE_name]`), in order.
+        self._parts = _POSTCOMPILE.split(self.sql)[::2] if "__[POSTCOMPILE_" in self.sql else []
+        self._by_lengths: dict[tuple[int, ...], str] = {}
+
+    def render(self, values: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
+        """The SQL and positional parameters for `values` (by bind name); KeyError if one is
+        missing."""
+        out: list[Any] = []
+        lengths: list[int] = []
+        for name, fixed, process, expanding in self._slots:
+            value = values[name] if name else fixed
+            if expanding:
+                items = list(value)
+                lengths.append(len(items))
+                out.extend(items if process is None else [process(v) for v in items])
+            else:
+                out.append(value if process is None else process(value))
+        if not lengths:
+            return self.sql, tuple(out)
+        key = tuple(lengths)
+        sql = self._by_lengths.get(key)
+        if sql is None:
+            marks = [", ".join("?" * n) for n in lengths]
+            sql = self._parts[0] + "".join(
+                m + part for m, part in zip(marks, self._parts[1:], strict=True)
+            )
+            if len(self._by_lengths) < 64:
+                self._by_lengths[key] = sql
+        return sql, tuple(out)
 
     def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
-        """The positional parameters for `values` (by bind name); KeyError if one is missing."""
-        out = []
-        for name, fixed, process in self._slots:
-            value = values[name] if name else fixed
-            out.append(value if process is None else process(value))
-        return tuple(out)
+        """The positional parameters for `values` (by bind name); KeyError if one is missing.
+        For statements without expanding binds (see `render`)."""
+        return self.render(values)[1]
 
 
-_COMPILED: weakref.WeakKeyDictionary[Dialect, dict[int, CompiledWrite]] = (
+_POSTCOMPILE = re.compile(r"__\[POSTCOMPILE_(\w+)\]")
+
+
+_COMPILED: weakref.WeakKeyDictionary[Dialect, dict[int, tuple[ClauseElement, CompiledWrite]]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -69,14 +100,20 @@ _COMPILED: weakref.WeakKeyDictionary[Dialect, dict[int, CompiledWrite]] = (
 def compiled_write(statement: ClauseElement, engine: AsyncEngine) -> CompiledWrite:
     """`statement` compiled for this engine's dialect, once (the statement must live as long
     as the process: module-level constants)."""
-    dialect = engine.sync_engine.dialect
+    return compiled_for(statement, engine.sync_engine.dialect)
+
+
+def compiled_for(statement: ClauseElement, dialect: Dialect) -> CompiledWrite:
+    """`compiled_write` by dialect. May run on SQLite's threads (`kith.db_plans`): two of them
+    compiling the same statement at once store equal results, which is harmless. The entry
+    holds the statement itself, so its id cannot be reused by another while cached."""
     by_statement = _COMPILED.get(dialect)
     if by_statement is None:
-        by_statement = _COMPILED[dialect] = {}
+        by_statement = _COMPILED.setdefault(dialect, {})
     found = by_statement.get(id(statement))
-    if found is None:
-        found = by_statement[id(statement)] = CompiledWrite(statement, dialect)
-    return found
+    if found is None or found[0] is not statement:
+        found = by_statement[id(statement)] = (statement, CompiledWrite(statement, dialect))
+    return found[1]
 
 
 def is_one_hop(engine: AsyncEngine) -> bool:

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kith import policy
 from kith.accounts.models import Account
 from kith.communities.models import Community, CommunityPost
+from kith.db_plans import Step
 from kith.emojis import service as emoji_service
 from kith.federation import activities, tombstones, uris
 from kith.federation import activitypub as ap
@@ -83,6 +84,13 @@ async def post_inboxes(db: AsyncSession, post: Post) -> set[str]:
     """The inboxes (shared when advertised) of the remote accounts that may see this post
     or boost, and of the remote communities' Groups it is in (a public or unlisted post,
     not a boost: see `remote_groups`): one query."""
+    step = post_inboxes_step(post)
+    rows = await db.execute(step.statement, step.values)
+    return {inbox for inbox in rows.scalars() if inbox}
+
+
+def post_inboxes_step(post: Post) -> Step:
+    """`post_inboxes`'s query as a plan's step (`kith.db_plans`): its rows' first column."""
     is_boost = post.reblog_of_id is not None
     replied_to = post.in_reply_to_account_id
     open_to_all = post.visibility in (Visibility.PUBLIC, Visibility.UNLISTED)
@@ -94,8 +102,7 @@ async def post_inboxes(db: AsyncSession, post: Post) -> set[str]:
         "reblog_of": post.reblog_of_id or 0,
         "in_communities": post.id if open_to_all and not is_boost else 0,
     }
-    rows = await db.execute(_post_inboxes_statement(), params)
-    return {inbox for inbox in rows.scalars() if inbox}
+    return Step(_post_inboxes_statement(), params, rows=True)
 
 
 async def personal_inbox(db: AsyncSession, account: Account) -> str | None:
@@ -140,9 +147,12 @@ async def post_created(db: AsyncSession, post: Post) -> None:
     """Send the `Create` of a new local post (or the `Announce` of a boost) to its remote
     readers."""
     author = await _local_author(db, post)
-    if author is None:
-        return
-    inboxes = await post_inboxes(db, post)
+    if author is not None:
+        await send_created(db, post, author, await post_inboxes(db, post))
+
+
+async def send_created(db: AsyncSession, post: Post, author: Account, inboxes: set[str]) -> None:
+    """`post_created` once the inboxes are known (`post_inboxes_step`)."""
     if not inboxes:
         return
     settings = runtime_of(db).settings

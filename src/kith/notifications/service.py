@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kith import policy
 from kith.accounts.models import User
 from kith.db import UTCDateTime, new_id, utcnow
+from kith.db_plans import Plan, Step, column_binds, run_plan
 from kith.graph.models import Mute
 from kith.notifications.models import Notification, NotificationType
 from kith.posts.models import Post
@@ -58,9 +59,43 @@ async def notify_many(
     """`notify` for several recipients at once: one policy query decides who may be notified
     (blocks, mutes, and whether each can see the post), one insert adds them. Returns
     {recipient id: notification id} for the ones added."""
-    wanted = await policy.notifiable_ids(db, set(recipient_ids), from_account_id, post_id)
+    plan = notify_many_plan(
+        db.get_bind().dialect.name,
+        recipient_ids=recipient_ids,
+        type=type,
+        from_account_id=from_account_id,
+        post_id=post_id,
+        report_id=report_id,
+        community_id=community_id,
+    )
+    added = await run_plan(db, plan)
+    remember_added(db, added)
+    return dict(added)
+
+
+def notify_many_plan(
+    dialect_name: str,
+    *,
+    recipient_ids: Sequence[int],
+    type: NotificationType,
+    from_account_id: int,
+    post_id: int | None = None,
+    report_id: int | None = None,
+    community_id: int | None = None,
+) -> Plan[list[tuple[int, int]]]:
+    """`notify_many` as a plan (`kith.db_plans`), for a caller that runs it with the rest of
+    its writes: returns the (recipient id, notification id) pairs added, which the caller
+    hands to `remember_added`."""
+    if not recipient_ids:
+        return []
+    wanted_rows = yield Step(
+        policy.notifiable_statement(post_id is not None),
+        policy.notifiable_values(recipient_ids, from_account_id, post_id),
+        rows=True,
+    )
+    wanted = sorted({row[0] for row in wanted_rows or ()})
     if not wanted:
-        return {}
+        return []
     now = utcnow()
     rows = [
         dict(
@@ -73,21 +108,28 @@ async def notify_many(
             community_id=community_id,
             created_at=now,
         )
-        for recipient_id in sorted(wanted)
+        for recipient_id in wanted
     ]
-    insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
-    # One statement (compiled once, cached) with the rows as parameters.
-    result = await db.execute(
-        insert(Notification)
-        .on_conflict_do_nothing()
-        .returning(Notification.account_id, Notification.id),
-        rows,
-    )
-    added = {account_id: nid for account_id, nid in result.all()}
-    pending = db.info.setdefault("new_notifications", [])
-    pending.extend(sorted(added.items(), key=lambda item: item[1]))
+    # Duplicates (same recipient, type, actor, post) are skipped: RETURNING names the added.
+    added = yield Step(_ADD_NOTIFICATIONS[dialect_name], rows, rows=True)
+    return sorted(((row[0], row[1]) for row in added or ()), key=lambda pair: pair[1])
+
+
+_ADD_NOTIFICATIONS = {
+    name: insert(Notification)
+    .values(column_binds(Notification.__table__))  # type: ignore[arg-type]
+    .on_conflict_do_nothing()
+    .returning(Notification.account_id, Notification.id)
+    for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
+
+
+def remember_added(db: AsyncSession, added: Sequence[tuple[int, int]]) -> None:
+    """Notifications a plan added in this session: published once it commits."""
+    if not added:
+        return
+    db.info.setdefault("new_notifications", []).extend(added)
     after_commit(db, "notifications", publish_notifications)  # in a job: the worker publishes
-    return added
 
 
 async def publish_notifications(db: AsyncSession) -> None:

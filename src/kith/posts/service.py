@@ -9,19 +9,21 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import Select, bindparam, delete, func, select, update
+from sqlalchemy import BigInteger, Select, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 
 from kith import policy, text
 from kith.accounts.models import Account
 from kith.communities import posting as community_posting
 from kith.communities.models import Community
 from kith.db import new_id, utcnow
+from kith.db_plans import Plan, Step, column_binds, run_plan
 from kith.emojis import service as emoji_service
 from kith.errors import Forbidden, NotFound, ValidationFailed
 from kith.federation import groups, outbound
@@ -47,6 +49,8 @@ from kith.runtime import after_commit, runtime_of
 from kith.search import service as search
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MAX_PINS = 5
 MAX_SPOILER = 500
@@ -304,6 +308,7 @@ async def create_post(db: AsyncSession, author: Account, data: PostInput) -> Pos
         db, author.id, data.community_ids, data.visibility, parent, named
     )
     await community_posting.check_flairs(db, where, data.community_flairs)
+    created_at = utcnow()
     post = Post(
         id=new_id(),
         account_id=author.id,
@@ -316,48 +321,69 @@ async def create_post(db: AsyncSession, author: Account, data: PostInput) -> Pos
         in_reply_to_id=parent.id if parent else None,
         in_reply_to_account_id=parent.account_id if parent else None,
         thread_root_id=(parent.thread_root_id or parent.id) if parent else None,
-        created_at=utcnow(),
+        reblog_of_id=None,
+        created_at=created_at,
+        edited_at=None,
+        replies_count=0,
+        reblogs_count=0,
+        likes_count=0,
+        render_rev=0,
+        community_gate=None,
     )
     post.uri = f"{settings.base_url}/@{author.username}/{post.id}"
     tag_ids = await ids_of_tags(db, tags)
-    db.add(post)
-    await db.flush()  # the post first: its mentions and tags refer to it
-    await community_posting.attach(db, post, where, data.community_flairs)  # (see above)
-    db.add_all(Mention(post_id=post.id, account_id=acc.id) for acc in mentioned)
-    db.add_all(PostTag(tag_id=tag_id, post_id=post.id) for tag_id in tag_ids.values())
-    if data.media_ids:
-        try:
-            await media.attach(db, author, post, data.media_ids)
-        except ValidationFailed:
-            await db.rollback()  # an upload was taken by a concurrent post: write nothing
-            raise
-    if poll:
-        db.add(
-            Poll(
-                post_id=post.id,
-                options=poll.options,
-                multiple=poll.multiple,
-                hide_totals=poll.hide_totals,
-                expires_at=post.created_at + timedelta(seconds=poll.expires_in),
+    dialect = db.get_bind().dialect.name
+    rows = _post_rows_plan(post, [a.id for a in mentioned], list(tag_ids.values()))
+    # What every new post does once written (`link_new_post_plan`), then this one's remote
+    # readers' inboxes (`outbound.post_inboxes_step`) and the render revision it leaves.
+    # Communities, media and a poll are written by the session in between, when there are
+    # any: they may narrow who sees the post, which notifications check.
+    link = _link_and_read_plan(
+        dialect,
+        post,
+        parent=parent,
+        mentioned_ids=[a.id for a in mentioned if a.local],
+        read_rev=not data.media_ids,
+    )
+    if where.empty and not data.media_ids and not poll:
+        added, inboxes, rev = await run_plan(db, _then(rows, link))
+        _held(db, post)
+    else:
+        await run_plan(db, rows)
+        _held(db, post)
+        await community_posting.attach(db, post, where, data.community_flairs)  # (see above)
+        if data.media_ids:
+            try:
+                await media.attach(db, author, post, data.media_ids)
+            except ValidationFailed:
+                await db.rollback()  # an upload was taken by a concurrent post: write nothing
+                raise
+        if poll:
+            db.add(
+                Poll(
+                    post_id=post.id,
+                    options=poll.options,
+                    multiple=poll.multiple,
+                    hide_totals=poll.hide_totals,
+                    expires_at=post.created_at + timedelta(seconds=poll.expires_in),
+                )
             )
-        )
-        await enqueue(
-            db,
-            "poll.ended",
-            {"post_id": post.id},
-            run_at=post.created_at + timedelta(seconds=poll.expires_in),
-        )
-    await db.flush()
-    await link_new_post(db, post, parent=parent, mentioned_ids=[a.id for a in mentioned if a.local])
-    await outbound.post_created(db, post)
+            await enqueue(
+                db,
+                "poll.ended",
+                {"post_id": post.id},
+                run_at=post.created_at + timedelta(seconds=poll.expires_in),
+            )
+        added, inboxes, rev = await run_plan(db, link)  # (it flushes what the session holds)
+    notifications.remember_added(db, added)
+    await outbound.send_created(db, post, author, inboxes)
     if not where.empty:  # its communities' Groups pass it on to their remote members
         await groups.announce_post(db, post)
-    # The response's entity is built from what is held here rather than read back (see
-    # presenter.remember_fresh), at the revision this transaction leaves; with media, the
-    # attachments are read back.
-    rev = None if data.media_ids else await db.scalar(_RENDER_REV, {"id": post.id})
     await db.commit()
     if rev is not None:
+        # The response's entity is built from what is held here rather than read back (see
+        # presenter.remember_fresh), at the revision this transaction left; with media, the
+        # attachments are read back.
         emojis = await emoji_service.for_posts(db, [post], {author.id: author})
         presenter.remember_fresh(
             db,
@@ -374,34 +400,90 @@ async def create_post(db: AsyncSession, author: Account, data: PostInput) -> Pos
     return post
 
 
-_RENDER_REV = select(Post.render_rev).where(Post.id == bindparam("id"))
+# A new post's rows, written by `create_post`'s plan (`kith.db_plans`): every column named.
+_INSERT_POST = insert(Post).values(column_binds(Post.__table__))  # type: ignore[arg-type]
+_INSERT_MENTION = insert(Mention).values(column_binds(Mention.__table__))  # type: ignore[arg-type]
+_INSERT_POST_TAG = insert(PostTag).values(column_binds(PostTag.__table__))  # type: ignore[arg-type]
+_RENDER_REV = select(Post.render_rev).where(Post.id == bindparam("id", type_=BigInteger()))
+_COUNT_REPLY = (  # (an UPDATE's bind may not be named after a column)
+    update(Post)
+    .where(Post.id == bindparam("parent_id", type_=BigInteger()))
+    .values(replies_count=Post.replies_count + 1)
+)
+
+
+def _post_rows_plan(post: Post, mention_ids: list[int], tag_ids: list[int]) -> Plan[None]:
+    """The post's row (every column as `post` holds it), its mentions and its hashtags."""
+    yield Step(_INSERT_POST, {c.key: getattr(post, c.key) for c in Post.__table__.columns})
+    if mention_ids:
+        yield Step(_INSERT_MENTION, [{"post_id": post.id, "account_id": i} for i in mention_ids])
+    if tag_ids:
+        yield Step(_INSERT_POST_TAG, [{"post_id": post.id, "tag_id": i} for i in tag_ids])
+
+
+def _link_and_read_plan(
+    dialect: str, post: Post, *, parent: Post | None, mentioned_ids: list[int], read_rev: bool
+) -> Plan[tuple[list[tuple[int, int]], set[str], int | None]]:
+    """`link_new_post_plan`, then the post's remote inboxes and (`read_rev`) its revision."""
+    added = yield from link_new_post_plan(dialect, post, parent=parent, mentioned_ids=mentioned_ids)
+    found = yield outbound.post_inboxes_step(post)
+    inboxes = {row[0] for row in found or () if row[0]}
+    rev = None
+    if read_rev:
+        (row,) = (yield Step(_RENDER_REV, {"id": post.id}, rows=True)) or [(None,)]
+        rev = row[0]
+    return added, inboxes, rev
+
+
+def _then(first: Plan[None], second: Plan[T]) -> Plan[T]:
+    yield from first
+    return (yield from second)
+
+
+def _held(db: AsyncSession, post: Post) -> None:
+    """A post written by a plan, held by the session as if it had flushed it: persistent,
+    every column loaded (so a later change to it is an UPDATE, and reading it loads nothing)."""
+    make_transient_to_detached(post)
+    db.add(post)
 
 
 async def link_new_post(
     db: AsyncSession, post: Post, *, parent: Post | None, mentioned_ids: list[int]
 ) -> None:
     """What every new post does once written, made here or arriving from another server
-    (in the caller's transaction): count it as a reply, notify the author it replies to and
-    the local people it mentions (policy decides who may be), index its text."""
+    (in the caller's transaction): see `link_new_post_plan`."""
+    plan = link_new_post_plan(
+        db.get_bind().dialect.name, post, parent=parent, mentioned_ids=mentioned_ids
+    )
+    notifications.remember_added(db, await run_plan(db, plan))
+
+
+def link_new_post_plan(
+    dialect: str, post: Post, *, parent: Post | None, mentioned_ids: list[int]
+) -> Plan[list[tuple[int, int]]]:
+    """`link_new_post` as a plan (`kith.db_plans`): count it as a reply, notify the author
+    it replies to and the local people it mentions (policy decides who may be), index its
+    text. Returns the notifications added, for `notifications.remember_added`."""
+    added: list[tuple[int, int]] = []
     if parent is not None:
-        await db.execute(
-            update(Post).where(Post.id == parent.id).values(replies_count=Post.replies_count + 1)
-        )
-        await notifications.notify(
-            db,
-            recipient_id=parent.account_id,
+        yield Step(_COUNT_REPLY, {"parent_id": parent.id})
+        added += yield from notifications.notify_many_plan(
+            dialect,
+            recipient_ids=[parent.account_id],
             type=NotificationType.REPLY,
             from_account_id=post.account_id,
             post_id=post.id,
         )
-    await notifications.notify_many(
-        db,
+    added += yield from notifications.notify_many_plan(
+        dialect,
         recipient_ids=[i for i in mentioned_ids if parent is None or i != parent.account_id],
         type=NotificationType.MENTION,
         from_account_id=post.account_id,
         post_id=post.id,
     )
-    await search.index_post(db, post, new=True)
+    if post.reblog_of_id is None:
+        yield from search.index_post_plan(dialect, post.id, search.post_document(post), new=True)
+    return added
 
 
 def announce_after_commit(db: AsyncSession, post: Post) -> None:

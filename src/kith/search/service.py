@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     BindParameter,
     ColumnElement,
     Text,
@@ -41,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy, text
 from kith.accounts.models import Account
+from kith.db_plans import Plan, Step, run_plan
 from kith.posts.models import Post, PostTag, Tag
 from kith.runtime import runtime_of
 
@@ -111,19 +113,27 @@ async def index_post(db: AsyncSession, post: Post, *, new: bool = False) -> None
     """(Re)index a post in the caller's transaction; call after it is flushed (`new`: it was
     never indexed, so there is nothing to replace). Boosts carry no text of their own and are
     not indexed."""
-    if post.reblog_of_id is not None:
-        return
-    body = post_document(post)
-    if _dialect(db) == "postgresql":
-        await db.execute(
-            update(_posts_pg)
-            .where(_posts_pg.c.id == post.id)
-            .values(search_document=func.to_tsvector(_SIMPLE, cast(body, Text)))
-        )
+    if post.reblog_of_id is None:
+        await run_plan(db, index_post_plan(_dialect(db), post.id, post_document(post), new=new))
+
+
+def index_post_plan(dialect_name: str, post_id: int, body: str, *, new: bool) -> Plan[None]:
+    """`index_post` as a plan (`kith.db_plans`): the text `body` (`post_document`)."""
+    if dialect_name == "postgresql":
+        yield Step(_INDEX_PG, {"post_id": post_id, "body": body})
         return
     if not new:
-        await db.execute(delete(_posts_fts).where(_posts_fts.c.rowid == post.id))
-    await db.execute(insert(_posts_fts), {"rowid": post.id, "body": body})
+        yield Step(_UNINDEX_SQLITE, {"id": post_id})
+    yield Step(_INDEX_SQLITE, {"id": post_id, "body": body})
+
+
+_INDEX_PG = (
+    update(_posts_pg)
+    .where(_posts_pg.c.id == bindparam("post_id", type_=BigInteger()))  # (not a column's name)
+    .values(search_document=func.to_tsvector(_SIMPLE, cast(bindparam("body"), Text)))
+)
+_UNINDEX_SQLITE = delete(_posts_fts).where(_posts_fts.c.rowid == bindparam("id"))
+_INDEX_SQLITE = insert(_posts_fts).values(rowid=bindparam("id"), body=bindparam("body"))
 
 
 async def unindex_post(db: AsyncSession, post: Post) -> None:

@@ -1,0 +1,177 @@
+"""kith.db_plans: a run of statements in the session's transaction, one hand-off on SQLite and
+step by step elsewhere, writing what the session would and keeping nothing on failure; and the
+new post that `create_post` writes that way."""
+
+from __future__ import annotations
+
+import gc
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Integer, bindparam, column, func, insert, inspect, select, table, text
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kith import policy
+from kith.db_plans import Plan, Step, column_binds, run_plan
+from kith.notifications.models import Notification
+from kith.posts import service as posts
+from kith.posts.models import Mention, Post, PostTag, Tag
+from kith.posts.service import PostInput
+from kith.runtime import Runtime
+from kith.search import service as search
+from kith.sqlite_writes import CompiledWrite, compiled_for
+from tests.world import person
+
+WHEN = datetime(2026, 11, 26, 9, 30, 1, 123456, tzinfo=UTC)
+_INSERT_TAG = insert(Tag).values(column_binds(Tag.__table__))  # type: ignore[arg-type]
+_TAGS_NAMED = select(Tag.id).where(Tag.name.in_(bindparam("names", expanding=True)))
+_ADD_NOTE = insert(Notification).values(column_binds(Notification.__table__))  # type: ignore[arg-type]
+
+
+def _tags_plan(ids: list[int]) -> Plan[list[int]]:
+    yield Step(_INSERT_TAG, [{"id": i, "name": f"t{i}", "display_name": f"T{i}"} for i in ids])
+    found = yield Step(_TAGS_NAMED, {"names": [f"t{i}" for i in ids]}, rows=True)
+    return sorted(row[0] for row in found or ())
+
+
+async def test_a_plan_writes_in_the_sessions_transaction_and_returns_what_it_read(
+    rt: Runtime, db: AsyncSession
+) -> None:
+    # When a plan inserts three tags and reads them back by name (an expanding IN)
+    found = await run_plan(db, _tags_plan([11, 12, 13]))
+    # Then it read them inside its transaction
+    assert found == [11, 12, 13]
+    # And nobody else sees them before the session commits
+    async with rt.sessions() as other:
+        assert await other.scalar(select(func.count()).select_from(Tag)) == 0
+    await db.commit()
+    async with rt.sessions() as other:
+        assert await other.scalar(select(func.count()).select_from(Tag)) == 3
+
+
+async def test_a_plan_that_fails_keeps_nothing_once_the_session_rolls_back(
+    rt: Runtime, db: AsyncSession
+) -> None:
+    def failing() -> Plan[None]:
+        yield Step(_INSERT_TAG, [{"id": 21, "name": "fine", "display_name": "fine"}])
+        # the same name again: the unique index refuses it
+        yield Step(_INSERT_TAG, [{"id": 22, "name": "fine", "display_name": "fine"}])
+
+    with pytest.raises(Exception, match="(?i)unique"):
+        await run_plan(db, failing())
+    await db.rollback()
+    # The first statement's row is gone with the transaction, and the session goes on
+    assert await db.scalar(select(func.count()).select_from(Tag)) == 0
+    assert await run_plan(db, _tags_plan([23])) == [23]
+
+
+async def test_a_plan_stores_exactly_what_the_session_would(rt: Runtime, db: AsyncSession) -> None:
+    # Given two people, and one notification written by the ORM
+    alice, bob = await person(db, "alice"), await person(db, "bob")
+    db.add(Notification(id=1, account_id=alice.id, type="follow", from_account_id=bob.id))
+    await db.flush()
+    orm_row = dict(
+        (await db.execute(select(Notification.__table__).where(Notification.id == 1)))
+        .mappings()
+        .one()
+    )
+
+    # When a plan writes the same notification under another id
+    def plan() -> Plan[None]:
+        values = {k: v for k, v in orm_row.items() if k != "id"}
+        yield Step(_ADD_NOTE, [{**values, "id": 2}])
+
+    await run_plan(db, plan())
+    # Then both rows hold the same stored values (UTC times included), as text on SQLite
+    raw = text(
+        "SELECT account_id, type, from_account_id, post_id, report_id, community_id,"
+        " CAST(created_at AS TEXT) FROM notifications ORDER BY id"
+    )
+    first, second = (await db.execute(raw)).all()
+    assert first == second
+
+
+def test_expanding_binds_become_as_many_parameters_as_values() -> None:
+    rows = table("rows", column("id", Integer), column("kind"))
+    statement = select(rows.c.id).where(
+        rows.c.id.in_(bindparam("ids", expanding=True)),
+        rows.c.kind.in_(["a", "b"]),  # a literal list: fixed values
+        rows.c.id != bindparam("not_id"),
+    )
+    compiled = CompiledWrite(statement, sqlite.dialect())
+    sql, params = compiled.render({"ids": [4, 5, 6], "not_id": 9})
+    assert "IN (?, ?, ?)" in sql and "IN (?, ?)" in sql
+    assert params == (4, 5, 6, "a", "b", 9)
+    sql, params = compiled.render({"ids": [], "not_id": 9})
+    assert "IN ()" in sql and params == ("a", "b", 9)
+
+
+def test_a_compiled_statement_is_never_mistaken_for_a_later_one_at_the_same_address() -> None:
+    dialect = sqlite.dialect()
+    first = select(column("a")).select_from(table("one"))
+    compiled = compiled_for(first, dialect)
+    # While cached, the statement is held: its address cannot be reused by another
+    del first
+    gc.collect()
+    second = select(column("b")).select_from(table("two"))
+    assert "two" in compiled_for(second, dialect).sql
+    assert "one" in compiled.sql
+
+
+# --- the new post, written by a plan --------------------------------------------------------
+
+
+async def test_a_new_post_is_held_by_the_session_as_if_flushed_with_every_row_written(
+    rt: Runtime, db: AsyncSession
+) -> None:
+    # Given a poster and two people to mention
+    alice = await person(db, "alice")
+    await person(db, "bob")
+    await person(db, "carol")
+    # When alice posts with two mentions and two hashtags
+    post = await posts.create_post(
+        db, alice, PostInput(source="Morning @bob @carol #walks #river", spoiler_text="cw")
+    )
+    # Then the session holds the post as persistent and unchanged, nothing left to load
+    state = inspect(post)
+    assert state.persistent and not state.modified and not state.expired_attributes
+    # And the row read back equals what the post object holds, column by column
+    async with rt.sessions() as other:
+        stored = await other.get(Post, post.id)
+        assert stored is not None
+        for col in Post.__table__.columns:
+            if col.key != "render_rev":  # bumped by the mention and hashtag triggers
+                assert getattr(stored, col.key) == getattr(post, col.key), col.key
+        mentions = await other.scalars(select(Mention.account_id).where(Mention.post_id == post.id))
+        assert len(list(mentions)) == 2
+        tags = await other.scalars(select(PostTag.tag_id).where(PostTag.post_id == post.id))
+        assert len(list(tags)) == 2
+        notes = await other.scalars(select(Notification).where(Notification.post_id == post.id))
+        assert sorted(n.type for n in notes) == ["mention", "mention"]
+        rev = await other.scalar(select(Post.render_rev).where(Post.id == post.id))
+        assert rev == 4  # two mentions and two hashtags, each bumping it once
+    # And a later change to the held post is an ordinary UPDATE
+    post.sensitive = False
+    await db.commit()
+    async with rt.sessions() as other:
+        assert await other.scalar(select(Post.sensitive).where(Post.id == post.id)) is False
+
+
+async def test_a_reply_counts_notifies_and_is_found_by_search(
+    rt: Runtime, db: AsyncSession
+) -> None:
+    alice, bob = await person(db, "alice"), await person(db, "bob")
+    first = await posts.create_post(db, alice, PostInput(source="A question"))
+    reply = await posts.create_post(
+        db, bob, PostInput(source="An answer about lighthouses", in_reply_to_id=first.id)
+    )
+    async with rt.sessions() as other:
+        assert await other.scalar(select(Post.replies_count).where(Post.id == first.id)) == 1
+        kinds: Any = await other.scalars(
+            select(Notification.type).where(Notification.account_id == alice.id)
+        )
+        assert list(kinds) == ["reply"]
+    found = await search.search_posts(db, policy.ANONYMOUS, "lighthouses")
+    assert [p.id for p in found] == [reply.id]
