@@ -31,7 +31,8 @@ Needs wrk (Debian package `wrk`; `make bench` installs it).
 --workers 2 (or more) runs `kith serve --workers N` with Redis as the bus (KITH_BENCH_REDIS_URL,
 or what scripts/test-redis-url prints), under a key prefix of its own. The seeded SQLite file
 is shared with bench/timelines.py (var/bench/cache/), worked on as var/bench/run-api-sqlite.db;
-PostgreSQL gets a throwaway database per run. The run lowers its own priority (--nice).
+PostgreSQL gets a throwaway copy per run of a kept seeded database (seeded once per schema).
+The run lowers its own priority (--nice).
 """
 
 from __future__ import annotations
@@ -104,7 +105,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--quick", action="store_true", help="smoke run: 1,000 accounts, 50,000 posts, 5 s runs"
     )
-    p.add_argument("--reseed", action="store_true", help="rebuild the cached SQLite file")
+    p.add_argument(
+        "--reseed",
+        action="store_true",
+        help="rebuild the cached seeded database (SQLite file, PostgreSQL template)",
+    )
     p.add_argument("--phases", default=",".join(PHASES), help="comma-separated subset")
     p.add_argument("--workers", default="1,2", help="web process counts, each measured apart")
     p.add_argument("--duration", type=float, help="seconds of each measured wrk run (20)")
@@ -409,7 +414,7 @@ def run_backend(
     prep = (
         prepare_sqlite(scale, reseed=args.reseed, work_name="run-api-sqlite.db")
         if backend == "sqlite"
-        else prepare_postgres(scale)
+        else prepare_postgres(scale, reseed=args.reseed)
     )
     entry: dict[str, Any] = {
         "backend": backend,

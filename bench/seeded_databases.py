@@ -3,8 +3,9 @@
 
 SQLite: the seeded file is cached under var/bench/cache/, keyed by the scale and a fingerprint
 of the migrations, and each run works on a fresh copy (the benchmark writes posts and sessions).
-PostgreSQL: a throwaway database on the test server, created and dropped like tests/conftest.py
-does, loaded with COPY (asyncpg's copy_records_to_table) and VACUUM ANALYZEd as autovacuum would.
+PostgreSQL: a throwaway database on the test server per run, copied (`CREATE DATABASE …
+TEMPLATE`) from a kept seeded one (`kith_seed_<scale>_<fingerprint>`), which is loaded with COPY
+(asyncpg's copy_records_to_table) and VACUUM ANALYZEd as autovacuum would, once per schema.
 """
 
 from __future__ import annotations
@@ -163,20 +164,66 @@ async def _load_postgres(url: str, scale: Scale) -> dict[str, Any]:
     return facts_to_json(world.facts())
 
 
-def prepare_postgres(scale: Scale) -> Prepared:
-    """A throwaway PostgreSQL database, migrated and seeded (drop it with drop_pg_database)."""
+def prepare_postgres(scale: Scale, *, reseed: bool = False) -> Prepared:
+    """A throwaway PostgreSQL database, migrated and seeded (drop it with drop_pg_database):
+    a copy (`CREATE DATABASE … TEMPLATE`, seconds) of a kept seeded database named after the
+    scale and the schema's fingerprint, seeded first when missing (minutes). Seeded databases
+    of this scale under another fingerprint are dropped."""
     import asyncio
 
-    url, name = asyncio.run(create_pg_database())
-    _log(f"seeding PostgreSQL {scale.key} into {name}")
-    t0 = time.perf_counter()
+    template = f"kith_seed_{scale.key.replace('-', '_')}_{schema_fingerprint()}"[:63]
+    seconds: float | None = None
+    existing = asyncio.run(_seeded_databases(scale))
+    if reseed or template not in existing:
+        if template in existing:
+            asyncio.run(drop_pg_database(template))
+        _log(f"seeding PostgreSQL {scale.key} into {template}")
+        t0 = time.perf_counter()
+        seeding = f"{template[:54]}_seeding"
+        asyncio.run(drop_pg_database(seeding))
+        asyncio.run(_admin(f'CREATE DATABASE "{seeding}"'))
+        url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{seeding}"
+        try:
+            upgrade(url)
+            facts = asyncio.run(_load_postgres(url, scale))
+            facts["seed_seconds"] = round(time.perf_counter() - t0, 1)
+            comment = json.dumps(facts).replace("'", "''")
+            asyncio.run(_admin(f"COMMENT ON DATABASE \"{seeding}\" IS '{comment}'"))
+            asyncio.run(_admin(f'ALTER DATABASE "{seeding}" RENAME TO "{template}"'))
+        except BaseException:
+            asyncio.run(drop_pg_database(seeding))
+            raise
+        for stale in existing:  # this scale under an older schema
+            if stale != template:
+                asyncio.run(drop_pg_database(stale))
+        seconds = time.perf_counter() - t0
+        _log(f"seeded PostgreSQL in {seconds:.0f} s")
+    else:
+        _log(f"reusing seeded {template}")
+    name = f"kith_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    facts = json.loads(asyncio.run(_comment_of(template)) or "{}")
+    return Prepared(
+        "postgres", f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}", seconds, facts, pg_name=name
+    )
+
+
+async def _seeded_databases(scale: Scale) -> list[str]:
+    prefix = f"kith_seed_{scale.key.replace('-', '_')}_"
+    conn = await asyncpg.connect(asyncpg_dsn(PG_ADMIN_URL))
     try:
-        upgrade(url)
-        facts = asyncio.run(_load_postgres(url, scale))
-    except BaseException:
-        asyncio.run(drop_pg_database(name))
-        raise
-    seconds = time.perf_counter() - t0
-    facts["seed_seconds"] = round(seconds, 1)
-    _log(f"seeded PostgreSQL in {seconds:.0f} s")
-    return Prepared("postgres", url, seconds, facts, pg_name=name)
+        rows = await conn.fetch("SELECT datname FROM pg_database")
+    finally:
+        await conn.close()
+    return [r["datname"] for r in rows if r["datname"].startswith(prefix)]
+
+
+async def _comment_of(database: str) -> str | None:
+    conn = await asyncpg.connect(asyncpg_dsn(PG_ADMIN_URL))
+    try:
+        return await conn.fetchval(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+            database,
+        )
+    finally:
+        await conn.close()

@@ -77,7 +77,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="smoke run: 1,000 accounts, 50,000 posts, fewer samples",
     )
-    p.add_argument("--reseed", action="store_true", help="rebuild the cached SQLite file")
+    p.add_argument(
+        "--reseed",
+        action="store_true",
+        help="rebuild the cached seeded database (SQLite file, PostgreSQL template)",
+    )
     p.add_argument("--samples", type=int, default=300, help="first-page service samples")
     p.add_argument("--deep-samples", type=int, default=100, help="10th-page service samples")
     p.add_argument("--concurrency", type=int, default=16, help="HTTP clients")
@@ -250,7 +254,7 @@ def run_backend(
     prep = (
         prepare_sqlite(scale, reseed=args.reseed)
         if backend == "sqlite"
-        else prepare_postgres(scale)
+        else prepare_postgres(scale, reseed=args.reseed)
     )
     entry: dict[str, Any] = {
         "backend": backend,
