@@ -14,7 +14,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
-from kith.db_plans import Plan, Step, column_binds, run_plan
+from kith.db_plans import COMMIT_EARLY, Plan, Step, column_binds, run_plan
 from kith.notifications.models import Notification
 from kith.posts import service as posts
 from kith.posts.models import Mention, Post, PostTag, Tag
@@ -91,6 +91,29 @@ async def test_a_plan_stores_exactly_what_the_session_would(rt: Runtime, db: Asy
     )
     first, second = (await db.execute(raw)).all()
     assert first == second
+
+
+async def test_a_plan_that_commits_early_frees_the_writer_at_once(
+    rt: Runtime, db: AsyncSession
+) -> None:
+    def plan() -> Plan[None]:
+        yield from _tags_plan([31])
+        yield COMMIT_EARLY
+
+    await run_plan(db, plan())
+    async with rt.sessions() as other:
+        seen = await other.scalar(select(func.count()).select_from(Tag))
+        # On SQLite the plan committed in its own hand-off: another writer goes on at once
+        # (no write turn is still held). Elsewhere the session's commit does it.
+        if db.get_bind().dialect.name == "sqlite":
+            assert seen == 1
+            assert await run_plan(other, _tags_plan([32])) == [32]
+            await other.commit()
+        else:
+            assert seen == 0
+    await db.commit()  # nothing left to commit on SQLite, and no error
+    async with rt.sessions() as other:
+        assert await other.scalar(select(func.count()).select_from(Tag)) >= 1
 
 
 def test_expanding_binds_become_as_many_parameters_as_values() -> None:

@@ -48,7 +48,18 @@ class Step:
     rows: bool = False
 
 
-Plan = Generator[Step, Rows | None, T]
+@dataclass(frozen=True, slots=True)
+class CommitEarly:
+    """A plan's last step when the caller will write nothing more before it commits: on
+    SQLite the transaction is committed within the same hand-off, so the write turn is
+    given back there (not held while the event loop gets round to the commit: with two web
+    processes, the other one's writers waited that long), and the session's own commit then
+    finds nothing to do. Elsewhere it does nothing (the session commits)."""
+
+
+COMMIT_EARLY = CommitEarly()
+
+Plan = Generator[Step | CommitEarly, Rows | None, T]
 
 
 def column_binds(table: Table) -> dict[str, BindParameter[Any]]:
@@ -70,6 +81,9 @@ async def run_plan(db: AsyncSession, plan: Plan[T]) -> T:
     try:
         step = next(plan)
         while True:
+            if isinstance(step, CommitEarly):
+                step = plan.send(None)
+                continue
             result = await conn.execute(step.statement, step.values)
             step = plan.send(list(result.all()) if step.rows else None)
     except StopIteration as done:
@@ -87,7 +101,11 @@ def _run_on_thread(conn: sqlite3.Connection, plan: Plan[T], dialect: Dialect) ->
         return done.value
 
 
-def _run_step(conn: sqlite3.Connection, step: Step, dialect: Dialect) -> Rows | None:
+def _run_step(conn: sqlite3.Connection, step: Step | CommitEarly, dialect: Dialect) -> Rows | None:
+    if isinstance(step, CommitEarly):
+        if conn.in_transaction:
+            conn.commit()
+        return None
     compiled = compiled_for(step.statement, dialect)  # type: ignore[arg-type]
     if isinstance(step.values, Mapping):
         sql, params = compiled.render(step.values)

@@ -85,8 +85,19 @@ def _run_many(conn: sqlite3.Connection, operation: str, seq_of_parameters: Any) 
         cursor.close()
 
 
-def _run_fn(conn: sqlite3.Connection, fn: Any, args: tuple[Any, ...]) -> tuple[Any, bool]:
-    return fn(conn, *args), conn.in_transaction
+def _run_fn(
+    conn: sqlite3.Connection, fn: Any, args: tuple[Any, ...], release: Any
+) -> tuple[Any, bool]:
+    result = fn(conn, *args)
+    if not conn.in_transaction and release is not None:
+        release()  # see OneHopDBAPI.release_file_turn_now
+    return result, conn.in_transaction
+
+
+def _commit(conn: sqlite3.Connection, release: Any) -> None:
+    conn.commit()
+    if release is not None:
+        release()
 
 
 class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
@@ -213,7 +224,9 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         async with self._execute_mutex:
             try:
-                result, self.in_transaction = await conn._execute(_run_fn, conn._conn, fn, args)
+                result, self.in_transaction = await conn._execute(
+                    _run_fn, conn._conn, fn, args, self._release_on_thread()
+                )
             except BaseException:
                 self.in_transaction = True  # unknown: the pool's rollback ends it
                 raise
@@ -236,9 +249,23 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
             self.give_turn_back()
 
     def commit(self) -> None:
-        super().commit()  # a failed commit keeps the turn: the rollback that follows frees it
+        if self.in_transaction:  # else nothing is open (a plan committed early: db_plans)
+            # A failed commit keeps the turn: the rollback that follows frees it.
+            conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]
+            if conn._connection is not None:  # (as SQLAlchemy's adapter checks)
+                try:
+                    await_(conn._execute(_commit, conn._conn, self._release_on_thread()))
+                except Exception as error:
+                    self._handle_exception(error)
         self.in_transaction = False
         self.give_turn_back()
+
+    def _release_on_thread(self) -> Any:
+        """What SQLite's thread calls once this connection's transaction has ended there:
+        the other processes' writers may go on at once, rather than when this event loop
+        next gets round to it (under load, milliseconds during which the write turn was
+        held for nothing). The in-process turn is given back by `give_turn_back`."""
+        return self.dbapi.release_file_turn_now if self._turn is not None else None
 
     def close(self) -> None:
         try:
@@ -318,6 +345,12 @@ class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
             self._file_turn_held = False
             if self._turn_file is not None:
                 fcntl.flock(self._turn_file, fcntl.LOCK_UN)
+
+    def release_file_turn_now(self) -> None:
+        """`give_file_turn` from SQLite's thread, as its transaction ends. Safe: this process's
+        other writers wait for the in-process turn, which the event loop still holds, so no
+        one here takes the file turn meanwhile."""
+        self.give_file_turn()
 
     def connect(self, *arg: Any, **kw: Any) -> OneHopConnection:
         creator_fn = kw.pop("async_creator_fn", None)

@@ -23,7 +23,7 @@ from kith.accounts.models import Account
 from kith.communities import posting as community_posting
 from kith.communities.models import Community
 from kith.db import new_id, utcnow
-from kith.db_plans import Plan, Step, column_binds, run_plan
+from kith.db_plans import COMMIT_EARLY, Plan, Step, column_binds, run_plan
 from kith.emojis import service as emoji_service
 from kith.errors import Forbidden, NotFound, ValidationFailed
 from kith.federation import groups, outbound
@@ -51,6 +51,7 @@ from kith.search import service as search
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 MAX_PINS = 5
 MAX_SPOILER = 500
@@ -240,28 +241,32 @@ def _local_accounts_statement() -> Select[Account]:
     )
 
 
-@functools.cache
-def _tag_ids_statement() -> Select[str, int]:
-    """Hashtags' (name, id) by name (`names`): built once, as every post with one runs it."""
-    return select(Tag.name, Tag.id).where(Tag.name.in_(bindparam("names", expanding=True)))
+_TAG_IDS = select(Tag.name, Tag.id).where(Tag.name.in_(bindparam("names", expanding=True)))
+_ADD_TAGS = {
+    name: insert(Tag).values(column_binds(Tag.__table__)).on_conflict_do_nothing()  # type: ignore[arg-type]
+    for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
 
 
 async def ids_of_tags(db: AsyncSession, tags: list[str]) -> dict[str, int]:
     """Ids of these hashtags (deduplicated, in order), creating the new ones: one lookup for
     all, one insert for the missing (a tag created meanwhile by a concurrent post is fine)."""
+    return await run_plan(db, ids_of_tags_plan(db.get_bind().dialect.name, tags))
+
+
+def ids_of_tags_plan(dialect: str, tags: list[str]) -> Plan[dict[str, int]]:
+    """`ids_of_tags` as a plan (`kith.db_plans`)."""
     names = list(dict.fromkeys(tags))
     if not names:
         return {}
-    ids = dict((await db.execute(_tag_ids_statement(), {"names": names})).all())
+    ids = {row[0]: row[1] for row in (yield Step(_TAG_IDS, {"names": names}, rows=True)) or ()}
     missing = [name for name in names if name not in ids]
     if missing:
-        insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
-        await db.execute(
-            insert(Tag).on_conflict_do_nothing(),
-            [{"id": new_id(), "name": n, "display_name": n} for n in missing],
+        yield Step(
+            _ADD_TAGS[dialect], [{"id": new_id(), "name": n, "display_name": n} for n in missing]
         )
-        found = await db.execute(_tag_ids_statement(), {"names": missing})
-        ids.update(dict(found.all()))
+        found = yield Step(_TAG_IDS, {"names": missing}, rows=True)
+        ids.update({row[0]: row[1] for row in found or ()})
     return {name: ids[name] for name in names}
 
 
@@ -331,25 +336,26 @@ async def create_post(db: AsyncSession, author: Account, data: PostInput) -> Pos
         community_gate=None,
     )
     post.uri = f"{settings.base_url}/@{author.username}/{post.id}"
-    tag_ids = await ids_of_tags(db, tags)
     dialect = db.get_bind().dialect.name
-    rows = _post_rows_plan(post, [a.id for a in mentioned], list(tag_ids.values()))
+    rows = _post_rows_plan(dialect, post, [a.id for a in mentioned], tags)
     # What every new post does once written (`link_new_post_plan`), then this one's remote
     # readers' inboxes (`outbound.post_inboxes_step`) and the render revision it leaves.
     # Communities, media and a poll are written by the session in between, when there are
     # any: they may narrow who sees the post, which notifications check.
+    alone = where.empty and not data.media_ids and not poll
     link = _link_and_read_plan(
         dialect,
         post,
         parent=parent,
         mentioned_ids=[a.id for a in mentioned if a.local],
         read_rev=not data.media_ids,
+        last=alone,  # nothing but deliveries follows it (then it does not commit)
     )
-    if where.empty and not data.media_ids and not poll:
-        added, inboxes, rev = await run_plan(db, _then(rows, link))
+    if alone:
+        tag_ids, (added, inboxes, rev) = await run_plan(db, _then(rows, link))
         _held(db, post)
     else:
-        await run_plan(db, rows)
+        tag_ids = await run_plan(db, rows)
         _held(db, post)
         await community_posting.attach(db, post, where, data.community_flairs)  # (see above)
         if data.media_ids:
@@ -401,7 +407,10 @@ async def create_post(db: AsyncSession, author: Account, data: PostInput) -> Pos
 
 
 # A new post's rows, written by `create_post`'s plan (`kith.db_plans`): every column named.
-_INSERT_POST = insert(Post).values(column_binds(Post.__table__))  # type: ignore[arg-type]
+_INSERT_POST = {
+    "sqlite": insert(Post).values(column_binds(Post.__table__)),  # type: ignore[arg-type]
+    "postgresql": search.insert_post_indexed(Post.__table__),  # type: ignore[arg-type]
+}
 _INSERT_MENTION = insert(Mention).values(column_binds(Mention.__table__))  # type: ignore[arg-type]
 _INSERT_POST_TAG = insert(PostTag).values(column_binds(PostTag.__table__))  # type: ignore[arg-type]
 _RENDER_REV = select(Post.render_rev).where(Post.id == bindparam("id", type_=BigInteger()))
@@ -412,32 +421,55 @@ _COUNT_REPLY = (  # (an UPDATE's bind may not be named after a column)
 )
 
 
-def _post_rows_plan(post: Post, mention_ids: list[int], tag_ids: list[int]) -> Plan[None]:
-    """The post's row (every column as `post` holds it), its mentions and its hashtags."""
-    yield Step(_INSERT_POST, {c.key: getattr(post, c.key) for c in Post.__table__.columns})
+def _post_rows_plan(
+    dialect: str, post: Post, mention_ids: list[int], tags: list[str]
+) -> Plan[dict[str, int]]:
+    """The post's row (every column as `post` holds it), its mentions and its hashtags (made
+    when new); returns the hashtags' ids by name."""
+    tag_ids = yield from ids_of_tags_plan(dialect, tags)
+    values = {c.key: getattr(post, c.key) for c in Post.__table__.columns}
+    if dialect == "postgresql":  # its search document in the same row (see link_new_post_plan)
+        values["body"] = search.post_document(post)
+    yield Step(_INSERT_POST[dialect], values)
     if mention_ids:
         yield Step(_INSERT_MENTION, [{"post_id": post.id, "account_id": i} for i in mention_ids])
     if tag_ids:
-        yield Step(_INSERT_POST_TAG, [{"post_id": post.id, "tag_id": i} for i in tag_ids])
+        yield Step(_INSERT_POST_TAG, [{"post_id": post.id, "tag_id": i} for i in tag_ids.values()])
+    return tag_ids
 
 
 def _link_and_read_plan(
-    dialect: str, post: Post, *, parent: Post | None, mentioned_ids: list[int], read_rev: bool
+    dialect: str,
+    post: Post,
+    *,
+    parent: Post | None,
+    mentioned_ids: list[int],
+    read_rev: bool,
+    last: bool,
 ) -> Plan[tuple[list[tuple[int, int]], set[str], int | None]]:
-    """`link_new_post_plan`, then the post's remote inboxes and (`read_rev`) its revision."""
-    added = yield from link_new_post_plan(dialect, post, parent=parent, mentioned_ids=mentioned_ids)
+    """`link_new_post_plan`, then the post's remote inboxes and (`read_rev`) its revision;
+    committed early when this is the `last` of the post's writes and no delivery follows."""
+    added = yield from link_new_post_plan(
+        dialect,
+        post,
+        parent=parent,
+        mentioned_ids=mentioned_ids,
+        indexed=dialect == "postgresql",  # (`_post_rows_plan`)
+    )
     found = yield outbound.post_inboxes_step(post)
     inboxes = {row[0] for row in found or () if row[0]}
     rev = None
     if read_rev:
         (row,) = (yield Step(_RENDER_REV, {"id": post.id}, rows=True)) or [(None,)]
         rev = row[0]
+    if last and not inboxes:
+        yield COMMIT_EARLY
     return added, inboxes, rev
 
 
-def _then(first: Plan[None], second: Plan[T]) -> Plan[T]:
-    yield from first
-    return (yield from second)
+def _then(first: Plan[T], second: Plan[U]) -> Plan[tuple[T, U]]:
+    one = yield from first
+    return one, (yield from second)
 
 
 def _held(db: AsyncSession, post: Post) -> None:
@@ -459,11 +491,17 @@ async def link_new_post(
 
 
 def link_new_post_plan(
-    dialect: str, post: Post, *, parent: Post | None, mentioned_ids: list[int]
+    dialect: str,
+    post: Post,
+    *,
+    parent: Post | None,
+    mentioned_ids: list[int],
+    indexed: bool = False,
 ) -> Plan[list[tuple[int, int]]]:
     """`link_new_post` as a plan (`kith.db_plans`): count it as a reply, notify the author
     it replies to and the local people it mentions (policy decides who may be), index its
-    text. Returns the notifications added, for `notifications.remember_added`."""
+    text (unless the row was `indexed` as it was inserted: `search.insert_post_indexed`).
+    Returns the notifications added, for `notifications.remember_added`."""
     added: list[tuple[int, int]] = []
     if parent is not None:
         yield Step(_COUNT_REPLY, {"parent_id": parent.id})
@@ -481,7 +519,7 @@ def link_new_post_plan(
         from_account_id=post.account_id,
         post_id=post.id,
     )
-    if post.reblog_of_id is None:
+    if post.reblog_of_id is None and not indexed:
         yield from search.index_post_plan(dialect, post.id, search.post_document(post), new=True)
     return added
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     BigInteger,
     BindParameter,
     ColumnElement,
+    Table,
     Text,
     and_,
     bindparam,
@@ -39,6 +40,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import Insert
 
 from kith import policy, text
 from kith.accounts.models import Account
@@ -115,6 +117,20 @@ async def index_post(db: AsyncSession, post: Post, *, new: bool = False) -> None
     not indexed."""
     if post.reblog_of_id is None:
         await run_plan(db, index_post_plan(_dialect(db), post.id, post_document(post), new=new))
+
+
+def insert_post_indexed(posts: Table) -> Insert:
+    """For PostgreSQL: an INSERT of every column of `posts` (binds named after them) that
+    also writes the post's search document from a `body` value (`post_document`), so a new
+    post's row is written once, not inserted then updated (`index_post_plan`). SQLite's index
+    is a table of its own."""
+    with_document = table(
+        "posts", *(column(c.key, c.type) for c in posts.columns), column("search_document")
+    )
+    return insert(with_document).values(
+        {c.key: bindparam(c.key, type_=c.type) for c in posts.columns}
+        | {"search_document": func.to_tsvector(_SIMPLE, cast(bindparam("body"), Text))}
+    )
 
 
 def index_post_plan(dialect_name: str, post_id: int, body: str, *, new: bool) -> Plan[None]:
