@@ -328,6 +328,33 @@ async def test_redis_bus__delivers_to_other_connections_with_the_same_prefix_onl
             await bus.close()
 
 
+async def test_redis_bus__publish_many_delivers_each_event_in_order(redis_url: str) -> None:
+    # Given two buses on one prefix, one listening on a user's channel and on posts
+    prefix = run_prefix()
+    here, there = RedisBus(redis_url, prefix), RedisBus(redis_url, prefix)
+    ready = asyncio.Event()
+    got = there.subscribe("posts", "user:5", ready=ready)
+    first = asyncio.ensure_future(anext(got))  # (the subscription starts with the first read)
+    try:
+        await asyncio.wait_for(ready.wait(), 5)
+        # When a post and its notification are published together (one round trip)
+        await here.publish_many(
+            [
+                ("posts", {"type": "post.created", "post_id": 7}),
+                ("user:5", {"type": "notification", "id": 9}),
+            ]
+        )
+        # Then both arrive, in that order
+        assert await asyncio.wait_for(first, 5) == {"type": "post.created", "post_id": 7}
+        assert await asyncio.wait_for(anext(got), 5) == {"type": "notification", "id": 9}
+    finally:
+        first.cancel()
+        with contextlib.suppress(Exception):
+            await got.aclose()
+        for bus in (here, there):
+            await bus.close()
+
+
 async def test_redis_bus__publishing_while_redis_is_down_only_warns(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -337,7 +364,8 @@ async def test_redis_bus__publishing_while_redis_is_down_only_warns(
         # When a service publishes after its commit, it doesn't fail: the bus logs a warning
         with caplog.at_level(logging.WARNING, logger="kith.bus"):
             await bus.publish("posts", {"type": "post.created", "post_id": 1})
-        assert "could not publish" in caplog.text
+            await bus.publish_many([("posts", {}), ("user:1", {})])
+        assert caplog.text.count("could not publish") == 2
     finally:
         await bus.close()
 

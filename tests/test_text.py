@@ -15,6 +15,7 @@ from kith.text import (
     count_characters,
     html_to_text,
     parse_text,
+    prepare_post,
     render_bio,
     render_plain,
     render_post,
@@ -520,6 +521,21 @@ def test_parse_text__any_text_gives_well_formed_mentions_and_hashtags(source: st
         assert re.match(r"https?://", link, re.IGNORECASE)
     assert len(set(parsed.mentions)) == len(parsed.mentions)
     assert len(set(parsed.hashtags)) == len(parsed.hashtags)
+
+
+@fast
+@given(markdownish)
+def test_prepare_post__parses_and_renders_as_parse_text_and_render_post_do(source: str) -> None:
+    # Posting parses once for both: the result must be what the two calls give apart
+    urls = {m: f"https://kith.test/@{m}" for m in parse_text(source).mentions}
+
+    def tag_url(tag: str) -> str:
+        return f"https://kith.test/tags/{tag}"
+
+    prepared = prepare_post(source)
+    assert prepared.parsed == parse_text(source)
+    rendered = prepared.render(mention_urls=urls, hashtag_url=tag_url)
+    assert rendered == render_post(source, mention_urls=urls, hashtag_url=tag_url)
 
 
 @fast

@@ -35,6 +35,8 @@ class Bus(Protocol):
 
     async def publish(self, channel: str, event: Event) -> None: ...
 
+    async def publish_many(self, events: list[tuple[str, Event]]) -> None: ...
+
     def subscribe(
         self, *channels: str, ready: asyncio.Event | None = None
     ) -> AsyncIterator[Event]: ...
@@ -53,6 +55,11 @@ class MemoryBus:
         for q in list(self._subscribers.get(channel, ())):
             with contextlib.suppress(asyncio.QueueFull):
                 q.put_nowait(event)
+
+    async def publish_many(self, events: list[tuple[str, Event]]) -> None:
+        """`publish` each (channel, event), in order."""
+        for channel, event in events:
+            await self.publish(channel, event)
 
     async def subscribe(
         self, *channels: str, ready: asyncio.Event | None = None
@@ -113,6 +120,21 @@ class RedisBus:
             await self._redis.publish(self._prefix + channel, json.dumps(event))
         except RedisError as err:
             log.warning("bus: could not publish to %s: %s", channel, err)
+
+    async def publish_many(self, events: list[tuple[str, Event]]) -> None:
+        """`publish` each (channel, event), in order, in one round trip (a pipeline: a new
+        post and its notifications cost one exchange with Redis, not one each)."""
+        if len(events) <= 1:
+            if events:
+                await self.publish(*events[0])
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for channel, event in events:
+                    pipe.publish(self._prefix + channel, json.dumps(event))
+                await pipe.execute()
+        except RedisError as err:
+            log.warning("bus: could not publish %d events: %s", len(events), err)
 
     async def subscribe(
         self, *channels: str, ready: asyncio.Event | None = None

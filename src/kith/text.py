@@ -331,13 +331,17 @@ class _Linker:
     links: dict[str, None] = field(default_factory=dict)
     community_mentions: dict[str, None] = field(default_factory=dict)
 
-    def rewrite(self, tokens: Sequence[Token]) -> None:
-        """Rewrite every inline token's children in place."""
+    def rewrite(self, tokens: Sequence[Token], *, keep: bool = False) -> None:
+        """Rewrite every inline token's children in place; `keep`: only find what they hold
+        (mentions, hashtags, links), leaving the tokens as they render (the changes made
+        along the way — a kept link's attributes, `<del>` — are the ones rendering makes)."""
         for token in tokens:
             if token.type == "fence":
                 token.info = ""  # a "language-x" class would only be stripped by nh3 anyway
             elif token.type == "inline" and token.children is not None:
-                token.children = self._rewrite_inline(token.children)
+                rewritten = self._rewrite_inline(token.children)
+                if not keep:
+                    token.children = rewritten
 
     def parsed(self) -> ParsedText:
         """What rewrite() found so far."""
@@ -448,10 +452,50 @@ def _render(
     if not cleaned.strip():
         return ""
     env: dict[str, object] = {}
-    tokens = _MARKDOWN.parse(cleaned, env)
+    return _render_tokens(_MARKDOWN.parse(cleaned, env), env, mention_urls, hashtag_url)
+
+
+def _render_tokens(
+    tokens: list[Token],
+    env: dict[str, object],
+    mention_urls: Mapping[str, str],
+    hashtag_url: Callable[[str], str] | None,
+) -> str:
     _Linker(mention_urls, hashtag_url).rewrite(tokens)
     rendered = _MARKDOWN.renderer.render(tokens, _MARKDOWN.options, env)
     return str(_POST_CLEANER.clean(rendered)).strip()
+
+
+@dataclass
+class PreparedPost:
+    """A post's source parsed once (`prepare_post`): what it refers to (`parsed`, as
+    `parse_text` gives), and its HTML once the mentioned accounts are known (`render`, as
+    `render_post` gives). Posting needs both, with a database look-up in between."""
+
+    parsed: ParsedText
+    _tokens: list[Token] | None
+    _env: dict[str, object]
+    _rendered: bool = False
+
+    def render(self, *, mention_urls: Mapping[str, str], hashtag_url: Callable[[str], str]) -> str:
+        """`render_post` of the same source (once: it uses up the parse)."""
+        assert not self._rendered, "a prepared post renders once"
+        self._rendered = True
+        if self._tokens is None:
+            return ""
+        return _render_tokens(self._tokens, self._env, mention_urls, hashtag_url)
+
+
+def prepare_post(source: str) -> PreparedPost:
+    """Parse a post's source once for `parse_text` and `render_post` both (see PreparedPost)."""
+    cleaned = _clean_source(source)
+    if not cleaned.strip():
+        return PreparedPost(ParsedText(), None, {})
+    env: dict[str, object] = {}
+    tokens = _MARKDOWN.parse(cleaned, env)
+    linker = _Linker({}, None)
+    linker.rewrite(tokens, keep=True)
+    return PreparedPost(linker.parsed(), tokens, env)
 
 
 def parse_text(source: str) -> ParsedText:

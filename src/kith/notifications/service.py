@@ -134,10 +134,14 @@ def remember_added(db: AsyncSession, added: Sequence[tuple[int, int]]) -> None:
 
 async def publish_notifications(db: AsyncSession) -> None:
     """After commit: tell streaming subscribers about notifications this session added."""
+    await runtime_of(db).bus.publish_many(notification_events(db))
+
+
+def notification_events(db: AsyncSession) -> list[tuple[str, dict[str, Any]]]:
+    """The bus events of the notifications this session added (taken: published once), for
+    a caller that publishes them with its own (`bus.publish_many`)."""
     pending = db.info.pop("new_notifications", [])
-    bus = runtime_of(db).bus
-    for recipient_id, nid in pending:
-        await bus.publish(f"user:{recipient_id}", {"type": "notification", "id": nid})
+    return [(f"user:{rid}", {"type": "notification", "id": nid}) for rid, nid in pending]
 
 
 async def withdraw(

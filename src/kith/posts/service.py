@@ -208,7 +208,8 @@ async def _render(
     """HTML of the source, the accounts it mentions (local names looked up here, `remote`
     the `@user@host` ones resolved beforehand), its hashtags, and the local communities it
     mentions (linked to their pages; `communities.posting.mentioned`)."""
-    parsed = text.parse_text(source)
+    prepared = text.prepare_post(source)  # parsed once, rendered below
+    parsed = prepared.parsed
     base = runtime_of(db).settings.base_url
     local_names = [m for m in parsed.mentions if "@" not in m]
     mentioned: list[_Mentioned] = []
@@ -225,7 +226,7 @@ async def _render(
     urls = {m.key: m.url for m in mentioned} | {k: m.url for k, m in remote.items()}
     groups = await community_posting.mentioned(db, parsed, accounts=urls.keys())
     urls |= {key: f"{base}/c/{c.handle}" for key, c in groups.items()}
-    html = text.render_post(source, mention_urls=urls, hashtag_url=lambda t: f"{base}/tags/{t}")
+    html = prepared.render(mention_urls=urls, hashtag_url=lambda t: f"{base}/tags/{t}")
     communities = list({c.id: c for c in groups.values()}.values())
     return html, mentioned, list(parsed.hashtags), communities
 
@@ -537,10 +538,10 @@ def announce_after_commit(db: AsyncSession, post: Post) -> None:
 
 async def _announce(db: AsyncSession, event_type: str, post: Post) -> None:
     """After commit: publish the post event and the notifications this session created."""
-    await runtime_of(db).bus.publish(
-        "posts", {"type": event_type, "post_id": post.id, "account_id": post.account_id}
+    event = {"type": event_type, "post_id": post.id, "account_id": post.account_id}
+    await runtime_of(db).bus.publish_many(
+        [("posts", event), *notifications.notification_events(db)]
     )
-    await notifications.publish_notifications(db)
 
 
 async def edit_post(db: AsyncSession, viewer: policy.Viewer, post_id: int, data: PostInput) -> Post:
