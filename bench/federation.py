@@ -7,8 +7,11 @@
 2. --activities `Create(Note)` deliveries, each signed like Mastodon signs them (cavage,
    rsa-sha256, Digest), are POSTed to the shared inbox of `kith serve --no-worker` from
    --concurrency keep-alive connections (keys were fetched and cached by a warm-up round
-   first, as they are after the first delivery from a server). Measured: activities stored
-   per second, latency, and the server's CPU per activity. Target: ≥ 500/s on one process.
+   first, as they are after the first delivery from a server). Every request is signed and
+   turned into bytes beforehand and written on plain sockets, so the load generator takes
+   little of the cores the server runs on (--httpx-client: send with httpx, which cost more
+   CPU per request than the server). Measured: activities stored per second, latency, and
+   the server's CPU per activity. Target: ≥ 500/s on one process.
 3. `kith worker` then processes the stored activities; measured: activities processed per
    second by that one worker process (its CPU too), until no inbox job is left.
 
@@ -34,6 +37,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -64,6 +68,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--json", type=Path)
     p.add_argument(
+        "--httpx-client",
+        action="store_true",
+        help="send the measured deliveries with httpx, as before session 6 (the client then "
+        "takes as much CPU as the server)",
+    )
+    p.add_argument(
         "--skip-processing", action="store_true", help="measure the inbox only (no worker run)"
     )
     return p.parse_args()
@@ -72,6 +82,47 @@ def parse_args() -> argparse.Namespace:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+async def _post_all_raw(
+    base: str, requests: list[tuple[dict[str, str], bytes]], concurrency: int
+) -> tuple[list[float], dict[str, int], float]:
+    """`_post_all` with each request's bytes made beforehand and written on plain keep-alive
+    sockets: the measured window pays no HTTP client (httpx cost ~1.5 ms of CPU per request,
+    more than the server's own work, on the same two cores)."""
+    split = urlsplit(base)
+    raw = []
+    for headers, body in requests:
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        raw.append(
+            f"POST /inbox HTTP/1.1\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+        )
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    todo = iter(raw)
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection(split.hostname, split.port)
+        try:
+            for request in todo:
+                t0 = time.perf_counter()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = head.split(b" ", 2)[1].decode()
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                if length:
+                    await reader.readexactly(length)
+                latencies.append(time.perf_counter() - t0)
+                statuses[status] = statuses.get(status, 0) + 1
+        finally:
+            writer.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return latencies, statuses, time.perf_counter() - t0
 
 
 async def _post_all(
@@ -168,7 +219,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             backends = await _pg_backend_pids(url) if pg_name else []
             sessions0 = await _pg_sessions(url) if pg_name else 0
             cpu0, db_cpu0, client_cpu0 = cpu_of(tree), cpu_of(backends), time.process_time()
-            latencies, statuses, wall = await _post_all(server.base, batch, args.concurrency)
+            post_all = _post_all if args.httpx_client else _post_all_raw
+            latencies, statuses, wall = await post_all(server.base, batch, args.concurrency)
             client_cpu = time.process_time() - client_cpu0
             cpu, db_cpu = cpu_spent(cpu0, cpu_of(tree)), cpu_spent(db_cpu0, cpu_of(backends))
             stored = await _count_inbox_jobs(rt) - jobs_before
