@@ -24,8 +24,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Table, bindparam
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.expression import BindParameter, Executable
 
 from kith.sqlite_driver import OneHopConnection
@@ -62,10 +65,23 @@ COMMIT_EARLY = CommitEarly()
 Plan = Generator[Step | CommitEarly, Rows | None, T]
 
 
-def column_binds(table: Table) -> dict[str, BindParameter[Any]]:
-    """Every column of `table` as a bind of its own name and type: for an INSERT a plan runs
-    (`insert(t).values(column_binds(t))`), whose values must then name every column."""
-    return {c.key: bindparam(c.key, type_=c.type) for c in table.columns}
+def column_binds(
+    table: Table, columns: Sequence[str] | None = None, *, prefix: str = ""
+) -> dict[str, BindParameter[Any]]:
+    """Every column of `table` (or these `columns`) as a bind of its own type, named after it
+    (with `prefix`): for an INSERT a plan runs (`insert(t).values(column_binds(t))`), whose
+    values must then name every column."""
+    chosen = table.columns if columns is None else [table.c[name] for name in columns]
+    return {c.key: bindparam(prefix + c.key, type_=c.type) for c in chosen}
+
+
+def insert_ignoring_conflicts(table: Table) -> dict[str, Insert]:
+    """By dialect name: an INSERT of every column of `table` (`column_binds`) that skips a
+    row a unique index already holds (`ON CONFLICT DO NOTHING`)."""
+    return {
+        name: insert(table).values(column_binds(table)).on_conflict_do_nothing()
+        for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+    }
 
 
 async def run_plan(db: AsyncSession, plan: Plan[T]) -> T:

@@ -90,7 +90,7 @@ def _run_fn(
 ) -> tuple[Any, bool]:
     result = fn(conn, *args)
     if not conn.in_transaction and release is not None:
-        release()  # see OneHopDBAPI.release_file_turn_now
+        release()  # see OneHopConnection._release_on_thread
     return result, conn.in_transaction
 
 
@@ -264,8 +264,10 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         """What SQLite's thread calls once this connection's transaction has ended there:
         the other processes' writers may go on at once, rather than when this event loop
         next gets round to it (under load, milliseconds during which the write turn was
-        held for nothing). The in-process turn is given back by `give_turn_back`."""
-        return self.dbapi.release_file_turn_now if self._turn is not None else None
+        held for nothing). Safe from that thread: this process's other writers wait for the
+        in-process turn, which the event loop holds until `give_turn_back`, so no one here
+        takes the file turn meanwhile."""
+        return self.dbapi.give_file_turn if self._turn is not None else None
 
     def close(self) -> None:
         try:
@@ -345,12 +347,6 @@ class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
             self._file_turn_held = False
             if self._turn_file is not None:
                 fcntl.flock(self._turn_file, fcntl.LOCK_UN)
-
-    def release_file_turn_now(self) -> None:
-        """`give_file_turn` from SQLite's thread, as its transaction ends. Safe: this process's
-        other writers wait for the in-process turn, which the event loop still holds, so no
-        one here takes the file turn meanwhile."""
-        self.give_file_turn()
 
     def connect(self, *arg: Any, **kw: Any) -> OneHopConnection:
         creator_fn = kw.pop("async_creator_fn", None)

@@ -43,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from kith.accounts.models import Account
 from kith.config import Settings
 from kith.db import new_id, utcnow
+from kith.db_plans import column_binds
 from kith.federation.actors import ActorFetchFailed, ActorGone, fetch_actor_for_key, store_actor
 from kith.federation.domain_blocks import cached_policy, domain_is_blocked
 from kith.federation.gone import actor_gone
@@ -162,16 +163,12 @@ _ITEM_COLUMNS = (
 _JOB_COLUMNS = ("id", "kind", "payload", "run_at", "attempts", "max_attempts", "created_at")
 
 
-def _binds(table: Table, columns: tuple[str, ...], prefix: str) -> dict[str, Any]:
-    return {c: bindparam(prefix + c, type_=table.c[c].type) for c in columns}
-
-
 def _store_item(insert: Any, key_checked: bool) -> Any:
     """INSERT the item unless its activity id is stored already (the unique index decides:
     no separate SELECT, and two concurrent deliveries cannot both insert). `key_checked`:
     and only if the signing key is still, in the database, the one the signature was
     verified with (`key_id`, `key_pem`) and still its actor's (see `receive`)."""
-    values = _binds(_ITEMS, _ITEM_COLUMNS, "item_")
+    values = column_binds(_ITEMS, _ITEM_COLUMNS, prefix="item_")
     if not key_checked:
         stmt = insert(_ITEMS).values(values)
     else:
@@ -193,13 +190,13 @@ def _store_item(insert: Any, key_checked: bool) -> Any:
 def _store_postgres(key_checked: bool) -> Insert:
     """PostgreSQL: one round trip; the job is inserted only if the item was, and returned."""
     new_item = _store_item(pg_insert, key_checked).returning(_ITEMS.c.id).cte("new_item")
-    job = select(*_binds(_JOBS, _JOB_COLUMNS, "job_").values()).select_from(new_item)
+    job = select(*column_binds(_JOBS, _JOB_COLUMNS, prefix="job_").values()).select_from(new_item)
     return sa_insert(_JOBS).from_select(list(_JOB_COLUMNS), job).returning(literal_column("1"))
 
 
 # SQLite: two statements (it has no INSERT in a WITH); the first's row count says if new.
 _STORE_ITEM_SQLITE = {checked: _store_item(sqlite_insert, checked) for checked in (False, True)}
-_ENQUEUE_SQLITE: Insert = sa_insert(_JOBS).values(_binds(_JOBS, _JOB_COLUMNS, "job_"))
+_ENQUEUE_SQLITE: Insert = sa_insert(_JOBS).values(column_binds(_JOBS, _JOB_COLUMNS, prefix="job_"))
 _STORE_POSTGRES = {checked: _store_postgres(checked) for checked in (False, True)}
 
 

@@ -6,14 +6,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import BigInteger, Integer, Select, bindparam, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
 from kith.accounts.models import User
 from kith.db import UTCDateTime, new_id, utcnow
-from kith.db_plans import Plan, Step, column_binds, run_plan
+from kith.db_plans import Plan, Step, insert_ignoring_conflicts, run_plan
 from kith.graph.models import Mute
 from kith.notifications.models import Notification, NotificationType
 from kith.posts.models import Post
@@ -116,11 +114,8 @@ def notify_many_plan(
 
 
 _ADD_NOTIFICATIONS = {
-    name: insert(Notification)
-    .values(column_binds(Notification.__table__))  # type: ignore[arg-type]
-    .on_conflict_do_nothing()
-    .returning(Notification.account_id, Notification.id)
-    for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+    name: insert.returning(Notification.account_id, Notification.id)
+    for name, insert in insert_ignoring_conflicts(Notification.__table__).items()  # type: ignore[arg-type]
 }
 
 

@@ -12,8 +12,6 @@ from datetime import timedelta
 from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import BigInteger, Select, bindparam, delete, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
@@ -23,7 +21,14 @@ from kith.accounts.models import Account
 from kith.communities import posting as community_posting
 from kith.communities.models import Community
 from kith.db import new_id, utcnow
-from kith.db_plans import COMMIT_EARLY, Plan, Step, column_binds, run_plan
+from kith.db_plans import (
+    COMMIT_EARLY,
+    Plan,
+    Step,
+    column_binds,
+    insert_ignoring_conflicts,
+    run_plan,
+)
 from kith.emojis import service as emoji_service
 from kith.errors import Forbidden, NotFound, ValidationFailed
 from kith.federation import groups, outbound
@@ -243,10 +248,7 @@ def _local_accounts_statement() -> Select[Account]:
 
 
 _TAG_IDS = select(Tag.name, Tag.id).where(Tag.name.in_(bindparam("names", expanding=True)))
-_ADD_TAGS = {
-    name: insert(Tag).values(column_binds(Tag.__table__)).on_conflict_do_nothing()  # type: ignore[arg-type]
-    for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
-}
+_ADD_TAGS = insert_ignoring_conflicts(Tag.__table__)  # type: ignore[arg-type]
 
 
 async def ids_of_tags(db: AsyncSession, tags: list[str]) -> dict[str, int]:

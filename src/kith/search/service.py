@@ -44,7 +44,7 @@ from sqlalchemy.sql.dml import Insert
 
 from kith import policy, text
 from kith.accounts.models import Account
-from kith.db_plans import Plan, Step, run_plan
+from kith.db_plans import Plan, Step, column_binds, run_plan
 from kith.posts.models import Post, PostTag, Tag
 from kith.runtime import runtime_of
 
@@ -128,7 +128,7 @@ def insert_post_indexed(posts: Table) -> Insert:
         "posts", *(column(c.key, c.type) for c in posts.columns), column("search_document")
     )
     return insert(with_document).values(
-        {c.key: bindparam(c.key, type_=c.type) for c in posts.columns}
+        column_binds(posts)
         | {"search_document": func.to_tsvector(_SIMPLE, cast(bindparam("body"), Text))}
     )
 
