@@ -11,7 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kith.text import (
+    MAX_HASHTAG_LENGTH,
     ParsedText,
+    _is_tag_name,
+    _tag_body_end,
     count_characters,
     html_to_text,
     parse_text,
@@ -565,3 +568,37 @@ def test_html_to_text__any_html_gives_trimmed_text_without_runs_of_blank_lines(
 def test_count_characters__any_text_counts_without_raising(source: str) -> None:
     count = count_characters(source)
     assert 0 <= count <= len(source) + 23 * source.lower().count("http")
+
+
+# Any character at all, with the marks, letters and digits of many scripts over-represented.
+tag_texts = st.text(
+    st.one_of(
+        st.characters(),
+        st.sampled_from("_aZ9é日ि्ँ٣²Ⅻ\u0301\u200d#. "),
+    ),
+    max_size=140,
+)
+
+
+@fast
+@given(tag_texts, st.integers(min_value=0, max_value=140))
+def test_hashtag_body__ends_where_the_first_non_tag_character_or_the_limit_is(
+    text: str, start: int
+) -> None:
+    # The body is found in runs (a regex); it must end where scanning char by char would.
+    start = min(start, len(text))
+    end = start
+    while end < len(text) and end - start <= MAX_HASHTAG_LENGTH and is_tag_char(text[end]):
+        end += 1
+    assert _tag_body_end(text, start) == end
+
+
+@fast
+@given(tag_texts)
+def test_hashtag_name__valid_exactly_when_every_character_is_a_tag_character(name: str) -> None:
+    expected = (
+        0 < len(name) <= 100
+        and all(is_tag_char(c) for c in name)
+        and any(c.isalpha() or c == "_" for c in name)
+    )
+    assert _is_tag_name(name) == expected

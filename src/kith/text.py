@@ -201,12 +201,32 @@ def _is_tag_char(char: str) -> bool:
     return char == "_" or char.isalnum() or unicodedata.category(char).startswith("M")
 
 
+# `\w` is exactly `_is_tag_char` without the combining marks (str.isalnum() or "_"): runs
+# of it are found in C, the marks between them one by one.
+_WORD_RUN = re.compile(r"\w+")
+
+
 def _is_tag_name(name: str) -> bool:
     return (
         0 < len(name) <= MAX_HASHTAG_LENGTH
-        and all(_is_tag_char(char) for char in name)
+        and (_WORD_RUN.fullmatch(name) is not None or all(_is_tag_char(c) for c in name))
         and any(char.isalpha() or char == "_" for char in name)
     )
+
+
+def _tag_body_end(text: str, start: int) -> int:
+    """Where the body of a hashtag beginning at `start` ends: its run of tag characters,
+    scanned one character past the limit (so an over-long tag is rejected, not truncated)."""
+    end, limit = start, min(len(text), start + MAX_HASHTAG_LENGTH + 1)
+    while end < limit:
+        run = _WORD_RUN.match(text, end, limit)
+        if run is not None:
+            end = run.end()
+        elif _is_tag_char(text[end]):
+            end += 1
+        else:
+            break
+    return end
 
 
 def normalize_hashtag(name: str) -> str | None:
@@ -261,19 +281,19 @@ def _match_at(text: str, match: re.Match[str]) -> _Span | None:
         if "." not in host and host.split(":")[0] != "localhost":
             return None
         return _Span("mention", match.group(0), f"{sigil}{name.lower()}@{host}")
-    body_start = end = match.end()
-    # Scan one character past the limit so an over-long tag is rejected, not truncated.
-    while end < len(text) and end - body_start <= MAX_HASHTAG_LENGTH and _is_tag_char(text[end]):
-        end += 1
-    body = text[body_start:end]
+    body_start = match.end()
+    body = text[body_start : _tag_body_end(text, body_start)]
     tag = normalize_hashtag(body)
     return None if tag is None else _Span("hashtag", "#" + body, tag)
 
 
-def _scan(text: str, escaped: frozenset[int] = frozenset()) -> list[_Span]:
+@functools.lru_cache(maxsize=256)
+def _scan(text: str, escaped: frozenset[int] = frozenset()) -> tuple[_Span, ...]:
     """Split text into plain text, URLs, mentions and hashtags, left to right.
 
     A match starting at an escaped offset (the user wrote \\@ or &#35;) stays text.
+    Remembered for a while: posting scans the same text to find what it refers to, to
+    render it and to count its characters.
     """
     spans: list[_Span] = []
     pos = text_start = 0
@@ -289,7 +309,7 @@ def _scan(text: str, escaped: frozenset[int] = frozenset()) -> list[_Span]:
         pos = text_start = start + len(span.raw)
     if text_start < len(text):
         spans.append(_Span("text", text[text_start:]))
-    return spans
+    return tuple(spans)
 
 
 def _text_token(content: str) -> Token:
