@@ -14,8 +14,19 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
-from kith.db_plans import COMMIT_EARLY, Plan, Step, column_binds, run_plan
+from kith.accounts.models import Account, User
+from kith.db_plans import (
+    COMMIT_EARLY,
+    Plan,
+    Step,
+    column_binds,
+    loaded,
+    loaded_rows,
+    read,
+    run_plan,
+)
 from kith.notifications.models import Notification
+from kith.oauth import service as oauth
 from kith.posts import service as posts
 from kith.posts.models import Mention, Post, PostTag, Tag
 from kith.posts.service import PostInput
@@ -198,3 +209,91 @@ async def test_a_reply_counts_notifies_and_is_found_by_search(
         assert list(kinds) == ["reply"]
     found = await search.search_posts(db, policy.ANONYMOUS, "lighthouses")
     assert [p.id for p in found] == [reply.id]
+
+
+# --- read and loaded ---------------------------------------------------------------------------
+
+_ACCOUNT_AND_STATE = (
+    select(
+        *Account.__table__.columns,
+        User.state,
+        User.is_admin,
+        User.created_at,
+        select(func.count()).select_from(Tag).scalar_subquery().label("tags"),
+    )
+    .join(User, User.account_id == Account.id)
+    .where(Account.username_key.in_(bindparam("names", expanding=True)))
+    .order_by(Account.id)
+)
+
+
+async def test_read_returns_what_the_session_would(rt: Runtime, db: AsyncSession) -> None:
+    # Given two people (datetimes, booleans, JSON and an enum among the columns)
+    await person(db, "alice", admin=True)
+    await person(db, "bob")
+    await db.commit()
+    values = {"names": ["alice", "bob"]}
+    # Then a read gives the rows a statement through the session gives, value for value
+    expected = [tuple(r) for r in (await db.execute(_ACCOUNT_AND_STATE, values)).all()]
+    got = [tuple(r) for r in await read(db, _ACCOUNT_AND_STATE, values)]
+    assert got == expected
+    assert [type(v) for v in got[0]] == [type(v) for v in expected[0]]
+    assert got[0][-3] is True  # a boolean, not SQLite's 1
+
+
+async def test_read_sees_what_the_session_holds_and_has_not_committed(
+    rt: Runtime, db: AsyncSession
+) -> None:
+    # Given a tag written and another only added to the session (not flushed)
+    await run_plan(db, _tags_plan([31]))
+    db.add(Tag(id=32, name="t32", display_name="T32"))
+    # Then a read in the session sees both (the session flushes first, as autoflush would)
+    rows = await read(db, _TAGS_NAMED, {"names": ["t31", "t32"]})
+    assert sorted(r[0] for r in rows) == [31, 32]
+    # And after a rollback, neither, on a connection the next transaction checks out
+    await db.rollback()
+    assert await read(db, _TAGS_NAMED, {"names": ["t31", "t32"]}) == []
+
+
+async def test_loaded_entities_are_as_the_session_loads_them(rt: Runtime, db: AsyncSession) -> None:
+    # Given a person, read as rows of every column
+    await person(db, "carol")
+    await db.commit()
+    db.expunge_all()
+    statement = select(*Account.__table__.columns).where(Account.username_key == bindparam("n"))
+    (row,) = await read(db, statement, {"n": "carol"})
+    # When the row becomes an entity
+    carol = loaded(db, Account, row)
+    # Then it is persistent and unchanged, every attribute loaded
+    state = inspect(carol)
+    assert state.persistent and not state.modified and not state.expired_attributes
+    async with rt.sessions() as other:
+        fresh = await other.get(Account, carol.id)
+        assert fresh is not None
+        for key in Account.__table__.columns.keys():
+            assert getattr(carol, key) == getattr(fresh, key), key
+    # And the session gives the same object to a query, and a change to it is an UPDATE
+    assert await db.get(Account, carol.id) is carol
+    assert loaded_rows(db, Account, [row]) == [carol]
+    carol.display_name = "Carol C."
+    await db.commit()
+    async with rt.sessions() as other:
+        assert (await other.get(Account, carol.id)).display_name == "Carol C."  # type: ignore[union-attr]
+
+
+async def test_a_token_is_judged_on_its_row_as_read_not_on_a_copy_the_session_holds(
+    rt: Runtime, db: AsyncSession
+) -> None:
+    # Given a person's token, looked up once by this session (which now holds it)
+    dana = await person(db, "dana")
+    issued = await oauth.create_personal_token(db, dana, "script", "read write")
+    await db.commit()
+    info = await oauth.token_info(db, issued.access_token)
+    assert info is not None and info.user is not None and info.user.account.id == dana.id
+    # When another session revokes it
+    async with rt.sessions() as other:
+        await oauth.revoke_app_for(other, dana.id, info.app.id)
+        await other.commit()
+    # Then this session's next look-up refuses it, though it still holds the old token row
+    assert await oauth.token_info(db, issued.access_token) is None
+    assert await oauth.token_info_by_id(db, info.token.id) is None

@@ -14,20 +14,29 @@ So a plan must be plain computation between its steps: it may run on another thr
 not touch the session, the event loop or anything not thread-safe (`new_id` is). Rows are as
 the driver returns them (on SQLite no result processing): read plain integers and strings.
 Errors are the driver's (`sqlite3.IntegrityError`…) on SQLite, SQLAlchemy's elsewhere; either
-way nothing of the transaction is kept once the caller rolls back."""
+way nothing of the transaction is kept once the caller rolls back.
+
+`read(db, statement, values)` is the same for one SELECT on every request's path (the token,
+a page's states): on SQLite one hand-off without the write turn, its values through the
+columns' result processors, so the rows equal what the session would return. Through the
+session such a read cost ~0.37 ms of CPU, ~0.07 ms here. `loaded(db, Model, values)` makes
+an entity from a row of every column, as if the session had loaded it."""
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, bindparam
+from sqlalchemy import Table, bindparam, inspect
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapper, configure_mappers, make_transient_to_detached
+from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.expression import BindParameter, Executable
 
@@ -104,6 +113,98 @@ async def run_plan(db: AsyncSession, plan: Plan[T]) -> T:
             step = plan.send(list(result.all()) if step.rows else None)
     except StopIteration as done:
         return done.value
+
+
+async def read(db: AsyncSession, statement: Executable, values: Mapping[str, Any]) -> Rows:
+    """The rows of one SELECT in the session's transaction, as the session would return them
+    (see the module). What the session holds unflushed is flushed first, as autoflush would.
+    The statement must live as long as the process (compiled once, keyed by identity)."""
+    session = db.sync_session
+    if session.new or session.dirty or session.deleted:
+        await db.flush()
+    held = _held_connection(db)
+    if held is None:
+        conn = await db.connection()
+        if not is_one_hop(conn.engine):
+            return list((await conn.execute(statement, values)).all())
+        raw = (await conn.get_raw_connection()).dbapi_connection
+        assert isinstance(raw, OneHopConnection)
+        held = raw, conn.dialect
+        db.info[_HELD_CONNECTION] = (session.get_transaction(), *held)
+    adapter, dialect = held
+    compiled = compiled_for(statement, dialect)  # type: ignore[arg-type]
+    sql, params = compiled.render(values)
+    return compiled.rows(await adapter.run_reading(_fetch, sql, params))
+
+
+_HELD_CONNECTION = "kith_one_hop_connection"
+
+
+def _held_connection(db: AsyncSession) -> tuple[OneHopConnection, Dialect] | None:
+    """The SQLite connection (and dialect) of the session's current transaction, when `read`
+    has met it before: no checkout, no hop through SQLAlchemy's greenlet to find it again."""
+    held = db.info.get(_HELD_CONNECTION)
+    if held is None:
+        return None
+    transaction, adapter, dialect = held
+    current = db.sync_session.get_transaction()
+    if current is None or current is not transaction or not current.is_active:
+        return None
+    return adapter, dialect
+
+
+def _fetch(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    return conn.execute(sql, params).fetchall()
+
+
+def loaded(db: AsyncSession, model: type[T], values: Sequence[Any]) -> T:
+    """The `model` entity of a row of all its table's columns (in the table's order), held by
+    the session as if it had loaded it: persistent, unchanged; the one it already holds, if
+    any (as a query would give, without overwriting it)."""
+    entity_class: Any = model  # (a class is hashable; mypy doubts type[T] is)
+    mapper, keys, key_positions = _loading(entity_class)
+    session = db.sync_session
+    identity = mapper.identity_key_from_primary_key(tuple(values[i] for i in key_positions))
+    held = session.identity_map.get(identity)
+    if held is not None:
+        return held
+    manager = mapper.class_manager
+    entity = manager.new_instance()
+    state = instance_state(entity)
+    state.dict.update(zip(keys, values, strict=True))
+    if manager.dispatch.load:  # someone listens to loads: the public (slower) way
+        make_transient_to_detached(entity)
+        session.add(entity)
+    else:  # as SQLAlchemy's loader registers a row it made an entity of
+        state.key = identity
+        state.identity_token = None
+        state.session_id = session.hash_key
+        session.identity_map._add_unpresent(state, identity)
+    return entity
+
+
+def loaded_rows(db: AsyncSession, model: type[T], rows: Rows) -> list[T]:
+    """`loaded` for rows that begin with every column of `model` (more may follow)."""
+    entity_class: Any = model
+    width = len(column_keys(entity_class))
+    return [loaded(db, model, row[:width]) for row in rows]
+
+
+@functools.cache
+def column_keys(model: Any) -> list[str]:
+    """The attribute names of `model`'s table's columns, in the table's order."""
+    configure_mappers()  # (an entity made before any query needs its attributes set up)
+    mapper: Mapper[Any] = inspect(model)
+    return [mapper.get_property_by_column(c).key for c in mapper.local_table.columns]
+
+
+@functools.cache
+def _loading(model: Any) -> tuple[Mapper[Any], list[str], list[int]]:
+    """`model`'s mapper, its column keys, and where its primary key lies in a row."""
+    keys = column_keys(model)
+    mapper: Mapper[Any] = inspect(model)
+    columns: list[Any] = list(mapper.local_table.columns)
+    return mapper, keys, [columns.index(c) for c in mapper.primary_key]
 
 
 def _run_on_thread(conn: sqlite3.Connection, plan: Plan[T], dialect: Dialect) -> T:

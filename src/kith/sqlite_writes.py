@@ -38,7 +38,7 @@ class CompiledWrite:
     """A statement compiled for one SQLite dialect (qmark parameters). An expanding bind
     (`IN (…)` of a list) becomes as many `?` as its list has values, per call."""
 
-    __slots__ = ("sql", "_slots", "_parts", "_by_lengths")
+    __slots__ = ("sql", "_slots", "_parts", "_by_lengths", "_results")
 
     def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
         compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
@@ -56,6 +56,27 @@ class CompiledWrite:
         # The SQL between expanding binds' markers (`__[POSTCOMPILE_name]`), in order.
         self._parts = _POSTCOMPILE.split(self.sql)[::2] if "__[POSTCOMPILE_" in self.sql else []
         self._by_lengths: dict[tuple[int, ...], str] = {}
+        # A SELECT's (or RETURNING's) columns: each one's result processor, as SQLAlchemy's
+        # own results apply them (SQLite reports no column types: None, as there).
+        processors = [
+            column.type._cached_result_processor(dialect, None)
+            for column in compiled._result_columns
+        ]
+        self._results = [(i, p) for i, p in enumerate(processors) if p is not None]
+
+    def rows(self, raw: list[Any]) -> list[Any]:
+        """The driver's rows of this statement as a statement run through SQLAlchemy would
+        give them: each value through its column type's result processor."""
+        processors = self._results
+        if not processors:
+            return raw
+        out = []
+        for row in raw:
+            values = list(row)
+            for i, process in processors:
+                values[i] = process(values[i])
+            out.append(values)
+        return out
 
     def render(self, values: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
         """The SQL and positional parameters for `values` (by bind name); KeyError if one is

@@ -29,7 +29,7 @@ from sqlalchemy import BigInteger, bindparam, exists, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from kith import policy
+from kith import db_plans, policy
 from kith.accounts.models import Account, AccountStats
 from kith.db import has_uncommitted_writes
 from kith.emojis import service as emoji_service
@@ -164,7 +164,7 @@ def _state_statement() -> Any:
 
 
 async def _states(db: AsyncSession, me: int | None, ids: list[int]) -> dict[int, PostState]:
-    rows = await db.execute(_state_statement(), {"ids": ids, "me": me})
+    rows = await db_plans.read(db, _state_statement(), {"ids": ids, "me": me})
     return {r[0]: PostState(*r) for r in rows}
 
 

@@ -17,7 +17,9 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
+from kith import db_plans
 from kith.accounts import access
 from kith.accounts.models import Account, User
 from kith.db import utcnow
@@ -321,33 +323,63 @@ async def token_info_by_id(db: AsyncSession, token_id: int) -> TokenInfo | None:
     return await _live_token(db, _token_statement(by_id=True), token_id)
 
 
+_TOKEN_TABLES = (OAuthToken, OAuthApp, User, Account)
+
+
 @functools.cache
-def _token_statement(*, by_id: bool) -> Select[OAuthToken, OAuthApp, User]:
-    """One query for the token (by hash, or by row id), its app and its user (with the
-    account, joined by User): every API request starts here, so it is built once."""
+def _token_statement(*, by_id: bool) -> Select[tuple[object, ...]]:
+    """One query for the token (by hash, or by row id), its app, its user and the user's
+    account, every column of each (`db_plans.loaded` makes them entities): every API request
+    starts here, so it is built once and read past the session's execution path."""
     key = OAuthToken.id if by_id else OAuthToken.token_hash
     return (
-        select(OAuthToken, OAuthApp, User)
+        select(*(c for model in _TOKEN_TABLES for c in model.__table__.columns))
+        .select_from(OAuthToken)
         .join(OAuthApp, OAuthApp.id == OAuthToken.app_id)
         .outerjoin(User, User.account_id == OAuthToken.account_id)
+        .outerjoin(Account, Account.id == User.account_id)
         .where(key == bindparam("key"))
     )
 
 
+@functools.cache
+def _token_row_slices() -> list[slice]:
+    """Where each of _TOKEN_TABLES' columns lie in a row of `_token_statement`."""
+    slices, start = [], 0
+    for model in _TOKEN_TABLES:
+        width = len(model.__table__.columns)
+        slices.append(slice(start, start + width))
+        start += width
+    return slices
+
+
 async def _live_token(
-    db: AsyncSession, statement: Select[OAuthToken, OAuthApp, User], key: str | int
+    db: AsyncSession, statement: Select[tuple[object, ...]], key: str | int
 ) -> TokenInfo | None:
-    found = (await db.execute(statement, {"key": key})).first()
-    if found is None:
+    found = await db_plans.read(db, statement, {"key": key})
+    if not found:
         return None
-    row, app, holder = found
-    if row.revoked_at is not None or (row.expires_at and row.expires_at <= utcnow()):
+    parts = [found[0][s] for s in _token_row_slices()]
+    # Judged on the row just read (the session may hold older copies of these entities).
+    token, _app, user_row, account_row = (
+        dict(zip(db_plans.column_keys(model), part, strict=True))
+        for model, part in zip(_TOKEN_TABLES, parts, strict=True)
+    )
+    if token["revoked_at"] is not None or (token["expires_at"] and token["expires_at"] <= utcnow()):
         return None
+    if token["account_id"] is not None and (
+        user_row["id"] is None
+        or account_row["suspended_at"] is not None
+        or user_row["state"] != "active"
+    ):
+        return None  # the person is gone, suspended or not (yet) active
+    row = db_plans.loaded(db, OAuthToken, parts[0])
+    app = db_plans.loaded(db, OAuthApp, parts[1])
     user: User | None = None
-    if row.account_id is not None:
-        user = holder
-        if user is None or user.account.suspended_at is not None or user.state != "active":
-            return None
+    if token["account_id"] is not None:
+        user = db_plans.loaded(db, User, parts[2])
+        if "account" not in user.__dict__:  # (a user the session held already has it)
+            set_committed_value(user, "account", db_plans.loaded(db, Account, parts[3]))
     return TokenInfo(row, app, user, frozenset(row.scopes.split()))
 
 

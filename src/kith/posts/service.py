@@ -27,6 +27,8 @@ from kith.db_plans import (
     Step,
     column_binds,
     insert_ignoring_conflicts,
+    loaded,
+    read,
     run_plan,
 )
 from kith.emojis import service as emoji_service
@@ -219,9 +221,10 @@ async def _render(
     local_names = [m for m in parsed.mentions if "@" not in m]
     mentioned: list[_Mentioned] = []
     if local_names:
-        rows = await db.scalars(_local_accounts_statement(), {"names": local_names})
+        rows = await read(db, _local_accounts_statement(), {"names": local_names})
         mentioned = [
-            _Mentioned(a.id, a.username_key, f"{base}/@{a.username}", True, a) for a in rows
+            _Mentioned(a.id, a.username_key, f"{base}/@{a.username}", True, a)
+            for a in (loaded(db, Account, row) for row in rows)
         ]
     seen = {m.id for m in mentioned}
     for handle in parsed.mentions:
@@ -237,10 +240,10 @@ async def _render(
 
 
 @functools.cache
-def _local_accounts_statement() -> Select[Account]:
-    """Local, unsuspended accounts by lowercase name (`names`): built once, as every post
-    with a mention runs it."""
-    return select(Account).where(
+def _local_accounts_statement() -> Select[tuple[Any, ...]]:
+    """Local, unsuspended accounts by lowercase name (`names`), every column (for
+    `db_plans.loaded`): built once, as every post with a mention runs it."""
+    return select(*Account.__table__.columns).where(
         Account.username_key.in_(bindparam("names", expanding=True)),
         Account.domain == "",
         Account.suspended_at.is_(None),

@@ -38,7 +38,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kith import policy
+from kith import db_plans, policy
 from kith.accounts.models import Account
 from kith.communities.models import CommunityPost, Membership, MemberState
 from kith.db import UTCDateTime, id_for_time, utcnow
@@ -186,7 +186,7 @@ def _read_statement() -> Any:
     viewer = policy.Viewer(me)  # type: ignore[arg-type]
     now = bindparam("now", type_=UTCDateTime())
     return (
-        select(Post, HomeFeed.floor_id, HomeFeed.read_at)
+        select(*Post.__table__.columns, HomeFeed.floor_id, HomeFeed.read_at)
         .join(HomeEntry, HomeEntry.post_id == Post.id)
         .join(HomeFeed, HomeFeed.account_id == HomeEntry.account_id)
         .where(
@@ -207,20 +207,20 @@ async def read(
     and the feed's floor (None: no feed). One query when the feed fills the page."""
     assert viewer.account_id is not None
     params = {"viewer_id": viewer.account_id, "ceiling": ceiling, "n": n, "now": utcnow()}
-    rows = (await db.execute(_read_statement(), params)).all()
+    rows = await db_plans.read(db, _read_statement(), params)
     if not rows:
         floor = await floor_of(db, viewer.account_id)
         if floor is None:
             return [], None
         # A feed made between the two statements (each sees the latest commit): its row and
         # entries commit together, so reading again now sees them.
-        rows = (await db.execute(_read_statement(), params)).all()
+        rows = await db_plans.read(db, _read_statement(), params)
         if not rows:
             return [], floor
-    floor, read_at = rows[0][1], rows[0][2]
+    floor, read_at = rows[0][-2], rows[0][-1]
     if read_at < utcnow() - READ_STAMP_EVERY:
         _soon(db, _stamp_read, viewer.account_id)
-    return [r[0] for r in rows], int(floor)
+    return db_plans.loaded_rows(db, Post, rows), int(floor)
 
 
 @job_handler(TRIM_JOB)

@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from kith import policy
+from kith import db_plans, policy
 from kith.accounts.models import Account
 from kith.db import EPOCH, UTCDateTime, id_for_time, utcnow
 from kith.graph.models import Follow
@@ -309,7 +309,7 @@ async def public(
             "n": n,
         }
         stmt = _prebuilt_public(viewer.account_id is not None, only_media, origin)
-        rows = list((await db.scalars(stmt, params)).all())
+        rows = db_plans.loaded_rows(db, Post, await db_plans.read(db, stmt, params))
         return Page(
             posts=rows,
             older_max_id=rows[-1].id if len(rows) == n else None,
@@ -349,6 +349,7 @@ def _prebuilt_public(signed_in: bool, only_media: bool, origin: str) -> Select[A
     now = bindparam("now", type_=UTCDateTime())
     return (
         _public_query(viewer, only_media=only_media, origin=origin, now=now)
+        .with_only_columns(*Post.__table__.columns)  # for `db_plans.loaded_rows`
         .where(Post.id > bindparam("floor", type_=BigInteger()))
         .where(Post.id < bindparam("ceiling", type_=BigInteger()))
         .order_by(Post.id.desc())
