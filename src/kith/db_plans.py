@@ -95,14 +95,11 @@ def insert_ignoring_conflicts(table: Table) -> dict[str, Insert]:
 
 async def run_plan(db: AsyncSession, plan: Plan[T]) -> T:
     """Run `plan` in the session's transaction (see the module); its return value."""
-    await db.flush()  # what the session holds goes first, as a statement would autoflush it
-    conn = await db.connection()
-    if is_one_hop(conn.engine):
-        raw = await conn.get_raw_connection()
-        adapter = raw.dbapi_connection
-        assert isinstance(adapter, OneHopConnection)
-        dialect = conn.dialect
+    held = await _one_hop_connection(db)  # (flushes what the session holds first)
+    if held is not None:
+        adapter, dialect = held
         return await adapter.run_writing(_run_on_thread, plan, dialect)
+    conn = await db.connection()
     try:
         step = next(plan)
         while True:
@@ -119,18 +116,10 @@ async def read(db: AsyncSession, statement: Executable, values: Mapping[str, Any
     """The rows of one SELECT in the session's transaction, as the session would return them
     (see the module). What the session holds unflushed is flushed first, as autoflush would.
     The statement must live as long as the process (compiled once, keyed by identity)."""
-    session = db.sync_session
-    if session.new or session.dirty or session.deleted:
-        await db.flush()
-    held = _held_connection(db)
+    held = await _one_hop_connection(db)
     if held is None:
         conn = await db.connection()
-        if not is_one_hop(conn.engine):
-            return list((await conn.execute(statement, values)).all())
-        raw = (await conn.get_raw_connection()).dbapi_connection
-        assert isinstance(raw, OneHopConnection)
-        held = raw, conn.dialect
-        db.info[_HELD_CONNECTION] = (session.get_transaction(), *held)
+        return list((await conn.execute(statement, values)).all())
     adapter, dialect = held
     compiled = compiled_for(statement, dialect)  # type: ignore[arg-type]
     sql, params = compiled.render(values)
@@ -138,6 +127,26 @@ async def read(db: AsyncSession, statement: Executable, values: Mapping[str, Any
 
 
 _HELD_CONNECTION = "kith_one_hop_connection"
+
+
+async def _one_hop_connection(db: AsyncSession) -> tuple[OneHopConnection, Dialect] | None:
+    """The session's SQLite connection (`kith.sqlite_driver`) and dialect, its transaction
+    begun, after flushing what the session holds (as a statement would autoflush it); None on
+    other databases. Known again without SQLAlchemy's greenlet hops for the rest of the
+    transaction (`_held_connection`)."""
+    session = db.sync_session
+    if session.new or session.dirty or session.deleted:
+        await db.flush()
+    held = _held_connection(db)
+    if held is not None:
+        return held
+    conn = await db.connection()
+    if not is_one_hop(conn.engine):
+        return None
+    raw = (await conn.get_raw_connection()).dbapi_connection
+    assert isinstance(raw, OneHopConnection)
+    db.info[_HELD_CONNECTION] = (session.get_transaction(), raw, conn.dialect)
+    return raw, conn.dialect
 
 
 def _held_connection(db: AsyncSession) -> tuple[OneHopConnection, Dialect] | None:
