@@ -390,3 +390,23 @@ async def test_public_timeline__federated_local_and_remote(api: httpx.AsyncClien
     assert await ids("?local=true") == [str(here.id)]
     assert await ids("?remote=true") == [str(there.id)]
     assert await ids(f"?remote=true&max_id={there.id}") == []
+
+
+async def test_instance_stats__counted_at_most_once_a_minute(  # type: ignore[no-untyped-def]
+    api: httpx.AsyncClient, db, monkeypatch
+) -> None:
+    from kith.mastodon_api import instance
+
+    alice = await person(db, "alice")
+    await post(db, alice, "one")
+    first = (await api.get("/api/v1/instance")).json()["stats"]
+    assert (first["user_count"], first["status_count"]) == (1, 1)
+    # A post made within the minute is not counted yet (the figures are this process's)
+    await post(db, alice, "two")
+    assert (await api.get("/api/v1/instance")).json()["stats"]["status_count"] == 1
+    # A minute later it is, in both versions of the endpoint
+    later = instance._clock() + instance.STATS_SECONDS + 1
+    monkeypatch.setattr(instance, "_clock", lambda: later)
+    assert (await api.get("/api/v1/instance")).json()["stats"]["status_count"] == 2
+    v2 = (await api.get("/api/v2/instance")).json()
+    assert v2["usage"]["users"]["active_month"] == 1
