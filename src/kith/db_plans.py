@@ -34,7 +34,7 @@ from sqlalchemy import Table, bindparam, inspect
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapper, configure_mappers, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.sql.dml import Insert
@@ -95,11 +95,10 @@ def insert_ignoring_conflicts(table: Table) -> dict[str, Insert]:
 
 async def run_plan(db: AsyncSession, plan: Plan[T]) -> T:
     """Run `plan` in the session's transaction (see the module); its return value."""
-    held = await _one_hop_connection(db)  # (flushes what the session holds first)
-    if held is not None:
-        adapter, dialect = held
+    conn = await _connection(db)  # (flushes what the session holds first)
+    if isinstance(conn, tuple):
+        adapter, dialect = conn
         return await adapter.run_writing(_run_on_thread, plan, dialect)
-    conn = await db.connection()
     try:
         step = next(plan)
         while True:
@@ -116,11 +115,10 @@ async def read(db: AsyncSession, statement: Executable, values: Mapping[str, Any
     """The rows of one SELECT in the session's transaction, as the session would return them
     (see the module). What the session holds unflushed is flushed first, as autoflush would.
     The statement must live as long as the process (compiled once, keyed by identity)."""
-    held = await _one_hop_connection(db)
-    if held is None:
-        conn = await db.connection()
+    conn = await _connection(db)
+    if not isinstance(conn, tuple):
         return list((await conn.execute(statement, values)).all())
-    adapter, dialect = held
+    adapter, dialect = conn
     compiled = compiled_for(statement, dialect)  # type: ignore[arg-type]
     sql, params = compiled.render(values)
     return compiled.rows(await adapter.run_reading(_fetch, sql, params))
@@ -129,11 +127,11 @@ async def read(db: AsyncSession, statement: Executable, values: Mapping[str, Any
 _HELD_CONNECTION = "kith_one_hop_connection"
 
 
-async def _one_hop_connection(db: AsyncSession) -> tuple[OneHopConnection, Dialect] | None:
-    """The session's SQLite connection (`kith.sqlite_driver`) and dialect, its transaction
-    begun, after flushing what the session holds (as a statement would autoflush it); None on
-    other databases. Known again without SQLAlchemy's greenlet hops for the rest of the
-    transaction (`_held_connection`)."""
+async def _connection(db: AsyncSession) -> tuple[OneHopConnection, Dialect] | AsyncConnection:
+    """The session's connection, its transaction begun, after flushing what the session
+    holds (as a statement would autoflush it): on SQLite (`kith.sqlite_driver`) its driver
+    connection and dialect, known again without SQLAlchemy's greenlet hops for the rest of
+    the transaction (`_held_connection`); elsewhere SQLAlchemy's connection."""
     session = db.sync_session
     if session.new or session.dirty or session.deleted:
         await db.flush()
@@ -142,7 +140,7 @@ async def _one_hop_connection(db: AsyncSession) -> tuple[OneHopConnection, Diale
         return held
     conn = await db.connection()
     if not is_one_hop(conn.engine):
-        return None
+        return conn
     raw = (await conn.get_raw_connection()).dbapi_connection
     assert isinstance(raw, OneHopConnection)
     db.info[_HELD_CONNECTION] = (session.get_transaction(), raw, conn.dialect)

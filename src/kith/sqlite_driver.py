@@ -94,10 +94,6 @@ def _run_fn(
     return result, conn.in_transaction
 
 
-def _read_fn(conn: sqlite3.Connection, fn: Any, args: tuple[Any, ...]) -> tuple[Any, bool]:
-    return fn(conn, *args), conn.in_transaction
-
-
 def _commit(conn: sqlite3.Connection, release: Any) -> None:
     conn.commit()
     if release is not None:
@@ -225,26 +221,20 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         the write turn (`kith.sqlite_writes`, `kith.db_plans`). A transaction `fn` leaves
         open stays open, with the turn, until the connection commits or rolls back."""
         await self.take_turn("INSERT")
-        conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]
-        async with self._execute_mutex:
-            try:
-                result, self.in_transaction = await conn._execute(
-                    _run_fn, conn._conn, fn, args, self._release_on_thread()
-                )
-            except BaseException:
-                self.in_transaction = True  # unknown: the pool's rollback ends it
-                raise
-        if not self.in_transaction:
-            self.give_turn_back()
-        return result
+        return await self._hand_off(fn, args, self._release_on_thread())
 
     async def run_reading(self, fn: Any, *args: Any) -> Any:
         """`fn(sqlite3_connection, *args)` on the connection's thread, in one hand-off, without
         the write turn: `fn` must only read (`kith.db_plans.read`)."""
+        return await self._hand_off(fn, args, None)
+
+    async def _hand_off(self, fn: Any, args: tuple[Any, ...], release: Any) -> Any:
         conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         async with self._execute_mutex:
             try:
-                result, self.in_transaction = await conn._execute(_read_fn, conn._conn, fn, args)
+                result, self.in_transaction = await conn._execute(
+                    _run_fn, conn._conn, fn, args, release
+                )
             except BaseException:
                 self.in_transaction = True  # unknown: the pool's rollback ends it
                 raise

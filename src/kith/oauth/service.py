@@ -361,9 +361,8 @@ async def _live_token(
         return None
     parts = [found[0][s] for s in _token_row_slices()]
     # Judged on the row just read (the session may hold older copies of these entities).
-    token, _app, user_row, account_row = (
-        dict(zip(db_plans.column_keys(model), part, strict=True))
-        for model, part in zip(_TOKEN_TABLES, parts, strict=True)
+    token, user_row, account_row = (
+        dict(zip(db_plans.column_keys(_TOKEN_TABLES[i]), parts[i], strict=True)) for i in (0, 2, 3)
     )
     if token["revoked_at"] is not None or (token["expires_at"] and token["expires_at"] <= utcnow()):
         return None
