@@ -220,3 +220,115 @@ async def test_processes_take_turns_too(engine, tmp_path: Path) -> None:  # type
     async with engine.connect() as conn:
         rows = (await conn.execute(text("SELECT v FROM t ORDER BY id"))).scalars().all()
     assert rows == ["other process", "this process"]
+
+
+# A read that runs for a while: ~0.3-1 s of SQLite's work, far past the inline budget.
+_LONG_READ = (
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000) "
+    "SELECT count(*) FROM n"
+)
+
+
+async def _loop_stalls_while(work) -> tuple[object, float]:  # type: ignore[no-untyped-def]
+    """`work`'s result, and the longest the event loop went without running a ticker."""
+    longest = 0.0
+    done = asyncio.Event()
+
+    async def tick() -> None:
+        nonlocal longest
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            longest, last = max(longest, now - last), now
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0.01)
+    try:
+        result = await work
+        await asyncio.sleep(0.01)  # (the ticker sees the last gap)
+    finally:
+        done.set()
+        await ticker
+    return result, longest
+
+
+async def test_quick_reads_run_on_the_event_loops_thread(engine) -> None:  # type: ignore[no-untyped-def]
+    """A quick read needs no hand-off: the connection's thread is never asked."""
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO t (v) VALUES ('a'), ('b')"))
+    async with engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).dbapi_connection
+        asked = []
+        real = raw._connection._execute
+
+        async def counted(fn, *args):  # type: ignore[no-untyped-def]
+            asked.append(fn)
+            return await real(fn, *args)
+
+        raw._connection._execute = counted
+        rows = (await conn.execute(text("SELECT v FROM t ORDER BY id"))).all()
+        assert rows == [("a",), ("b",)] and asked == []
+
+
+async def test_a_long_read_goes_to_the_thread_without_stalling_the_loop(engine) -> None:  # type: ignore[no-untyped-def]
+    """Interrupted at the budget and run again on the connection's thread: the right answer,
+    the event loop free meanwhile, and the statement's next runs sent there at once."""
+    dbapi = engine.sync_engine.dialect.loaded_dbapi
+    async with engine.connect() as conn:
+
+        async def read() -> object:
+            return (await conn.execute(text(_LONG_READ))).scalar_one()
+
+        started = time.perf_counter()
+        count, stall = await _loop_stalls_while(read())
+        assert count == 3_000_000
+        took = time.perf_counter() - started
+        assert stall < max(0.1, took / 3), (stall, took)  # (the loop ran throughout)
+        assert dbapi.slow_statements[_LONG_READ] == sqlite_driver.SLOW_RUNS_ON_THREAD
+        assert (await conn.execute(text(_LONG_READ))).scalar_one() == 3_000_000
+        assert dbapi.slow_statements[_LONG_READ] == sqlite_driver.SLOW_RUNS_ON_THREAD - 1
+
+
+async def test_an_interrupted_read_leaves_its_transaction_as_it_was(engine) -> None:  # type: ignore[no-untyped-def]
+    async with engine.connect() as conn:
+        await conn.execute(text("INSERT INTO t (v) VALUES ('mine')"))  # uncommitted
+        assert (await conn.execute(text(_LONG_READ))).scalar_one() == 3_000_000
+        await conn.execute(text("INSERT INTO t (v) VALUES ('also mine')"))
+        await conn.commit()
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT v FROM t ORDER BY id"))).all()
+        assert rows == [("mine",), ("also mine",)]
+
+
+async def test_a_long_first_write_is_undone_and_done_on_the_thread(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The write that begins a transaction runs inline too; interrupted, SQLite undoes it,
+    and it runs again on the thread: written once, in the transaction that goes on."""
+    monkeypatch.setattr(sqlite_driver, "INLINE_BUDGET_SECONDS", 0.0)
+    many = (
+        "INSERT INTO t (v) WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+        "WHERE i < 20000) SELECT 'x' || i FROM n"
+    )
+    async with engine.connect() as conn:
+        assert (await conn.execute(text(many))).rowcount == 20000
+        await conn.execute(text("INSERT INTO t (v) VALUES ('last')"))
+        await conn.commit()
+    dbapi = engine.sync_engine.dialect.loaded_dbapi
+    assert many in dbapi.slow_statements
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar_one() == 20001
+        assert (await conn.execute(text("SELECT count(DISTINCT v) FROM t"))).scalar_one() == 20001
+
+
+async def test_other_errors_of_an_inline_statement_are_raised(engine) -> None:  # type: ignore[no-untyped-def]
+    async with engine.connect() as conn:
+        with pytest.raises(OperationalError, match="no such table"):
+            await conn.execute(text("SELECT * FROM nowhere"))
+        await conn.rollback()
+        await conn.execute(text("INSERT INTO t (id, v) VALUES (1, 'a')"))
+        await conn.commit()
+        with pytest.raises(IntegrityError):
+            await conn.execute(text("INSERT INTO t (id, v) VALUES (1, 'again')"))
+        await conn.rollback()
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT v FROM t"))).all() == [("a",)]

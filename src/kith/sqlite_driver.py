@@ -18,6 +18,19 @@ statement that would begin a write transaction first takes the engine's turn (an
 connection already in a transaction goes on without one (it holds SQLite's lock already).
 Waiting for a turn gives up after WRITE_WAIT_SECONDS, as the busy timeout does.
 
+**Quick statements on the event loop's own thread.** A read (SELECT, or WITH without a
+write), and the write that begins a transaction, run at once on the event loop's thread,
+without a hand-off, unless they outlast INLINE_BUDGET_SECONDS: then SQLite's progress
+handler interrupts the statement and it runs again on the connection's thread, as that SQL
+does for its next SLOW_RUNS_ON_THREAD runs. Sixteen connection threads handing the GIL
+back and forth with the event loop cost more than the statements themselves: under 16
+concurrent Home requests, ~220 context switches per request and nearly twice the CPU of
+the same request alone (docs/benchmarks.md). Interrupting is safe only there: an
+interrupted SELECT leaves its transaction as it was, and an interrupted write that began
+the transaction leaves nothing (SQLite rolls the whole transaction back, which held only
+it). A later write in a transaction, a commit (which may checkpoint the WAL), a plan
+(`run_writing`) and a streamed result keep the thread.
+
 Used by `kith.db.make_engine` for every `sqlite+aiosqlite` URL (as the dialect's DB-API module);
 server-side cursors (streamed results) keep aiosqlite's own path.
 """
@@ -27,11 +40,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import re
 import sqlite3
 import sys
+import time
 import weakref
 from collections import deque
 from typing import Any
@@ -54,6 +69,15 @@ _READ_ONLY = ("SELECT", "PRAGMA", "EXPLAIN", "VALUES")
 _WRITE_WORDS = re.compile(r"\b(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
 
 
+INLINE_BUDGET_SECONDS = 0.005  # a statement running longer goes to the connection's thread
+SLOW_RUNS_ON_THREAD = 64  # ... and so do that statement's next runs
+_PROGRESS_EVERY = 1000  # SQLite virtual machine instructions between looks at the clock
+_INLINE = ("SELECT", "WITH", "VALUES")
+_DML = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+_NOT_INLINE: Any = object()  # (a sentinel: "run it on the thread")
+
+
+@functools.lru_cache(maxsize=4096)
 def _writes(operation: str) -> bool:
     """Would this statement begin a write transaction?"""
     head = operation.lstrip(" \t\r\n(")[:8].upper()
@@ -62,6 +86,19 @@ def _writes(operation: str) -> bool:
     if head.startswith("WITH"):
         return _WRITE_WORDS.search(operation) is not None
     return True
+
+
+@functools.lru_cache(maxsize=4096)
+def _inline(operation: str) -> bool:
+    """May this statement run on the event loop's thread (a read: see the module)?"""
+    head = operation.lstrip(" \t\r\n(")[:8].upper()
+    return head.startswith(_INLINE) and not _writes(operation)
+
+
+@functools.lru_cache(maxsize=4096)
+def _dml(operation: str) -> bool:
+    head = operation.lstrip(" \t\r\n(")[:8].upper()
+    return head.startswith(_DML)
 
 
 def _run(conn: sqlite3.Connection, operation: str, parameters: Any) -> _Outcome:
@@ -155,10 +192,15 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 
     async def _execute_async(self, operation: Any, parameters: Any) -> Any:
         conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]
-        await self._adapt_connection.take_turn(operation)  # type: ignore[attr-defined]
-        async with self._adapt_connection._execute_mutex:
+        adapt: OneHopConnection = self._adapt_connection  # type: ignore[assignment]
+        await adapt.take_turn(operation)
+        async with adapt._execute_mutex:
             try:
-                outcome = await conn._execute(_run, conn._conn, operation, parameters)
+                outcome = _NOT_INLINE
+                if _inline(operation) or (_dml(operation) and not conn._conn.in_transaction):
+                    outcome = adapt.run_inline(operation, _run, operation, parameters)
+                if outcome is _NOT_INLINE:
+                    outcome = await conn._execute(_run, conn._conn, operation, parameters)
             except BaseException:
                 # A failed statement may have begun a transaction (sqlite3 opens one
                 # before DML): until told otherwise, assume one is open.
@@ -186,7 +228,7 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     """aiosqlite's adapted connection with OneHopCursor, write turns, and no rollback when
     SQLite says no transaction is open (the pool rolls back every connection it takes back)."""
 
-    __slots__ = ("in_transaction", "_turn")
+    __slots__ = ("in_transaction", "_turn", "_deadline", "_overran", "_progress")
     _cursor_cls = OneHopCursor  # type: ignore[assignment]
     dbapi: OneHopDBAPI
 
@@ -194,6 +236,46 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         super().__init__(dbapi, connection)
         self.in_transaction = False  # a new connection has none
         self._turn: asyncio.Lock | None = None
+        self._deadline = 0.0
+        self._overran = False
+        self._progress = self._past_deadline  # (bound once: SQLite calls it often)
+
+    def run_inline(self, key: str, fn: Any, *args: Any) -> Any:
+        """`fn(sqlite3_connection, *args)` here on the event loop's thread, or _NOT_INLINE
+        when it must run on the connection's thread instead: it outlasted
+        INLINE_BUDGET_SECONDS (interrupted, nothing returned, nothing left written), or `key`
+        (its SQL) did so lately. `fn` runs one statement, a read or the transaction's first
+        write (see the module)."""
+        slow = self.dbapi.slow_statements
+        runs_left = slow.get(key)
+        if runs_left is not None:
+            if runs_left <= 1:
+                del slow[key]
+            else:
+                slow[key] = runs_left - 1
+            return _NOT_INLINE
+        conn: sqlite3.Connection = self._connection._conn
+        began = not conn.in_transaction
+        self._overran = False
+        self._deadline = time.perf_counter() + INLINE_BUDGET_SECONDS
+        conn.set_progress_handler(self._progress, _PROGRESS_EVERY)
+        try:
+            return fn(conn, *args)
+        except sqlite3.OperationalError:
+            if not self._overran:
+                raise
+            if began and conn.in_transaction:
+                conn.rollback()  # (SQLite has already rolled an interrupted write back)
+            self.dbapi.note_slow(key)
+            return _NOT_INLINE
+        finally:
+            conn.set_progress_handler(None, 0)
+
+    def _past_deadline(self) -> bool:
+        """SQLite's progress handler during an inline statement: true interrupts it."""
+        if time.perf_counter() > self._deadline:
+            self._overran = True
+        return self._overran
 
     async def take_turn(self, operation: str) -> None:
         """Before a statement: if it would begin a write transaction, wait for the turn."""
@@ -223,10 +305,15 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         await self.take_turn("INSERT")
         return await self._hand_off(fn, args, self._release_on_thread())
 
-    async def run_reading(self, fn: Any, *args: Any) -> Any:
-        """`fn(sqlite3_connection, *args)` on the connection's thread, in one hand-off, without
-        the write turn: `fn` must only read (`kith.db_plans.read`)."""
-        return await self._hand_off(fn, args, None)
+    async def run_reading(self, fn: Any, sql: str, *args: Any) -> Any:
+        """`fn(sqlite3_connection, sql, *args)` without the write turn, on the event loop's
+        thread if it is quick, else on the connection's in one hand-off (see the module): `fn`
+        must only read (`kith.db_plans.read`), and may run twice."""
+        async with self._execute_mutex:
+            result = self.run_inline(sql, fn, sql, *args)
+        if result is not _NOT_INLINE:
+            return result
+        return await self._hand_off(fn, (sql, *args), None)
 
     async def _hand_off(self, fn: Any, args: tuple[Any, ...], release: Any) -> Any:
         conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]
@@ -309,6 +396,14 @@ class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
         )
         self._turn_file: int | None = None  # a descriptor of <database>-writer
         self._file_turn_held = False
+        # The SQL of statements that outlasted the inline budget lately, and how many more
+        # runs each has on the connection's thread (OneHopConnection.run_inline).
+        self.slow_statements: dict[str, int] = {}
+
+    def note_slow(self, sql: str) -> None:
+        if len(self.slow_statements) >= 1024:  # (a process meets few such statements)
+            self.slow_statements.clear()
+        self.slow_statements[sql] = SLOW_RUNS_ON_THREAD
 
     def turn_lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
@@ -359,6 +454,9 @@ class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
     def connect(self, *arg: Any, **kw: Any) -> OneHopConnection:
         creator_fn = kw.pop("async_creator_fn", None)
         self._open_turn_file(arg[0] if arg else kw.get("database"))
+        # Reads run on the event loop's thread too, never while the connection's own thread
+        # runs something (the connection's mutex, and each call awaited before the next).
+        kw["check_same_thread"] = False
         connection = creator_fn(*arg, **kw) if creator_fn else self.aiosqlite.connect(*arg, **kw)
         if not creator_fn:
             connection._thread.daemon = True  # as SQLAlchemy's own driver does
