@@ -24,15 +24,28 @@ from kith.net import OutboundHttp
 log = logging.getLogger(__name__)
 
 
+# The cyclic collector's thresholds for a long-running process (see settle_heap_now).
+YOUNG_COLLECTION_EVERY = 10_000
+
+
 def settle_heap_now() -> None:
     """For a long-running process once it has started: collect start-up's garbage, then move
     everything still alive (modules, routes, mappers, compiled statements: ~230,000 objects)
     out of the cyclic collector's sight, for good (`gc.freeze`). Each full collection walked
     all of them, ~70 ms of CPU a few times a minute under load, about 0.8 ms per post; objects
     made later are collected as before. Not for a process that builds many apps (the tests):
-    cycles among frozen objects are never freed."""
+    cycles among frozen objects are never freed.
+
+    Then the youngest generation is collected every YOUNG_COLLECTION_EVERY allocations
+    instead of Python's 700. With 16 requests in flight, a request's objects (a session, its
+    entities, their cycles) lived through several young collections and were promoted, so
+    they died in full collections: one every ~2 s under load, 40-120 ms each with the event
+    loop stopped, the requests' p99. Now most die young: ~1/20 of the collections, each young
+    one ~1-5 ms, a full one a minute or so; the collector's CPU fell from ~7 % of the
+    process's to ~2 %, and POST's p99 from 118-160 to 61-77 ms (docs/benchmarks.md, session 8)."""
     gc.collect()
     gc.freeze()
+    gc.set_threshold(YOUNG_COLLECTION_EVERY, 10, 10)
 
 
 @dataclass
