@@ -223,8 +223,13 @@ def publicly_listed_clause(viewer: Viewer, post: Any = Post) -> ColumnElement[bo
     # sign-ups; bench/communities.py's public timeline).
     silenced = [Account.id == post.account_id, Account.silenced_at.is_not(None)]
     if viewer.account_id is not None:
-        follows = exists().where(
-            Follow.follower_id == viewer.account_id, Follow.followee_id == post.account_id
+        # Correlated with the post explicitly: SQLAlchemy correlates on its own only with
+        # the enclosing SELECT (the author's), which would leave "FROM follows, posts" here:
+        # "the viewer follows anyone who has posted", which let silenced posts through.
+        follows = (
+            exists()
+            .where(Follow.follower_id == viewer.account_id, Follow.followee_id == post.account_id)
+            .correlate(post)
         )
         silenced += [~follows, post.account_id != viewer.account_id]
     not_silenced = ~exists().where(*silenced)
