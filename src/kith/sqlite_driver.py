@@ -1,4 +1,4 @@
-"""SQLAlchemy's aiosqlite driver with one thread hand-off per statement instead of four.
+"""SQLAlchemy's aiosqlite driver with at most one thread hand-off per statement, not four.
 
 aiosqlite runs each call on its connection's own thread, and SQLAlchemy's adapter makes four
 such calls per statement (make a cursor, execute, fetch all, close), each a queue put, a
@@ -102,7 +102,8 @@ def _dml(operation: str) -> bool:
 
 
 def _run(conn: sqlite3.Connection, operation: str, parameters: Any) -> _Outcome:
-    """On the connection's thread: the whole statement, its rows and the transaction state."""
+    """The whole statement, its rows and the transaction state: on the connection's thread,
+    or on the event loop's (`OneHopConnection.run_inline`)."""
     cursor = conn.cursor()
     try:
         cursor.execute(operation, () if parameters is None else parameters)
@@ -228,13 +229,14 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     """aiosqlite's adapted connection with OneHopCursor, write turns, and no rollback when
     SQLite says no transaction is open (the pool rolls back every connection it takes back)."""
 
-    __slots__ = ("in_transaction", "_turn", "_deadline", "_overran", "_progress")
+    __slots__ = ("in_transaction", "inline_ok", "_turn", "_deadline", "_overran", "_progress")
     _cursor_cls = OneHopCursor  # type: ignore[assignment]
     dbapi: OneHopDBAPI
 
     def __init__(self, dbapi: Any, connection: Any) -> None:
         super().__init__(dbapi, connection)
         self.in_transaction = False  # a new connection has none
+        self.inline_ok = True  # may be used from the event loop's thread (see connect)
         self._turn: asyncio.Lock | None = None
         self._deadline = 0.0
         self._overran = False
@@ -246,6 +248,8 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         INLINE_BUDGET_SECONDS (interrupted, nothing returned, nothing left written), or `key`
         (its SQL) did so lately. `fn` runs one statement, a read or the transaction's first
         write (see the module)."""
+        if not self.inline_ok:
+            return _NOT_INLINE
         slow = self.dbapi.slow_statements
         runs_left = slow.get(key)
         if runs_left is not None:
@@ -454,13 +458,17 @@ class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
     def connect(self, *arg: Any, **kw: Any) -> OneHopConnection:
         creator_fn = kw.pop("async_creator_fn", None)
         self._open_turn_file(arg[0] if arg else kw.get("database"))
-        # Reads run on the event loop's thread too, never while the connection's own thread
-        # runs something (the connection's mutex, and each call awaited before the next).
-        kw["check_same_thread"] = False
-        connection = creator_fn(*arg, **kw) if creator_fn else self.aiosqlite.connect(*arg, **kw)
-        if not creator_fn:
+        if creator_fn:
+            connection = creator_fn(*arg, **kw)
+        else:
+            # Quick statements run on the event loop's thread too, never while the
+            # connection's own thread runs something (the connection's mutex, and each call
+            # awaited before the next).
+            connection = self.aiosqlite.connect(*arg, **{**kw, "check_same_thread": False})
             connection._thread.daemon = True  # as SQLAlchemy's own driver does
-        return OneHopConnection(self, await_(connection))
+        adapted = OneHopConnection(self, await_(connection))
+        adapted.inline_ok = creator_fn is None  # (a creator's connection may refuse threads)
+        return adapted
 
 
 def _unlock_quietly(fd: int) -> None:
