@@ -332,3 +332,34 @@ async def test_other_errors_of_an_inline_statement_are_raised(engine) -> None:  
         await conn.rollback()
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT v FROM t"))).all() == [("a",)]
+
+
+async def test_a_write_waiting_for_another_programs_lock_waits_on_the_thread(
+    engine, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A writer outside Kith's write turns (the sqlite3 shell, say) holds SQLite's lock: the
+    first write of a transaction waits for it on the connection's thread, as the busy
+    timeout allows, not in SQLite's busy handler on the event loop's."""
+    import sqlite3
+
+    other = sqlite3.connect(tmp_path / "d.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO t (v) VALUES ('theirs')")
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.4, other.execute, "COMMIT")
+    async with engine.connect() as conn:
+
+        async def write() -> None:
+            await conn.execute(text("INSERT INTO t (v) VALUES ('mine')"))
+            await conn.commit()
+
+        started = time.perf_counter()
+        _, stall = await _loop_stalls_while(write())
+        assert time.perf_counter() - started >= 0.35  # it did wait for the other program
+        assert stall < 0.2, stall
+        await conn.execute(text("INSERT INTO t (v) VALUES ('then at once')"))
+        await conn.commit()
+    other.close()
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT v FROM t ORDER BY id"))).all()
+        assert rows == [("theirs",), ("mine",), ("then at once",)]

@@ -29,7 +29,10 @@ the same request alone (docs/benchmarks.md). Interrupting is safe only there: an
 interrupted SELECT leaves its transaction as it was, and an interrupted write that began
 the transaction leaves nothing (SQLite rolls the whole transaction back, which held only
 it). A later write in a transaction, a commit (which may checkpoint the WAL), a plan
-(`run_writing`) and a streamed result keep the thread.
+(`run_writing`) and a streamed result keep the thread. The first write never waits in
+SQLite's busy handler on the event loop's thread: Kith's own writers take turns before it,
+and when another program holds SQLite's lock (the sqlite3 shell, say) the write goes to the
+connection's thread to wait for it there.
 
 Used by `kith.db.make_engine` for every `sqlite+aiosqlite` URL (as the dialect's DB-API module);
 server-side cursors (streamed results) keep aiosqlite's own path.
@@ -198,8 +201,10 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         async with adapt._execute_mutex:
             try:
                 outcome = _NOT_INLINE
-                if _inline(operation) or (_dml(operation) and not conn._conn.in_transaction):
+                if _inline(operation):
                     outcome = adapt.run_inline(operation, _run, operation, parameters)
+                elif _dml(operation) and not conn._conn.in_transaction:
+                    outcome = adapt.run_inline(operation, _run, operation, parameters, writes=True)
                 if outcome is _NOT_INLINE:
                     outcome = await conn._execute(_run, conn._conn, operation, parameters)
             except BaseException:
@@ -242,12 +247,13 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         self._overran = False
         self._progress = self._past_deadline  # (bound once: SQLite calls it often)
 
-    def run_inline(self, key: str, fn: Any, *args: Any) -> Any:
+    def run_inline(self, key: str, fn: Any, *args: Any, writes: bool = False) -> Any:
         """`fn(sqlite3_connection, *args)` here on the event loop's thread, or _NOT_INLINE
         when it must run on the connection's thread instead: it outlasted
         INLINE_BUDGET_SECONDS (interrupted, nothing returned, nothing left written), or `key`
-        (its SQL) did so lately. `fn` runs one statement, a read or the transaction's first
-        write (see the module)."""
+        (its SQL) did so lately, or (`writes`) SQLite's lock is held by another program, for
+        which it must not wait here. `fn` runs one statement, a read or (`writes`) the
+        transaction's first write (see the module)."""
         if not self.inline_ok:
             return _NOT_INLINE
         slow = self.dbapi.slow_statements
@@ -263,17 +269,24 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         self._overran = False
         self._deadline = time.perf_counter() + INLINE_BUDGET_SECONDS
         conn.set_progress_handler(self._progress, _PROGRESS_EVERY)
+        if writes:  # no waiting in SQLite's busy handler here (the turns cover Kith's own)
+            waits = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+            conn.execute("PRAGMA busy_timeout = 0")
         try:
             return fn(conn, *args)
-        except sqlite3.OperationalError:
-            if not self._overran:
+        except sqlite3.OperationalError as error:
+            busy = writes and error.sqlite_errorcode == sqlite3.SQLITE_BUSY
+            if not (self._overran or busy):
                 raise
             if began and conn.in_transaction:
                 conn.rollback()  # (SQLite has already rolled an interrupted write back)
-            self.dbapi.note_slow(key)
+            if self._overran:
+                self.dbapi.note_slow(key)
             return _NOT_INLINE
         finally:
             conn.set_progress_handler(None, 0)
+            if writes:
+                conn.execute(f"PRAGMA busy_timeout = {int(waits)}")
 
     def _past_deadline(self) -> bool:
         """SQLite's progress handler during an inline statement: true interrupts it."""
