@@ -356,16 +356,17 @@ class _Linker:
     links: dict[str, None] = field(default_factory=dict)
     community_mentions: dict[str, None] = field(default_factory=dict)
 
-    def rewrite(self, tokens: Sequence[Token], *, keep: bool = False) -> None:
-        """Rewrite every inline token's children in place; `keep`: only find what they hold
-        (mentions, hashtags, links), leaving the tokens as they render (the changes made
-        along the way — a kept link's attributes, `<del>` — are the ones rendering makes)."""
+    def rewrite(self, tokens: Sequence[Token], *, build: bool = True) -> None:
+        """Rewrite every inline token's children in place; with `build` false, only find
+        what they hold (mentions, hashtags, links), leaving the tokens as they render (the
+        changes made along the way — a kept link's attributes, `<del>` — are the ones
+        rendering makes)."""
         for token in tokens:
             if token.type == "fence":
                 token.info = ""  # a "language-x" class would only be stripped by nh3 anyway
             elif token.type == "inline" and token.children is not None:
-                rewritten = self._rewrite_inline(token.children, build=not keep)
-                if not keep:
+                rewritten = self._rewrite_inline(token.children, build=build)
+                if build:
                     token.children = rewritten
 
     def parsed(self) -> ParsedText:
@@ -530,7 +531,7 @@ def prepare_post(source: str) -> PreparedPost:
     env: dict[str, object] = {}
     tokens = _MARKDOWN.parse(cleaned, env)
     linker = _Linker({}, None)
-    linker.rewrite(tokens, keep=True)
+    linker.rewrite(tokens, build=False)
     return PreparedPost(linker.parsed(), tokens, env)
 
 
@@ -543,7 +544,7 @@ def parse_text(source: str) -> ParsedText:
     cleaned = _clean_source(source)
     linker = _Linker({}, None)
     if cleaned.strip():
-        linker.rewrite(_MARKDOWN.parse(cleaned, {}), keep=True)
+        linker.rewrite(_MARKDOWN.parse(cleaned, {}), build=False)
     return linker.parsed()
 
 
