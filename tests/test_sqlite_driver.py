@@ -4,6 +4,7 @@ connections instead of SQLite's sleeping busy handler."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 import time
@@ -162,6 +163,16 @@ def test_which_statements_begin_a_write() -> None:
     assert writes("DELETE FROM t") and writes("REPLACE INTO t VALUES (1)")
     assert writes("WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x")
     assert writes("CREATE TABLE u (id INTEGER)")
+
+
+def test_which_statements_may_run_on_the_event_loops_thread() -> None:
+    inline = sqlite_driver._inline
+    assert inline("SELECT 1") == inline("WITH x AS (SELECT 1) SELECT * FROM x") == "read"
+    assert inline("INSERT INTO t VALUES (1)") == inline("  update t SET v = 1") == "write"
+    assert inline("DELETE FROM t") == "write"
+    assert inline("WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x") is None
+    assert inline("PRAGMA foreign_keys=ON") is None and inline("COMMIT") is None
+    assert inline("CREATE TABLE u (id INTEGER)") is None
 
 
 async def test_a_statement_that_opens_no_transaction_holds_no_turn(engine) -> None:  # type: ignore[no-untyped-def]
@@ -340,8 +351,6 @@ async def test_a_write_waiting_for_another_programs_lock_waits_on_the_thread(
     """A writer outside Kith's write turns (the sqlite3 shell, say) holds SQLite's lock: the
     first write of a transaction waits for it on the connection's thread, as the busy
     timeout allows, not in SQLite's busy handler on the event loop's."""
-    import sqlite3
-
     other = sqlite3.connect(tmp_path / "d.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     other.execute("INSERT INTO t (v) VALUES ('theirs')")

@@ -75,33 +75,35 @@ _WRITE_WORDS = re.compile(r"\b(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
 INLINE_BUDGET_SECONDS = 0.005  # a statement running longer goes to the connection's thread
 SLOW_RUNS_ON_THREAD = 64  # ... and so do that statement's next runs
 _PROGRESS_EVERY = 1000  # SQLite virtual machine instructions between looks at the clock
-_INLINE = ("SELECT", "WITH", "VALUES")
-_DML = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+_INLINE = ("SELECT", "WITH", "VALUES")  # reads that may run inline
+_DML = ("INSERT", "UPDATE", "DELETE", "REPLACE")  # writes that may, beginning a transaction
 _NOT_INLINE: Any = object()  # (a sentinel: "run it on the thread")
 
 
-@functools.lru_cache(maxsize=4096)
 def _writes(operation: str) -> bool:
     """Would this statement begin a write transaction?"""
+    return _kind(operation)[0]
+
+
+def _inline(operation: str) -> str | None:
+    """Where this statement may run on the event loop's thread (see the module): "read"
+    always, "write" when it begins its transaction, None never."""
+    return _kind(operation)[1]
+
+
+@functools.lru_cache(maxsize=4096)
+def _kind(operation: str) -> tuple[bool, str | None]:
+    """(`_writes`, `_inline`) of a statement, from its first word once per SQL text."""
     head = operation.lstrip(" \t\r\n(")[:8].upper()
     if head.startswith(_READ_ONLY):
-        return False
-    if head.startswith("WITH"):
-        return _WRITE_WORDS.search(operation) is not None
-    return True
-
-
-@functools.lru_cache(maxsize=4096)
-def _inline(operation: str) -> bool:
-    """May this statement run on the event loop's thread (a read: see the module)?"""
-    head = operation.lstrip(" \t\r\n(")[:8].upper()
-    return head.startswith(_INLINE) and not _writes(operation)
-
-
-@functools.lru_cache(maxsize=4096)
-def _dml(operation: str) -> bool:
-    head = operation.lstrip(" \t\r\n(")[:8].upper()
-    return head.startswith(_DML)
+        writes = False
+    elif head.startswith("WITH"):
+        writes = _WRITE_WORDS.search(operation) is not None
+    else:
+        writes = True
+    if head.startswith(_INLINE) and not writes:
+        return writes, "read"
+    return writes, "write" if head.startswith(_DML) else None
 
 
 def _run(conn: sqlite3.Connection, operation: str, parameters: Any) -> _Outcome:
@@ -201,9 +203,10 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         async with adapt._execute_mutex:
             try:
                 outcome = _NOT_INLINE
-                if _inline(operation):
+                inline = _inline(operation)
+                if inline == "read":
                     outcome = adapt.run_inline(operation, _run, operation, parameters)
-                elif _dml(operation) and not conn._conn.in_transaction:
+                elif inline == "write" and not conn._conn.in_transaction:
                     outcome = adapt.run_inline(operation, _run, operation, parameters, writes=True)
                 if outcome is _NOT_INLINE:
                     outcome = await conn._execute(_run, conn._conn, operation, parameters)
@@ -234,7 +237,15 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     """aiosqlite's adapted connection with OneHopCursor, write turns, and no rollback when
     SQLite says no transaction is open (the pool rolls back every connection it takes back)."""
 
-    __slots__ = ("in_transaction", "inline_ok", "_turn", "_deadline", "_overran", "_progress")
+    __slots__ = (
+        "in_transaction",
+        "inline_ok",
+        "_turn",
+        "_deadline",
+        "_overran",
+        "_progress",
+        "_busy_ms",
+    )
     _cursor_cls = OneHopCursor  # type: ignore[assignment]
     dbapi: OneHopDBAPI
 
@@ -246,6 +257,7 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         self._deadline = 0.0
         self._overran = False
         self._progress = self._past_deadline  # (bound once: SQLite calls it often)
+        self._busy_ms: int | None = None  # the connection's busy timeout, once read
 
     def run_inline(self, key: str, fn: Any, *args: Any, writes: bool = False) -> Any:
         """`fn(sqlite3_connection, *args)` here on the event loop's thread, or _NOT_INLINE
@@ -270,7 +282,8 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         self._deadline = time.perf_counter() + INLINE_BUDGET_SECONDS
         conn.set_progress_handler(self._progress, _PROGRESS_EVERY)
         if writes:  # no waiting in SQLite's busy handler here (the turns cover Kith's own)
-            waits = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+            if self._busy_ms is None:
+                self._busy_ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
             conn.execute("PRAGMA busy_timeout = 0")
         try:
             return fn(conn, *args)
@@ -286,7 +299,7 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         finally:
             conn.set_progress_handler(None, 0)
             if writes:
-                conn.execute(f"PRAGMA busy_timeout = {int(waits)}")
+                conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
 
     def _past_deadline(self) -> bool:
         """SQLite's progress handler during an inline statement: true interrupts it."""
