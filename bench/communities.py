@@ -56,6 +56,7 @@ from kith.config import Settings
 from kith.posts.models import Post
 from kith.runtime import Runtime
 from kith.timelines import service as timelines
+from kith.timelines.shapes import ENTITIES
 
 TARGETS_MS = {"feed": 10.0, "mine": 15.0}
 EXTRA_ACCOUNTS = 12_000
@@ -445,7 +446,7 @@ async def measure_public(rt: Runtime, viewers: dict[str, int | None], n: int) ->
     for label, vid in viewers.items():
 
         async def call(db: Any, v: policy.Viewer = _viewer(vid)) -> Any:
-            return await timelines.public(db, v, limit=40)
+            return await timelines.public(db, v, limit=40, shape=ENTITIES)
 
         out[label] = await timed(rt, call, n)
     return out

@@ -29,6 +29,7 @@ from kith.posts.models import Visibility
 from kith.posts.service import PostInput
 from kith.runtime import Runtime
 from kith.timelines import service as timelines
+from kith.timelines.shapes import ENTITIES
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -84,7 +85,9 @@ def proc_memory_mb(pid: int) -> dict[str, float]:
 async def _home_page(rt: Runtime, viewer_id: int, max_id: int | None) -> timelines.Page:
     # A session per call, as each web request gets its own.
     async with rt.sessions() as db:
-        return await timelines.home(db, policy.Viewer(viewer_id), max_id=max_id, limit=40)
+        return await timelines.home(
+            db, policy.Viewer(viewer_id), max_id=max_id, limit=40, shape=ENTITIES
+        )
 
 
 async def service_home(

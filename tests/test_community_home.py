@@ -25,6 +25,7 @@ from kith.posts.models import Post
 from kith.runtime import Runtime
 from kith.timelines import feeds
 from kith.timelines import service as timelines
+from kith.timelines.shapes import ENTITIES
 from tests.mastodon_api.conftest import bearer, token_for
 from tests.test_community_posts import found, member, write
 from tests.world import person, running_app
@@ -85,9 +86,9 @@ async def home_of(db: AsyncSession, who: Account) -> set[int]:
     """The post ids of `who`'s Home, read from their feed, after checking that searching
     (no feed) and the live streams' rule (`home_audience`) give the same."""
     me = policy.Viewer(who.id)
-    from_feed, floor = await feeds.read(db, me, ceiling=TOP, n=40)
+    from_feed, floor = await feeds.read(db, me, ceiling=TOP, n=40, shape=ENTITIES)
     assert floor is not None, "no feed"
-    searched = await timelines._searched_home(db, me, top=TOP, n=40)
+    searched = await timelines._searched_home(db, me, top=TOP, n=40, shape=ENTITIES)
     assert [p.id for p in from_feed] == [p.id for p in searched]
     ids = {p.id for p in from_feed}
     for post_id in ids:
@@ -191,7 +192,10 @@ async def test_replies__follow_homes_rule_and_cross_posts_show_once(db: AsyncSes
     reply = await write(db, bob, "@ann a reply", reply_to=thread)
     # Then the thread is in my Home once, the reply is not (Home shows replies of people I
     # follow only, as without communities)
-    home = [p.id for p in (await timelines.home(db, policy.Viewer(me.id), limit=40)).posts]
+    home = [
+        p.id
+        for p in (await timelines.home(db, policy.Viewer(me.id), limit=40, shape=ENTITIES)).posts
+    ]
     assert home.count(thread.id) == 1 and reply.id not in home
     # And when I follow bob and ann, the reply is in (Home's usual rule for replies)
     await graph.follow(db, me.id, bob.id)

@@ -52,6 +52,7 @@ from kith.posts.service import PostInput
 from kith.runtime import Runtime
 from kith.search import service as search
 from kith.timelines import service as timelines
+from kith.timelines.shapes import ENTITIES
 from kith.web import stream
 from tests.conftest import _wipe
 from tests.world import person
@@ -244,7 +245,7 @@ async def can_see_post(w: World, kind: str, who: str) -> bool:
 
 async def public_timeline(w: World, kind: str, who: str) -> bool:
     async with w.rt.sessions() as db:
-        page = await timelines.public(db, w.viewer(who), limit=40)
+        page = await timelines.public(db, w.viewer(who), limit=40, shape=ENTITIES)
     return w.post[kind].id in {p.id for p in page.posts}
 
 
@@ -256,7 +257,7 @@ async def local_timeline(w: World, kind: str, who: str) -> bool:
 
 async def hashtag_timeline(w: World, kind: str, who: str) -> bool:
     async with w.rt.sessions() as db:
-        page = await timelines.hashtag(db, w.viewer(who), "cmatrix", limit=40)
+        page = await timelines.hashtag(db, w.viewer(who), "cmatrix", limit=40, shape=ENTITIES)
     return w.post[kind].id in {p.id for p in page.posts}
 
 
@@ -282,7 +283,7 @@ async def my_communities(w: World, kind: str, who: str) -> bool:
 
 async def home(w: World, kind: str, who: str) -> bool:
     async with w.rt.sessions() as db:
-        page = await timelines.home(db, w.viewer(who), limit=40)
+        page = await timelines.home(db, w.viewer(who), limit=40, shape=ENTITIES)
     return w.post[kind].id in {p.id for p in page.posts}
 
 

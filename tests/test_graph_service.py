@@ -20,6 +20,7 @@ from kith.notifications.models import Notification
 from kith.posts import service as posts
 from kith.posts.models import Visibility
 from kith.timelines import service as timelines
+from kith.timelines.shapes import ENTITIES
 from tests.world import person, post, viewer
 
 
@@ -33,7 +34,9 @@ async def note_types(db: AsyncSession, account_id: int) -> list[str]:
 
 
 async def home_ids(db: AsyncSession, account: Any) -> set[int]:
-    return {p.id for p in (await timelines.home(db, viewer(account), limit=40)).posts}
+    return {
+        p.id for p in (await timelines.home(db, viewer(account), limit=40, shape=ENTITIES)).posts
+    }
 
 
 # --- follows ------------------------------------------------------------------------------

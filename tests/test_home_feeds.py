@@ -19,25 +19,26 @@ from kith.runtime import wait_for_background
 from kith.timelines import feeds
 from kith.timelines import service as timelines
 from kith.timelines.models import HomeEntry, HomeFeed, TagFollow
+from kith.timelines.shapes import ENTITIES
 from tests.world import person, post
 
 TOP = 2**63 - 1
 
 
 async def searched(db: AsyncSession, who: Account, n: int = 40) -> list[int]:
-    rows = await timelines._searched_home(db, policy.Viewer(who.id), top=TOP, n=n)
+    rows = await timelines._searched_home(db, policy.Viewer(who.id), top=TOP, n=n, shape=ENTITIES)
     return [p.id for p in rows]
 
 
 async def from_feed(db: AsyncSession, who: Account, n: int = 40) -> list[int]:
     floor = await db.scalar(select(HomeFeed.floor_id).where(HomeFeed.account_id == who.id))
     assert floor is not None, "no feed"
-    rows, _ = await feeds.read(db, policy.Viewer(who.id), ceiling=TOP, n=n)
+    rows, _ = await feeds.read(db, policy.Viewer(who.id), ceiling=TOP, n=n, shape=ENTITIES)
     return [p.id for p in rows]
 
 
 async def home_ids(db: AsyncSession, who: Account, **kw: int) -> list[int]:
-    page = await timelines.home(db, policy.Viewer(who.id), **kw)
+    page = await timelines.home(db, policy.Viewer(who.id), **kw, shape=ENTITIES)
     return [p.id for p in page.posts]
 
 

@@ -49,6 +49,7 @@ from kith.posts import service as posts
 from kith.posts.models import Post, Visibility
 from kith.runtime import Runtime
 from kith.timelines import service as timelines
+from kith.timelines.shapes import ENTITIES
 from kith.web import stream
 from tests.conftest import _wipe
 from tests.world import Browser, person, post
@@ -328,13 +329,13 @@ async def profile_service(w: World, audience: str, who: str) -> bool:
 
 async def home_service(w: World, audience: str, who: str) -> bool:
     async with w.rt.sessions() as db:
-        page = await timelines.home(db, w.viewer(who), limit=40)
+        page = await timelines.home(db, w.viewer(who), limit=40, shape=ENTITIES)
     return w.matrix_post[audience].id in {p.id for p in page.posts}
 
 
 async def own_reply_in_home(w: World, audience: str, who: str) -> bool:
     async with w.rt.sessions() as db:
-        page = await timelines.home(db, w.viewer(who), limit=40)
+        page = await timelines.home(db, w.viewer(who), limit=40, shape=ENTITIES)
     return w.thread_reply[audience].id in {p.id for p in page.posts}
 
 
@@ -343,7 +344,7 @@ async def boost_in_home(w: World, audience: str, who: str) -> bool:
     if boost is None:
         return False
     async with w.rt.sessions() as db:
-        page = await timelines.home(db, w.viewer(who), limit=40)
+        page = await timelines.home(db, w.viewer(who), limit=40, shape=ENTITIES)
     return boost.id in {p.id for p in page.posts}
 
 
@@ -376,7 +377,7 @@ async def local_page(w: World, audience: str, who: str) -> bool:
 
 async def hashtag_service(w: World, audience: str, who: str) -> bool:
     async with w.rt.sessions() as db:
-        page = await timelines.hashtag(db, w.viewer(who), "matrix", limit=40)
+        page = await timelines.hashtag(db, w.viewer(who), "matrix", limit=40, shape=ENTITIES)
     return w.matrix_post[audience].id in {p.id for p in page.posts}
 
 
@@ -638,11 +639,11 @@ async def test_suspended_author__vanishes_from_every_surface(world: World) -> No
                 # Nor finds them in any list
                 lists = [
                     await timelines.local(db, v, limit=40),
-                    await timelines.hashtag(db, v, "matrix", limit=40),
+                    await timelines.hashtag(db, v, "matrix", limit=40, shape=ENTITIES),
                     await timelines.profile(db, v, world.people["author"], tab="replies"),
                 ]
                 if v.account_id is not None:
-                    lists.append(await timelines.home(db, v, limit=40))
+                    lists.append(await timelines.home(db, v, limit=40, shape=ENTITIES))
                 for page in lists:
                     assert not wanted & {p.id for p in page.posts}, who
                 if v.account_id is None:

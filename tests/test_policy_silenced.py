@@ -11,6 +11,7 @@ from kith.graph import service as graph
 from kith.moderation import service as moderation
 from kith.posts.models import Post
 from kith.timelines import service as timelines
+from kith.timelines.shapes import ENTITIES
 from tests.world import person, post, viewer
 
 
@@ -31,7 +32,7 @@ async def test_silenced_posts_leave_listings_of_people_who_follow_someone_else(
         return found is not None
 
     async def in_local(who: policy.Viewer) -> bool:
-        page = await timelines.public(db, who, origin="local", limit=40)
+        page = await timelines.public(db, who, origin="local", limit=40, shape=ENTITIES)
         return shouted.id in {p.id for p in page.posts}
 
     for who, expected in (

@@ -17,8 +17,10 @@ from kith.graph.models import Follow
 from kith.posts import service as posts
 from kith.posts.models import Post, Visibility
 from kith.runtime import Runtime
+from kith.timelines import feeds
 from kith.timelines import service as timelines
 from kith.timelines.service import Page
+from kith.timelines.shapes import ENTITIES, REFS, PostRef
 from tests.world import person, post, viewer
 
 Loader = Callable[..., Awaitable[Page]]
@@ -42,12 +44,12 @@ async def test_home__own_replies_show_and_strangers_conversations_do_not(db: Asy
     alice_thread = await post(db, alice, "Thread 1/2")
     alice_self_reply = await post(db, alice, "Thread 2/2", reply_to=alice_thread)
     # Then bob's Home has his own reply and alice's self-thread, not her reply to a stranger
-    home = ids(await timelines.home(db, viewer(bob)))
+    home = ids(await timelines.home(db, viewer(bob), shape=ENTITIES))
     assert bob_to_carol.id in home
     assert alice_thread.id in home and alice_self_reply.id in home
     assert alice_to_carol.id not in home and carols.id not in home
     # And alice's Home has her own reply to carol
-    assert alice_to_carol.id in ids(await timelines.home(db, viewer(alice)))
+    assert alice_to_carol.id in ids(await timelines.home(db, viewer(alice), shape=ENTITIES))
 
 
 async def test_home__boosts_hidden_when_the_follow_says_so(db: AsyncSession) -> None:
@@ -55,14 +57,14 @@ async def test_home__boosts_hidden_when_the_follow_says_so(db: AsyncSession) -> 
     await graph.follow(db, bob.id, alice.id)
     boost = await posts.boost(db, viewer(alice), (await post(db, carol, "Worth sharing")).id)
     # Given bob follows alice, her boosts are in his Home
-    assert boost.id in ids(await timelines.home(db, viewer(bob)))
+    assert boost.id in ids(await timelines.home(db, viewer(bob), shape=ENTITIES))
     # When bob turns off alice's boosts (the follow's show_reblogs flag)
     follow = await db.get(Follow, (bob.id, alice.id))
     assert follow is not None
     follow.show_reblogs = False
     await db.commit()
     # Then they leave it
-    assert boost.id not in ids(await timelines.home(db, viewer(bob)))
+    assert boost.id not in ids(await timelines.home(db, viewer(bob), shape=ENTITIES))
 
 
 async def test_profile__posts_tab_leaves_out_replies_to_others(db: AsyncSession) -> None:
@@ -80,8 +82,63 @@ async def test_hashtag__matches_any_case_and_lists_public_posts_only(db: AsyncSe
     alice = await person(db, "alice")
     loud = await post(db, alice, "#Gardening today")
     await post(db, alice, "#gardening quietly", visibility=Visibility.UNLISTED)
-    assert ids(await timelines.hashtag(db, viewer(None), "GARDENING")) == [loud.id]
-    assert ids(await timelines.hashtag(db, viewer(None), "nosuchtag")) == []
+    assert ids(await timelines.hashtag(db, viewer(None), "GARDENING", shape=ENTITIES)) == [loud.id]
+    assert ids(await timelines.hashtag(db, viewer(None), "nosuchtag", shape=ENTITIES)) == []
+
+
+async def test_shapes__refs_name_the_same_posts_as_entities_on_every_path(
+    db: AsyncSession,
+) -> None:
+    """The client API reads timelines as refs, the web as entities: the same posts, in the
+    same order, with the same author and boosted post, whichever statement a page takes."""
+    me, friend, other = await person(db, "me"), await person(db, "friend"), await person(db, "o")
+    await graph.follow(db, me.id, friend.id)
+    written = [await post(db, friend, f"#shapes {i}") for i in range(5)]
+    await post(db, other, "#shapes unlisted", visibility=Visibility.UNLISTED)
+    await post(db, friend, "#shapes for followers", visibility=Visibility.PRIVATE)
+    shared = await post(db, other, "#shapes boosted")
+    await posts.boost(db, viewer(friend), shared.id)
+    await post(db, friend, "a reply", reply_to=written[0])
+    middle = written[2].id
+
+    def refs_of(page: Page) -> list[PostRef]:
+        return [PostRef(p.id, p.account_id, p.reblog_of_id) for p in page.posts]
+
+    async def both(load: Loader, **kw: object) -> list[PostRef]:
+        entities, refs = await load(shape=ENTITIES, **kw), await load(shape=REFS, **kw)
+        assert all(isinstance(p, Post) for p in entities.posts)
+        assert all(isinstance(p, PostRef) for p in refs.posts)
+        assert refs_of(entities) == refs.posts
+        assert (refs.older_max_id, refs.newer_min_id) == (
+            entities.older_max_id,
+            entities.newer_min_id,
+        )
+        return refs.posts
+
+    async def home(**kw: object) -> Page:
+        return await timelines.home(db, viewer(me), **kw)  # type: ignore[arg-type]
+
+    async def public(**kw: object) -> Page:
+        return await timelines.public(db, viewer(me), origin="local", **kw)  # type: ignore[arg-type]
+
+    async def tag(**kw: object) -> Page:
+        return await timelines.hashtag(db, viewer(me), "shapes", **kw)  # type: ignore[arg-type]
+
+    # Home searched (no feed yet), then from the feed, then with a lower bound.
+    searched = await both(home, limit=40)
+    assert any(p.reblog_of_id is not None for p in searched) and len(searched) >= 7
+    await feeds.build(db, me.id)
+    assert await both(home, limit=40) == searched
+    assert await both(home, limit=3) == searched[:3]
+    assert await both(home, min_id=middle, limit=40) == [p for p in searched if p.id > middle]
+    # Public: the statement built once per process, then the one with a lower bound.
+    assert len(await both(public, limit=40)) >= 6
+    assert await both(public, max_id=middle, limit=2)
+    assert await both(public, min_id=middle, limit=40)
+    # A hashtag.
+    tagged = sorted([p.id for p in written] + [shared.id], reverse=True)
+    assert [p.id for p in await both(tag, limit=40)] == tagged
+    assert [p.id for p in await both(tag, min_id=middle, limit=2)] == tagged[-5:-3]
 
 
 def test_limit__is_clamped() -> None:
@@ -101,23 +158,27 @@ async def test_pagination__new_posts_between_page_loads__nothing_skipped_or_repe
     await graph.follow(db, bob.id, alice.id)
     older = [await post(db, alice, f"Post {i}") for i in range(12)]
     # When bob loads his Home, 5 at a time
-    first = await timelines.home(db, viewer(bob), limit=5)
+    first = await timelines.home(db, viewer(bob), limit=5, shape=ENTITIES)
     assert ids(first) == [p.id for p in reversed(older)][:5]
     # And alice posts 3 more before he scrolls down
     newer = [await post(db, alice, f"New {i}") for i in range(3)]
     seen = ids(first)
     cursor = first.older_max_id
     while cursor is not None:
-        page = await timelines.home(db, viewer(bob), max_id=cursor, limit=5)
+        page = await timelines.home(db, viewer(bob), max_id=cursor, limit=5, shape=ENTITIES)
         seen += ids(page)
         cursor = page.older_max_id
     # Then scrolling down showed every older post once, newest first, and no new one
     assert seen == [p.id for p in reversed(older)]
     # And asking for what is newer than the top of the first page gives the 3 new posts
-    above = await timelines.home(db, viewer(bob), min_id=first.newer_min_id, limit=5)
+    above = await timelines.home(
+        db, viewer(bob), min_id=first.newer_min_id, limit=5, shape=ENTITIES
+    )
     assert ids(above) == [p.id for p in reversed(newer)]
     # And nothing newer than those
-    assert ids(await timelines.home(db, viewer(bob), min_id=above.newer_min_id)) == []
+    assert (
+        ids(await timelines.home(db, viewer(bob), min_id=above.newer_min_id, shape=ENTITIES)) == []
+    )
 
 
 async def test_pagination__min_id_gives_the_page_just_above__since_id_the_newest(

@@ -190,7 +190,7 @@ def loaded(db: AsyncSession, model: type[T], values: Sequence[Any]) -> T:
     return entity
 
 
-def loaded_rows(db: AsyncSession, model: type[T], rows: Rows) -> list[T]:
+def loaded_rows(db: AsyncSession, model: type[T], rows: Sequence[Sequence[Any]]) -> list[T]:
     """`loaded` for rows that begin with every column of `model` (more may follow)."""
     entity_class: Any = model
     width = len(column_keys(entity_class))

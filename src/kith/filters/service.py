@@ -20,6 +20,7 @@ from kith.posts.models import Post
 from kith.posts.presenter import PostView
 from kith.runtime import runtime_of
 from kith.search import service as search
+from kith.timelines.shapes import PostRef
 
 CONTEXTS = ("home", "notifications", "public", "thread", "account")
 ACTIONS = ("warn", "hide")
@@ -442,7 +443,7 @@ def hit(view: PostView, rule: Rule) -> FilterHit | None:
     return hit_post(view.post, view.shown.post, rule)
 
 
-def hit_post(post: Post, shown: Post, rule: Rule) -> FilterHit | None:
+def hit_post(post: Post | PostRef, shown: Post, rule: Rule) -> FilterHit | None:
     """How `rule` catches `post` (whose text is `shown`'s: the original of a boost), or None.
     A boost is caught by its own id or by the id of the post it shares, as on Mastodon."""
     haystack = search.post_document(shown)
@@ -486,7 +487,9 @@ def judge(view: PostView, rules: list[Rule]) -> list[FilterHit] | None:
     return judge_post(view.post, view.shown.post, view.shown.is_own, rules)
 
 
-def judge_post(post: Post, shown: Post, own: bool, rules: list[Rule]) -> list[FilterHit] | None:
+def judge_post(
+    post: Post | PostRef, shown: Post, own: bool, rules: list[Rule]
+) -> list[FilterHit] | None:
     """`judge` for a post row (`shown`: the original of a boost; `own`: the viewer wrote it)."""
     if own or not rules:
         return []

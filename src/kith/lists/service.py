@@ -12,6 +12,7 @@ from kith.graph.models import Follow
 from kith.lists.models import List, ListMember
 from kith.posts.models import Post
 from kith.timelines.service import Page, paginate
+from kith.timelines.shapes import ENTITIES
 
 MAX_LISTS = 50
 REPLIES_POLICIES = ("followed", "list", "none")
@@ -138,7 +139,7 @@ async def timeline(
     min_id: int | None = None,
     since_id: int | None = None,
     limit: int | None = None,
-) -> Page:
+) -> Page[Post]:
     """Posts of the list's members the viewer may see, newest first."""
     assert viewer.account_id is not None
     row = await get_list(db, viewer.account_id, list_id)
@@ -158,4 +159,6 @@ async def timeline(
                 Post.in_reply_to_account_id == viewer.account_id,
             )
         )
-    return await paginate(db, stmt, max_id=max_id, min_id=min_id, since_id=since_id, limit=limit)
+    return await paginate(
+        db, stmt, max_id=max_id, min_id=min_id, since_id=since_id, limit=limit, shape=ENTITIES
+    )

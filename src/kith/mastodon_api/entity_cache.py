@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -39,6 +39,7 @@ from kith.mastodon_api import entities
 from kith.posts import presenter
 from kith.posts.models import Bookmark, Like, Pin, Poll, Post
 from kith.runtime import runtime_of
+from kith.timelines.shapes import PostRef
 
 Json = dict[str, Any]
 K = TypeVar("K")
@@ -322,10 +323,15 @@ def _entity(
 
 
 async def statuses(
-    db: AsyncSession, viewer: policy.Viewer, posts: list[Post], *, context: str | None = None
+    db: AsyncSession,
+    viewer: policy.Viewer,
+    posts: Sequence[Post | PostRef],
+    *,
+    context: str | None = None,
 ) -> list[Json]:
     """Status entities for posts the viewer may see (kith.policy decided), in order, with the
-    filters of `context` applied (a "hide" filter drops a post)."""
+    filters of `context` applied (a "hide" filter drops a post). Entities or refs alike: of
+    each post only its id is used, unless the viewer's filters need its text."""
     if not posts:
         return []
     cache = cache_of(db)
@@ -393,7 +399,7 @@ async def status_for_many(
 async def _filter_hits(
     db: AsyncSession,
     viewer: policy.Viewer,
-    posts: list[Post],
+    posts: Sequence[Post | PostRef],
     states: dict[int, PostState],
     context: str,
 ) -> dict[int, list[Any] | None]:
@@ -402,14 +408,15 @@ async def _filter_hits(
     rules = await filters.active_rules(db, viewer, context, post_ids=list(states))
     if not rules:
         return {}
-    originals = {p.reblog_of_id for p in posts if p.reblog_of_id is not None}
-    rows = {p.id: p for p in posts}
-    if originals - rows.keys():
-        found = await db.scalars(select(Post).where(Post.id.in_(list(originals - rows.keys()))))
+    # The text judged is the shown post's (a boost's original): entities of those not given.
+    rows = {p.id: p for p in posts if isinstance(p, Post)}
+    shown_ids = {p.reblog_of_id if p.reblog_of_id is not None else p.id for p in posts}
+    if shown_ids - rows.keys():
+        found = await db.scalars(select(Post).where(Post.id.in_(list(shown_ids - rows.keys()))))
         rows |= {p.id: p for p in found}
     out: dict[int, list[Any] | None] = {}
     for p in posts:
-        shown = rows.get(p.reblog_of_id) if p.reblog_of_id is not None else p
+        shown = rows.get(p.reblog_of_id if p.reblog_of_id is not None else p.id)
         if shown is None:
             continue
         hits = filters.judge_post(p, shown, viewer.account_id == shown.account_id, rules)

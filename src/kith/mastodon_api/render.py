@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from fastapi import Request
@@ -18,10 +18,15 @@ from kith.mastodon_api import entities, entity_cache
 from kith.mastodon_api.deps import ApiJSON, link_header
 from kith.posts.models import Post
 from kith.runtime import runtime_of
+from kith.timelines.shapes import PostRef
 
 
 async def statuses(
-    db: AsyncSession, viewer: policy.Viewer, posts: list[Post], *, context: str | None = None
+    db: AsyncSession,
+    viewer: policy.Viewer,
+    posts: Sequence[Post | PostRef],
+    *,
+    context: str | None = None,
 ) -> list[dict[str, Any]]:
     """Status entities for posts the viewer may see, with filters of `context` applied (from
     the parts cached per process: entity_cache)."""

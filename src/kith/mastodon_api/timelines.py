@@ -23,13 +23,14 @@ from kith.mastodon_api.deps import (
 from kith.mastodon_api.params import read_params
 from kith.timelines import service as timelines
 from kith.timelines.service import Page
+from kith.timelines.shapes import REFS, PostRef
 from kith.web.deps import get_db
 
 router = APIRouter(prefix="/api/v1/timelines")
 
 
 async def _respond(
-    request: Request, db: AsyncSession, auth: Auth, page: Page, context: str
+    request: Request, db: AsyncSession, auth: Auth, page: Page[PostRef], context: str
 ) -> JSONResponse:
     items = await render.statuses(db, auth.viewer, page.posts, context=context)
     headers = {}
@@ -55,7 +56,7 @@ async def home(
     db: AsyncSession = Depends(get_db),
     auth: Auth = Depends(scoped("read:statuses")),
 ) -> JSONResponse:
-    page = await timelines.home(db, auth.viewer, **await _cursors(request))
+    page = await timelines.home(db, auth.viewer, shape=REFS, **await _cursors(request))
     return await _respond(request, db, auth, page, "home")
 
 
@@ -71,7 +72,12 @@ async def public(
     p = await read_params(request)
     origin = "local" if p.flag("local") else "remote" if p.flag("remote") else "all"
     page = await timelines.public(
-        db, auth.viewer, origin=origin, only_media=p.flag("only_media"), **await _cursors(request)
+        db,
+        auth.viewer,
+        origin=origin,
+        only_media=p.flag("only_media"),
+        shape=REFS,
+        **await _cursors(request),
     )
     return await _respond(request, db, auth, page, "public")
 
@@ -85,6 +91,11 @@ async def tag(
 ) -> JSONResponse:
     only_media = (await read_params(request)).flag("only_media")
     page = await timelines.hashtag(
-        db, auth.viewer, hashtag[:100], only_media=only_media, **await _cursors(request)
+        db,
+        auth.viewer,
+        hashtag[:100],
+        only_media=only_media,
+        shape=REFS,
+        **await _cursors(request),
     )
     return await _respond(request, db, auth, page, "public")

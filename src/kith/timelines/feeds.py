@@ -47,6 +47,7 @@ from kith.jobs.queue import job_handler
 from kith.posts.models import Post, PostTag
 from kith.runtime import in_background
 from kith.timelines.models import HomeEntry, HomeFeed, TagFollow
+from kith.timelines.shapes import P, Shape
 
 FEED_DAYS = 7
 KEEP_DAYS = 30
@@ -176,17 +177,18 @@ async def _add_candidates(db: AsyncSession, account_id: int, floor: int) -> None
 
 
 @functools.cache
-def _read_statement() -> Any:
+def _read_statement(shape: Shape[Any]) -> Any:
     """A page of the feed of the viewer bound as `viewer_id`: entries below `ceiling` and
     above the feed's floor, newest first, that pass the Home rule, each with the feed's floor
-    and last read time (no rows: no feed, or nothing there). Built once per process."""
+    and last read time (no rows: no feed, or nothing there). Built once per process and
+    shape."""
     from kith.timelines.service import home_clause  # service builds on this module
 
     me = bindparam("viewer_id", type_=BigInteger())
     viewer = policy.Viewer(me)  # type: ignore[arg-type]
     now = bindparam("now", type_=UTCDateTime())
     return (
-        select(*Post.__table__.columns, HomeFeed.floor_id, HomeFeed.read_at)
+        select(*shape.columns, HomeFeed.floor_id, HomeFeed.read_at)
         .join(HomeEntry, HomeEntry.post_id == Post.id)
         .join(HomeFeed, HomeFeed.account_id == HomeEntry.account_id)
         .where(
@@ -201,26 +203,27 @@ def _read_statement() -> Any:
 
 
 async def read(
-    db: AsyncSession, viewer: policy.Viewer, *, ceiling: int, n: int
-) -> tuple[list[Post], int | None]:
+    db: AsyncSession, viewer: policy.Viewer, *, ceiling: int, n: int, shape: Shape[P]
+) -> tuple[list[P], int | None]:
     """Up to `n` posts of the viewer's Home from their feed, below `ceiling`, newest first,
-    and the feed's floor (None: no feed). One query when the feed fills the page."""
+    made `shape`, and the feed's floor (None: no feed). One query when the feed fills the
+    page."""
     assert viewer.account_id is not None
     params = {"viewer_id": viewer.account_id, "ceiling": ceiling, "n": n, "now": utcnow()}
-    rows = await db_plans.read(db, _read_statement(), params)
+    rows = await db_plans.read(db, _read_statement(shape), params)
     if not rows:
         floor = await floor_of(db, viewer.account_id)
         if floor is None:
             return [], None
         # A feed made between the two statements (each sees the latest commit): its row and
         # entries commit together, so reading again now sees them.
-        rows = await db_plans.read(db, _read_statement(), params)
+        rows = await db_plans.read(db, _read_statement(shape), params)
         if not rows:
             return [], floor
     floor, read_at = rows[0][-2], rows[0][-1]
     if read_at < utcnow() - READ_STAMP_EVERY:
         _soon(db, _stamp_read, viewer.account_id)
-    return db_plans.loaded_rows(db, Post, rows), int(floor)
+    return shape.make(db, rows), int(floor)
 
 
 @job_handler(TRIM_JOB)

@@ -9,7 +9,7 @@ import functools
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Generic
 
 from sqlalchemy import (
     BigInteger,
@@ -33,16 +33,17 @@ from kith.media.models import MediaAttachment
 from kith.posts.models import Pin, Post, PostTag, Tag
 from kith.timelines import feeds, sources
 from kith.timelines.models import TagFollow
+from kith.timelines.shapes import ENTITIES, P, Shape
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 40
 
 
 @dataclass(frozen=True)
-class Page:
+class Page(Generic[P]):
     """One page of posts, newest first, with cursors for the next pages."""
 
-    posts: list[Post]
+    posts: list[P]
     older_max_id: int | None  # pass as max_id for the next older page
     newer_min_id: int | None  # pass as min_id for newer posts
 
@@ -61,9 +62,10 @@ async def paginate(
     min_id: int | None,
     since_id: int | None = None,
     limit: int | None,
-) -> Page:
-    """Run a post query as one page: `max_id` older, `min_id` the page just newer,
-    `since_id` everything newer (newest first)."""
+    shape: Shape[P],
+) -> Page[P]:
+    """Run a post query (`select(Post)`) as one page: `max_id` older, `min_id` the page just
+    newer, `since_id` everything newer (newest first)."""
     n = clamp_limit(limit)
     if max_id is not None:
         stmt = stmt.where(Post.id < max_id)
@@ -71,12 +73,11 @@ async def paginate(
         stmt = stmt.where(Post.id > since_id)
     if min_id is not None:
         # The page just above min_id, oldest first from the database, shown newest first.
-        rows = list(
-            (await db.scalars(stmt.where(Post.id > min_id).order_by(Post.id.asc()).limit(n))).all()
-        )
+        newer = stmt.where(Post.id > min_id).order_by(Post.id.asc()).limit(n)
+        rows = await shape.run(db, shape.of(newer))
         rows.reverse()
     else:
-        rows = list((await db.scalars(stmt.order_by(Post.id.desc()).limit(n))).all())
+        rows = await shape.run(db, shape.of(stmt.order_by(Post.id.desc()).limit(n)))
     return Page(
         posts=rows,
         older_max_id=rows[-1].id if len(rows) == n or (min_id is not None and rows) else None,
@@ -161,8 +162,9 @@ async def home(
     min_id: int | None = None,
     since_id: int | None = None,
     limit: int | None = None,
-) -> Page:
-    """The viewer's Home timeline.
+    shape: Shape[P],
+) -> Page[P]:
+    """The viewer's Home timeline, its posts made `shape`.
 
     Read through widening id windows below the cursor (1 day, 7, 30, then everything),
     stopping at the first that fills the page: ids are time-sortable, so a full page from a
@@ -172,17 +174,16 @@ async def home(
     if min_id is not None or since_id is not None:  # already bounded below
         stmt = home_query(viewer, followed_tags=await follows_any_tag(db, viewer))
         return await paginate(
-            db, stmt, max_id=max_id, min_id=min_id, since_id=since_id, limit=limit
+            db, stmt, max_id=max_id, min_id=min_id, since_id=since_id, limit=limit, shape=shape
         )
     n = clamp_limit(limit)
     top = max_id if max_id is not None else id_for_time(utcnow() + timedelta(minutes=5))
-    rows, floor = await feeds.read(db, viewer, ceiling=top, n=n)
+    rows, floor = await feeds.read(db, viewer, ceiling=top, n=n, shape=shape)
     if len(rows) == n:
         return Page(posts=rows, older_max_id=rows[-1].id, newer_min_id=rows[0].id)
     if floor is not None:  # the feed ran out: the rest is searched below its floor
         top = min(top, floor + 1)
-    page = await _searched_home(db, viewer, top=top, n=n - len(rows))
-    rows += page
+    rows += await _searched_home(db, viewer, top=top, n=n - len(rows), shape=shape)
     return Page(
         posts=rows,
         older_max_id=rows[-1].id if len(rows) == n else None,
@@ -191,13 +192,13 @@ async def home(
 
 
 async def _searched_home(
-    db: AsyncSession, viewer: policy.Viewer, *, top: int, n: int
-) -> list[Post]:
+    db: AsyncSession, viewer: policy.Viewer, *, top: int, n: int, shape: Shape[P]
+) -> list[P]:
     """Up to `n` posts of the viewer's Home below `top`, searched among followed accounts'
     posts (no feed, or below its floor)."""
-    listed = db.get_bind().dialect.name == "sqlite"  # the shape each does best
-    stmt = _prebuilt_home(*await sources.home_sources(db, viewer), listed=listed)
-    rows: list[Post] = []
+    listed = db.get_bind().dialect.name == "sqlite"  # the statement each does best
+    stmt = _prebuilt_home(*await sources.home_sources(db, viewer), listed=listed, shape=shape)
+    rows: list[P] = []
     for window in HOME_WINDOWS:
         floor = 0 if window is None else top - id_for_time(EPOCH + window)
         params = {
@@ -207,7 +208,7 @@ async def _searched_home(
             "ceiling": top,
             "n": n,
         }
-        rows = list((await db.scalars(stmt, params)).all())
+        rows = await shape.run(db, stmt, params)
         if len(rows) == n:
             break
     return rows
@@ -215,7 +216,11 @@ async def _searched_home(
 
 @functools.cache
 def _prebuilt_home(
-    followed_tags: bool, communities: bool = False, *, listed: bool = False
+    followed_tags: bool,
+    communities: bool = False,
+    *,
+    listed: bool = False,
+    shape: Shape[Any] = ENTITIES,
 ) -> Select[Any]:
     """The Home statement, built once per process with the viewer, the time and the window
     as bound parameters: building the policy's expression tree costs more CPU than running
@@ -233,7 +238,7 @@ def _prebuilt_home(
         window=(floor, ceiling),
         listed=listed,
     )
-    return (
+    return shape.of(
         select(Post)
         .where(clause, Post.id >= floor, Post.id < ceiling)
         .order_by(Post.id.desc())
@@ -266,7 +271,7 @@ async def local(
     since_id: int | None = None,
     limit: int | None = None,
     only_media: bool = False,
-) -> Page:
+) -> Page[Post]:
     """All public posts of this instance's people (no unlisted posts, no boosts); with
     `only_media`, only those with attachments."""
     return await public(
@@ -278,6 +283,7 @@ async def local(
         since_id=since_id,
         limit=limit,
         only_media=only_media,
+        shape=ENTITIES,
     )
 
 
@@ -294,10 +300,11 @@ async def public(
     since_id: int | None = None,
     limit: int | None = None,
     only_media: bool = False,
-) -> Page:
+    shape: Shape[P],
+) -> Page[P]:
     """Public posts known here (no unlisted posts, no boosts): from everywhere (the
     "federated" timeline), only this instance's people (`origin="local"`) or only other
-    servers' (`"remote"`); with `only_media`, only those with attachments."""
+    servers' (`"remote"`); with `only_media`, only those with attachments. Made `shape`."""
     assert origin in ORIGINS
     if min_id is None:  # the common pages: a statement built once per process
         n = clamp_limit(limit)
@@ -308,15 +315,17 @@ async def public(
             "ceiling": max_id if max_id is not None else MAX_POST_ID,
             "n": n,
         }
-        stmt = _prebuilt_public(viewer.account_id is not None, only_media, origin)
-        rows = db_plans.loaded_rows(db, Post, await db_plans.read(db, stmt, params))
+        stmt = _prebuilt_public(viewer.account_id is not None, only_media, origin, shape)
+        rows = shape.make(db, await db_plans.read(db, stmt, params))
         return Page(
             posts=rows,
             older_max_id=rows[-1].id if len(rows) == n else None,
             newer_min_id=rows[0].id if rows else max_id,
         )
     stmt = _public_query(viewer, only_media=only_media, origin=origin)
-    return await paginate(db, stmt, max_id=max_id, min_id=min_id, since_id=since_id, limit=limit)
+    return await paginate(
+        db, stmt, max_id=max_id, min_id=min_id, since_id=since_id, limit=limit, shape=shape
+    )
 
 
 MAX_POST_ID = 2**63 - 1
@@ -338,7 +347,9 @@ def _public_query(
 
 
 @functools.cache
-def _prebuilt_public(signed_in: bool, only_media: bool, origin: str) -> Select[Any]:
+def _prebuilt_public(
+    signed_in: bool, only_media: bool, origin: str, shape: Shape[Any]
+) -> Select[Any]:
     """The public timeline's statement with the viewer, the time and the id bounds as bound
     parameters, built once per process and shape (as `_prebuilt_home`)."""
     viewer = (
@@ -349,7 +360,7 @@ def _prebuilt_public(signed_in: bool, only_media: bool, origin: str) -> Select[A
     now = bindparam("now", type_=UTCDateTime())
     return (
         _public_query(viewer, only_media=only_media, origin=origin, now=now)
-        .with_only_columns(*Post.__table__.columns)  # for `db_plans.loaded_rows`
+        .with_only_columns(*shape.columns)  # for `db_plans.read` and `shape.make`
         .where(Post.id > bindparam("floor", type_=BigInteger()))
         .where(Post.id < bindparam("ceiling", type_=BigInteger()))
         .order_by(Post.id.desc())
@@ -367,8 +378,10 @@ async def hashtag(
     since_id: int | None = None,
     limit: int | None = None,
     only_media: bool = False,
-) -> Page:
-    """Public posts with this hashtag (with `only_media`, only those with attachments)."""
+    shape: Shape[P],
+) -> Page[P]:
+    """Public posts with this hashtag (with `only_media`, only those with attachments), made
+    `shape`."""
     tag_id = await db.scalar(select(Tag.id).where(Tag.name == tag_name.casefold()))
     if tag_id is None:
         return Page([], None, None)
@@ -384,7 +397,9 @@ async def hashtag(
     )
     if only_media:
         stmt = stmt.where(with_media_clause())
-    return await paginate(db, stmt, max_id=max_id, min_id=min_id, since_id=since_id, limit=limit)
+    return await paginate(
+        db, stmt, max_id=max_id, min_id=min_id, since_id=since_id, limit=limit, shape=shape
+    )
 
 
 async def profile(
@@ -397,7 +412,7 @@ async def profile(
     min_id: int | None = None,
     limit: int | None = None,
     tagged: str | None = None,
-) -> Page:
+) -> Page[Post]:
     """A profile's posts the viewer may see. Tabs: "posts" (with boosts, without replies to
     others), "replies" (everything), "media" (their own posts with attachments, no boosts).
     With `tagged`, only their posts carrying that hashtag (boosts carry none of their own)."""
@@ -413,7 +428,7 @@ async def profile(
         )
     elif tab == "media":
         stmt = stmt.where(with_media_clause())
-    return await paginate(db, stmt, max_id=max_id, min_id=min_id, limit=limit)
+    return await paginate(db, stmt, max_id=max_id, min_id=min_id, limit=limit, shape=ENTITIES)
 
 
 async def pinned(db: AsyncSession, viewer: policy.Viewer, account: Account) -> list[Post]:

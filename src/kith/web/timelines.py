@@ -10,6 +10,7 @@ from kith.filters import service as filters
 from kith.posts import presenter
 from kith.timelines import service as timelines
 from kith.timelines.service import Page
+from kith.timelines.shapes import ENTITIES
 from kith.web.deps import Current, current, get_db, signed_in
 from kith.web.templating import render
 
@@ -62,7 +63,9 @@ async def home(
     db: AsyncSession = Depends(get_db),
     me: Current = Depends(signed_in),
 ) -> Response:
-    page = await timelines.home(db, me.viewer, max_id=_cursor(max_id), min_id=_cursor(min_id))
+    page = await timelines.home(
+        db, me.viewer, max_id=_cursor(max_id), min_id=_cursor(min_id), shape=ENTITIES
+    )
     return await _timeline_page(
         request,
         db,
@@ -99,6 +102,6 @@ async def tag(
     me: Current = Depends(current),
 ) -> Response:
     page = await timelines.hashtag(
-        db, me.viewer, name[:100], max_id=_cursor(max_id), min_id=_cursor(min_id)
+        db, me.viewer, name[:100], max_id=_cursor(max_id), min_id=_cursor(min_id), shape=ENTITIES
     )
     return await _timeline_page(request, db, me, page, title=f"#{name[:100]}", context="public")
