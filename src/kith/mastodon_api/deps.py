@@ -69,9 +69,9 @@ class Auth:
 
     @property
     def viewer(self) -> policy.Viewer:
-        if self.info is None or self.info.user is None:
+        if self.info is None or self.info.account_id is None:
             return policy.ANONYMOUS
-        return policy.Viewer(self.info.user.account_id, self.info.user.is_admin)
+        return policy.Viewer(self.info.account_id, self.info.is_admin)
 
 
 async def _load(request: Request, db: AsyncSession) -> Auth:
@@ -96,7 +96,7 @@ def scoped(
         auth = await _load(request, db)
         if auth.info is None:
             raise ApiUnauthorized("The access token is missing")
-        if user and auth.info.user is None:
+        if user and auth.info.account_id is None:
             raise ApiUnauthorized("This method requires an authenticated user")
         if not satisfies(auth.info.scopes, scope):
             raise ApiForbidden()

@@ -280,9 +280,11 @@ async def _ws_auth(ws: WebSocket, rt: Runtime) -> tuple[policy.Viewer, str | Non
     if info is None or not satisfies(info.scopes, "read:statuses"):
         raise ApiUnauthorized()
     viewer = (
-        policy.Viewer(info.user.account_id, info.user.is_admin) if info.user else policy.ANONYMOUS
+        policy.Viewer(info.account_id, info.is_admin)
+        if info.account_id is not None
+        else policy.ANONYMOUS
     )
-    return viewer, protocol.split(",")[0].strip() if protocol else None, info.token.id
+    return viewer, protocol.split(",")[0].strip() if protocol else None, info.token_id
 
 
 @router.websocket("/api/v1/streaming")
@@ -428,7 +430,7 @@ async def sse_stream(
     if auth.info is not None and not satisfies(auth.info.scopes, "read:statuses"):
         raise ApiUnauthorized()
     rt = runtime(request)
-    session = StreamSession(rt, auth.viewer, token_id=auth.info.token.id if auth.info else None)
+    session = StreamSession(rt, auth.viewer, token_id=auth.info.token_id if auth.info else None)
     session.subscribe(name, request.query_params.get("tag") or request.query_params.get("list"))
     return StreamingResponse(
         _sse(rt, session),

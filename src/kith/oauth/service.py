@@ -11,8 +11,10 @@ import functools
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import Select, bindparam, select, update
@@ -300,14 +302,44 @@ async def revoke(db: AsyncSession, app: OAuthApp, token: str) -> None:
     await access.tokens_ended(db, ended)  # open streams on it close (kith.accounts.access)
 
 
-@dataclass(frozen=True)
 class TokenInfo:
-    """A live access token: its scopes, app and (unless client_credentials) user."""
+    """A live access token: its scopes and the viewer it speaks for, read at once, and its
+    row, app and user (None: client_credentials) as the session's entities, made when first
+    asked for: most requests need only the viewer and the scopes."""
 
-    token: OAuthToken
-    app: OAuthApp
-    user: User | None
-    scopes: frozenset[str]
+    def __init__(
+        self,
+        db: AsyncSession,
+        parts: list[Sequence[Any]],
+        *,
+        token_id: int,
+        scopes: frozenset[str],
+        account_id: int | None,
+        is_admin: bool,
+    ) -> None:
+        self._db = db
+        self._parts = parts  # the rows of _TOKEN_TABLES, as `_token_row_slices` cuts them
+        self.token_id = token_id
+        self.scopes = scopes
+        self.account_id = account_id
+        self.is_admin = is_admin
+
+    @functools.cached_property
+    def token(self) -> OAuthToken:
+        return db_plans.loaded(self._db, OAuthToken, self._parts[0])
+
+    @functools.cached_property
+    def app(self) -> OAuthApp:
+        return db_plans.loaded(self._db, OAuthApp, self._parts[1])
+
+    @functools.cached_property
+    def user(self) -> User | None:
+        if self.account_id is None:
+            return None
+        user = db_plans.loaded(self._db, User, self._parts[2])
+        if "account" not in user.__dict__:  # (a user the session held already has it)
+            set_committed_value(user, "account", db_plans.loaded(self._db, Account, self._parts[3]))
+        return user
 
 
 async def token_info(db: AsyncSession, access_token: str) -> TokenInfo | None:
@@ -353,33 +385,52 @@ def _token_row_slices() -> list[slice]:
     return slices
 
 
+@functools.cache
+def _judged_columns() -> tuple[int, ...]:
+    """Where, in a row of `_token_statement`, lie the columns a token is judged and known by:
+    the token's id, revoked_at, expires_at, account_id and scopes, its user's id, state and
+    is_admin, and the account's suspended_at."""
+    starts = [s.start for s in _token_row_slices()]
+
+    def at(table: int, key: str) -> int:
+        return starts[table] + db_plans.column_keys(_TOKEN_TABLES[table]).index(key)
+
+    return (
+        at(0, "id"),
+        at(0, "revoked_at"),
+        at(0, "expires_at"),
+        at(0, "account_id"),
+        at(0, "scopes"),
+        at(2, "id"),
+        at(2, "state"),
+        at(2, "is_admin"),
+        at(3, "suspended_at"),
+    )
+
+
 async def _live_token(
     db: AsyncSession, statement: Select[tuple[object, ...]], key: str | int
 ) -> TokenInfo | None:
     found = await db_plans.read(db, statement, {"key": key})
     if not found:
         return None
-    parts = [found[0][s] for s in _token_row_slices()]
     # Judged on the row just read (the session may hold older copies of these entities).
-    token, user_row, account_row = (
-        dict(zip(db_plans.column_keys(_TOKEN_TABLES[i]), parts[i], strict=True)) for i in (0, 2, 3)
+    row = found[0]
+    token_id, revoked_at, expires_at, account_id, scopes, user_id, state, is_admin, suspended = (
+        row[i] for i in _judged_columns()
     )
-    if token["revoked_at"] is not None or (token["expires_at"] and token["expires_at"] <= utcnow()):
+    if revoked_at is not None or (expires_at and expires_at <= utcnow()):
         return None
-    if token["account_id"] is not None and (
-        user_row["id"] is None
-        or account_row["suspended_at"] is not None
-        or user_row["state"] != "active"
-    ):
+    if account_id is not None and (user_id is None or suspended is not None or state != "active"):
         return None  # the person is gone, suspended or not (yet) active
-    row = db_plans.loaded(db, OAuthToken, parts[0])
-    app = db_plans.loaded(db, OAuthApp, parts[1])
-    user: User | None = None
-    if token["account_id"] is not None:
-        user = db_plans.loaded(db, User, parts[2])
-        if "account" not in user.__dict__:  # (a user the session held already has it)
-            set_committed_value(user, "account", db_plans.loaded(db, Account, parts[3]))
-    return TokenInfo(row, app, user, frozenset(row.scopes.split()))
+    return TokenInfo(
+        db,
+        [row[s] for s in _token_row_slices()],
+        token_id=token_id,
+        scopes=frozenset(scopes.split()),
+        account_id=account_id,
+        is_admin=bool(is_admin) if account_id is not None else False,
+    )
 
 
 async def authorized_apps(db: AsyncSession, account_id: int) -> list[tuple[OAuthApp, OAuthToken]]:
