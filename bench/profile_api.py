@@ -7,6 +7,7 @@ profiler, then the functions where the profiled run spent the most time.
     .venv/bin/python bench/profile_api.py                          # home, 200 requests
     .venv/bin/python bench/profile_api.py --path "/api/v1/timelines/public?local=true&limit=40"
     .venv/bin/python bench/profile_api.py --no-profile --requests 500
+    .venv/bin/python bench/profile_api.py --no-profile --requests 300 --rounds 9   # median
     .venv/bin/python bench/profile_api.py --path /api/v1/statuses --post-json '{"status": "hi {i}"}'
     .venv/bin/python bench/profile_api.py --statements --no-profile     # SQL per request
     .venv/bin/python bench/profile_api.py --url postgresql+asyncpg://…/kith_bench_… --statements
@@ -93,13 +94,18 @@ async def main(args: argparse.Namespace) -> None:
 
             await run(args.warmup)
             statements = _count_statements() if args.statements else None
-            per, main = await run(args.requests)
+            rounds = [await run(args.requests) for _ in range(args.rounds)]
+            per, main = sorted(rounds)[len(rounds) // 2]
             if statements is not None:
-                _print_statements(statements, args.requests)
+                _print_statements(statements, args.requests * args.rounds)
+            spread = ""
+            if args.rounds > 1:
+                low, high = min(rounds)[0], max(rounds)[0]
+                spread = f"; median of {args.rounds} rounds, {low * 1000:.2f}-{high * 1000:.2f}"
             print(
                 f"{args.path}: {per * 1000:.2f} ms CPU per request, {main * 1000:.2f} ms of it on"
                 f" the event loop's thread (the rest: the database's threads) ({args.requests}"
-                " requests, the test client included)"
+                f" requests, the test client included{spread})"
             )
             if args.profile:
                 # The event loop thread's CPU time, not wall time: a thread hand-off that
@@ -145,6 +151,12 @@ if __name__ == "__main__":
     p.add_argument("--path", default="/api/v1/timelines/home?limit=40")
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--warmup", type=int, default=50)
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure this many rounds of --requests and print the median (a noisy machine)",
+    )
     p.add_argument("--readers", type=int, default=64)
     p.add_argument("--top", type=int, default=45)
     p.add_argument("--dump", help="also write the profile here (pstats format)")
