@@ -11,11 +11,15 @@ before the first `{`, one C-level `str.startswith` over a tuple) and answers "no
 once when none fits. Only then does FastAPI's own matching run, unchanged: which route wins,
 405 for a known path with another method, trailing-slash redirects and each router's
 dependencies behave exactly as before (tests/test_routing.py compares every route).
+
+The same test runs first in the router's entry in its parent: FastAPI's entry does some
+bookkeeping in the request's scope (set a key, ask, restore it) before it asks the router,
+~40 times per request, ~5 % of an API timeline request's Python calls.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, FastAPI
 from starlette._utils import get_route_path
@@ -29,12 +33,16 @@ class IndexedRouter(APIRouter):
     _kith_prefixes: tuple[str, ...] | None = None
     _kith_indexed_count: int = -1
 
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+    def prefixes(self) -> tuple[str, ...]:
+        """`literal_prefixes` of its routes (again when routes were added since)."""
         prefixes = self._kith_prefixes
         if prefixes is None or self._kith_indexed_count != len(self.routes):
             prefixes = self._kith_prefixes = literal_prefixes(self.routes)
             self._kith_indexed_count = len(self.routes)
-        if not get_route_path(scope).startswith(prefixes):
+        return prefixes
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if not get_route_path(scope).startswith(self.prefixes()):
             return Match.NONE, {}
         return super().matches(scope)
 
@@ -71,9 +79,23 @@ def index_routers(app: FastAPI) -> int:
             continue
         if type(router) is APIRouter:
             router.__class__ = IndexedRouter
+            _reject_early(route, cast(IndexedRouter, router))
             seen += 1
         pending.extend(router.routes)
     return seen
+
+
+def _reject_early(entry: Any, router: IndexedRouter) -> None:
+    """Give the router's entry in its parent (FastAPI's `_IncludedRouter`) the router's
+    prefix test, before the entry's own bookkeeping (see the module)."""
+    asked = entry.matches  # the entry's own method, bound
+
+    def matches(scope: Scope) -> tuple[Match, Scope]:
+        if not get_route_path(scope).startswith(router.prefixes()):
+            return Match.NONE, {}
+        return asked(scope)
+
+    entry.matches = matches
 
 
 def _router_of(route: Any) -> APIRouter | None:
