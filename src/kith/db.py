@@ -130,8 +130,17 @@ def id_for_time(moment: datetime) -> int:
     return (int(moment.timestamp() * 1000) - _EPOCH_MS) << 16
 
 
+# SQLite reads the database file through a memory map, as much of it as its build allows
+# (2 GiB in Debian's): without one, each page a connection's own small cache lacks is a
+# pread() and a copy, ~270 of them per Home request of the bench's community (strace -c),
+# ~10 % of its CPU. The pages are the kernel's file cache, shared by every connection and
+# process (they count in RSS once touched, as cache, not as the process's own memory). The
+# write-ahead log is still read and written as before.
+SQLITE_MMAP_BYTES = 1 << 40
+
+
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine; SQLite gets WAL, foreign keys and a busy timeout."""
+    """An async engine; SQLite gets WAL, foreign keys, a busy timeout and a memory map."""
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"timeout": 30})
         # A worker runs a batch's deliveries at once, a session each: connections past the
@@ -148,6 +157,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
             cur.close()
 
         return engine
