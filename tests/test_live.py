@@ -494,3 +494,43 @@ async def test_api_rate_limit__is_shared_by_every_process_through_redis(redis_ur
     finally:
         for bus in buses:
             await bus.close()
+
+
+async def test_api_rate_limit__leases__never_more_than_the_limit_and_few_round_trips(
+    redis_url: str,
+) -> None:
+    # Given two processes' limiters on one Redis, counting their round trips to it
+    from kith.mastodon_api.ratelimit import LEASE_MAX, ApiRateLimiter
+
+    prefix = run_prefix()
+    buses = [RedisBus(redis_url, prefix), RedisBus(redis_url, prefix)]
+    limiters = [ApiRateLimiter(), ApiRateLimiter()]
+    trips = [0, 0]
+    for i, bus in enumerate(buses):
+        real = bus.client.pipeline
+
+        def counted(*a: Any, _real: Any = real, _i: int = i, **kw: Any) -> Any:
+            trips[_i] += 1
+            return _real(*a, **kw)
+
+        bus.client.pipeline = counted  # type: ignore[method-assign]
+    try:
+        # When one person sends 400 requests through both at once, with a limit of 300
+        async def one(i: int) -> int:
+            return (await limiters[i % 2].shared_hit(buses[i % 2], "t:busy", 300))[1]
+
+        places = await asyncio.gather(*(one(i) for i in range(400)))
+        # Then each request took its own place in the shared count: no more than 300 passed,
+        # and at most a lease's unused places per process were refused early
+        assert len(set(places)) == len(places)
+        passed = [p for p in places if p <= 300]
+        assert 300 - 2 * (LEASE_MAX - 1) <= len(passed) <= 300
+        # in far fewer round trips than requests
+        assert sum(trips) < 400 / 8
+        # And one process alone, one request at a time, counts exactly
+        alone = ApiRateLimiter()
+        counted_alone = [(await alone.shared_hit(buses[0], "t:alone", 50))[1] for _ in range(60)]
+        assert counted_alone == list(range(1, 61))
+    finally:
+        for bus in buses:
+            await bus.close()

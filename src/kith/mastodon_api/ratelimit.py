@@ -1,12 +1,25 @@
 """Mastodon's API rate limits with its headers: 300 requests / 5 min per IP without a token,
 1,500 / 5 min per access token, in fixed windows. Counted in Redis when KITH_REDIS_URL is set,
-so every process of an instance shares the counts; in memory otherwise (one process)."""
+so every process of an instance shares the counts; in memory otherwise (one process).
+
+In Redis a process reserves a key's requests a few at a time (a lease: one INCRBY for up to
+LEASE_MAX of them) instead of one round trip per request, which cost ~10 % of a timeline
+request's CPU with two processes. Each request still takes its own place in the shared count,
+so no more than the limit ever pass. A lease grows only with the key's traffic in this
+process (the first requests of a window are counted one by one), never past the budget left
+as last seen (past the limit, where every place is refused, it may), and a process makes
+one reservation of a key at a time (requests arriving meanwhile wait for it). What a lease
+costs: another process may refuse a request while this one holds unused places, at most
+LEASE_MAX - 1 of them per process, and the Remaining header counts those places as used."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
+from collections import deque
+from dataclasses import dataclass, field
 
 from fastapi import Request
 from redis.exceptions import RedisError
@@ -19,6 +32,17 @@ log = logging.getLogger(__name__)
 WINDOW = 300
 ANONYMOUS_LIMIT = 300
 TOKEN_LIMIT = 1500
+LEASE_MAX = 16  # places of the shared count reserved at once, at most
+
+
+@dataclass
+class _Lease:
+    """What this process holds of a key's shared count in the current window."""
+
+    top: int = 0  # the shared count after this process's latest reservation
+    hits: int = 0  # requests of the key counted here this window
+    places: deque[list[int]] = field(default_factory=deque)  # reserved, unused: [first, last]
+    reserving: asyncio.Event | None = None  # set when the reservation under way is done
 
 
 class ApiRateLimiter:
@@ -30,6 +54,8 @@ class ApiRateLimiter:
         self.anonymous, self.per_token, self.window = anonymous, per_token, window
         self._counts: dict[str, int] = {}
         self._window_start = 0
+        self._leases: dict[str, _Lease] = {}
+        self._lease_window = 0
 
     def hit(self, key: str, limit: int) -> tuple[int, int, float]:
         """Count a request in this process; returns (limit, used, reset time)."""
@@ -43,19 +69,47 @@ class ApiRateLimiter:
         return limit, used, start + self.window
 
     async def shared_hit(self, bus: RedisBus, key: str, limit: int) -> tuple[int, int, float]:
-        """Count a request in Redis, shared by every process; in this process alone while
-        Redis does not answer (a limit must not take the API down with it)."""
+        """Count a request in Redis, shared by every process (a place of this process's
+        lease, reserving more when it has none left; see the module); in this process alone
+        while Redis does not answer (a limit must not take the API down with it). Returns
+        (limit, the request's place in the shared count, reset time)."""
         start = int(time.time() // self.window) * self.window
-        name = f"{bus.prefix}ratelimit:{key}:{start}"
-        try:
-            pipe = bus.client.pipeline()
-            pipe.incr(name)
-            pipe.expire(name, self.window + 5)
-            used, _ = await pipe.execute()
-        except RedisError as err:
-            log.warning("rate limit: Redis unavailable, counting in this process: %s", err)
-            return self.hit(key, limit)
-        return limit, int(used), start + self.window
+        if start != self._lease_window:
+            self._leases.clear()
+            self._lease_window = start
+        lease = self._leases.get(key)
+        if lease is None:
+            lease = self._leases[key] = _Lease()
+        lease.hits += 1
+        while not lease.places:
+            if lease.reserving is not None:  # one reservation at a time per key: wait for it
+                await lease.reserving.wait()
+                continue
+            done = lease.reserving = asyncio.Event()
+            size = max(1, min(LEASE_MAX, lease.hits // 4))
+            if lease.top < limit:  # exact near the limit; past it every place is refused
+                size = min(size, limit - lease.top)
+            name = f"{bus.prefix}ratelimit:{key}:{start}"
+            try:
+                pipe = bus.client.pipeline()
+                pipe.incrby(name, size)
+                pipe.expire(name, self.window + 5)
+                top, _ = await pipe.execute()
+            except RedisError as err:
+                log.warning("rate limit: Redis unavailable, counting in this process: %s", err)
+                return self.hit(key, limit)
+            finally:
+                lease.reserving = None
+                done.set()
+            lease.top = max(lease.top, int(top))
+            lease.places.append([int(top) - size + 1, int(top)])
+        first = lease.places[0]
+        place = first[0]
+        if place == first[1]:
+            lease.places.popleft()
+        else:
+            first[0] = place + 1
+        return limit, place, start + self.window
 
     async def check(self, request: Request) -> tuple[dict[str, str], bool]:
         """Count an API request: (Mastodon's rate-limit headers, over the limit?)."""
