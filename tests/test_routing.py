@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -71,6 +72,15 @@ def test_every_router_in_the_app_is_indexed(app: FastAPI) -> None:
     assert len(entries) > 20
     assert all(type(e.original_router) is IndexedRouter for e in entries)
     assert all("matches" in vars(e) for e in entries)  # each entry rejects early too
+
+
+def test_a_second_app_over_the_same_routers_rejects_early_too(app: FastAPI, tmp_path: Path) -> None:
+    # (the routers are the modules' own, made indexed by the first app; the entries are new)
+    second = create_app(
+        Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/k.db", var_dir=tmp_path)
+    )
+    entries = _entries(second)
+    assert entries and all("matches" in vars(e) for e in entries)
 
 
 def test_indexed_routers_answer_every_path_as_fastapi_does(app: FastAPI) -> None:

@@ -19,7 +19,7 @@ bookkeeping in the request's scope (set a key, ask, restore it) before it asks t
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from starlette._utils import get_route_path
@@ -79,8 +79,10 @@ def index_routers(app: FastAPI) -> int:
             continue
         if type(router) is APIRouter:
             router.__class__ = IndexedRouter
-            _reject_early(route, cast(IndexedRouter, router))
             seen += 1
+        if isinstance(router, IndexedRouter) and "matches" not in vars(route):
+            # (a router made indexed by an earlier app, e.g. in tests, has new entries here)
+            _reject_early(route, router)
         pending.extend(router.routes)
     return seen
 
