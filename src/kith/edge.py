@@ -65,7 +65,8 @@ class Edge:
             await send(message)
 
         # A NUL in a path or query would reach the database as text PostgreSQL refuses.
-        raw = scope.get("raw_path", b"") + b"?" + scope.get("query_string", b"")
+        path = scope.get("raw_path") or scope["path"].encode()  # (raw_path is optional in ASGI)
+        raw = path + b"?" + scope.get("query_string", b"")
         if b"%00" in raw or b"\x00" in raw:
             message = "The address must not contain NUL characters."
             response = await self.error_page(Request(scope), 422, message)

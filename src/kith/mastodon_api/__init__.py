@@ -1,8 +1,6 @@
 """The Mastodon-compatible client API: existing apps work against Kith."""
 
-from typing import Any
-
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
 
 def routers() -> list[APIRouter]:
@@ -33,12 +31,3 @@ def routers() -> list[APIRouter]:
         trends,
     ]  # fmt: skip
     return [m.router for m in modules] + [notifications.router_v2]
-
-
-def guards() -> list[Any]:
-    """Dependencies of every API route: include each of `routers()` with them. (Not one
-    router holding the others: each level of nesting costs every request a second pass of
-    FastAPI's matching over the level's routers.)"""
-    from kith.mastodon_api.deps import refuse_nul_characters
-
-    return [Depends(refuse_nul_characters)]

@@ -9,11 +9,10 @@ import orjson
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.requests import HTTPConnection
 
 from kith import policy
 from kith.accounts.models import Account, User
-from kith.errors import KithError, ValidationFailed
+from kith.errors import KithError
 from kith.graph.service import Window
 from kith.mastodon_api.params import Params
 from kith.oauth import service as oauth
@@ -108,20 +107,6 @@ def scoped(
 async def optional_auth(request: Request, db: AsyncSession = Depends(get_db)) -> Auth:
     """Public endpoints: a token is optional, but a bad one is still a 401."""
     return await _load(request, db)
-
-
-async def refuse_nul_characters(connection: HTTPConnection) -> None:
-    """Every API route: a NUL character in the path or query is a 422. PostgreSQL can neither
-    store nor compare one, so letting it through would be a 500 (bodies: see read_params).
-    `async` although it never waits: FastAPI runs a plain `def` dependency on a worker
-    thread, a hand-off that cost every API request ~1 ms of CPU."""
-    if connection.scope["type"] != "http":
-        return  # streaming checks its own parameters
-    if "\x00" in connection.url.path:
-        raise ValidationFailed("The path must not contain NUL characters", field="path")
-    for key, value in connection.query_params.multi_items():
-        if "\x00" in key or "\x00" in value:
-            raise ValidationFailed("Parameters must not contain NUL characters", field=key)
 
 
 def clamp(limit: int | None, default: int = 20, maximum: int = 40) -> int:

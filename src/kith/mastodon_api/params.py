@@ -128,7 +128,7 @@ MAX_DEPTH = 16  # Mastodon's deepest parameters (poll[options][], keywords_attri
 
 def _check_values(data: dict[str, Any]) -> None:
     """Refuse, with a 422 rather than a 500 later: NUL characters, which PostgreSQL can neither
-    store nor compare (paths and queries: see deps.refuse_nul_characters), and nesting deeper
+    store nor compare (paths and queries: kith.edge.Edge refuses them), and nesting deeper
     than any parameter goes, which would exhaust the stack of whatever serializes it next.
     Iterative, so the check itself cannot."""
     pending: list[tuple[str, Any, int]] = [("body", data, 0)]
