@@ -313,17 +313,19 @@ async def test_waiting_for_a_core_is_not_spending_the_budget(engine, monkeypatch
     """The budget is CPU time: a statement during which the process waited for a core (the
     wall clock ran, other processes did) goes on inline, and is not sent to the thread."""
 
-    class WaitingClock:  # each look at the wall clock finds a second gone by
+    class WaitingClock:  # each look at the wall clock finds ten seconds gone by
         def __init__(self) -> None:
             self.now = 0.0
 
         def perf_counter(self) -> float:
-            self.now += 1.0
+            self.now += 10.0
             return self.now
 
         thread_time = staticmethod(time.thread_time)
 
     monkeypatch.setattr(sqlite_driver, "time", WaitingClock())
+    # (a budget of a second: this read spends far less CPU however busy the machine is)
+    monkeypatch.setattr(sqlite_driver, "INLINE_BUDGET_SECONDS", 1.0)
     dbapi = engine.sync_engine.dialect.loaded_dbapi
     read = _LONG_READ.replace("3000000", "20000")  # ~1 ms of CPU, many looks at the clock
     async with engine.connect() as conn:
