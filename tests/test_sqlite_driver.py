@@ -309,39 +309,6 @@ async def test_a_long_read_goes_to_the_thread_without_stalling_the_loop(engine) 
         assert dbapi.slow_statements[_LONG_READ] == sqlite_driver.SLOW_RUNS_ON_THREAD - 1
 
 
-async def test_waiting_for_a_core_is_not_spending_the_budget(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """The budget is CPU time: a statement during which the process waited for a core (the
-    wall clock ran, other processes did) goes on inline, and is not sent to the thread."""
-
-    class WaitingClock:  # each look at the wall clock finds ten seconds gone by
-        def __init__(self) -> None:
-            self.now = 0.0
-
-        def perf_counter(self) -> float:
-            self.now += 10.0
-            return self.now
-
-        thread_time = staticmethod(time.thread_time)
-
-    monkeypatch.setattr(sqlite_driver, "time", WaitingClock())
-    # (a budget of a second: this read spends far less CPU however busy the machine is)
-    monkeypatch.setattr(sqlite_driver, "INLINE_BUDGET_SECONDS", 1.0)
-    dbapi = engine.sync_engine.dialect.loaded_dbapi
-    read = _LONG_READ.replace("3000000", "20000")  # ~1 ms of CPU, many looks at the clock
-    async with engine.connect() as conn:
-        raw = (await conn.get_raw_connection()).dbapi_connection
-        asked = []
-        real = raw._connection._execute
-
-        async def counted(fn, *args):  # type: ignore[no-untyped-def]
-            asked.append(fn)
-            return await real(fn, *args)
-
-        raw._connection._execute = counted
-        assert (await conn.execute(text(read))).scalar_one() == 20000
-        assert asked == [] and read not in dbapi.slow_statements
-
-
 async def test_an_interrupted_read_leaves_its_transaction_as_it_was(engine) -> None:  # type: ignore[no-untyped-def]
     async with engine.connect() as conn:
         await conn.execute(text("INSERT INTO t (v) VALUES ('mine')"))  # uncommitted

@@ -18,22 +18,21 @@ statement that would begin a write transaction first takes the engine's turn (an
 connection already in a transaction goes on without one (it holds SQLite's lock already).
 Waiting for a turn gives up after WRITE_WAIT_SECONDS, as the busy timeout does.
 
-**Quick statements on the event loop's own thread.** A read (SELECT, or WITH without a write),
-and the write that begins a transaction, run at once on the event loop's thread, without a
-hand-off, unless they outlast INLINE_BUDGET_SECONDS of the thread's CPU time (not of the wall
-clock, which also runs while the process waits for a core: with two busy processes on two cores
-that sent ~3 % of statements to the thread for nothing): then SQLite's progress handler
-interrupts the statement and it runs again on the connection's thread, as that SQL does for its
-next SLOW_RUNS_ON_THREAD runs. Sixteen connection threads handing the GIL back and forth with
-the event loop cost more than the statements themselves: under 16 concurrent Home requests,
-~220 context switches per request and nearly twice the CPU of the same request alone
-(docs/benchmarks.md). Interrupting is safe only there: an interrupted SELECT leaves its
-transaction as it was, and an interrupted write that began the transaction leaves nothing
-(SQLite rolls the whole transaction back, which held only it). A later write in a transaction,
-a commit (which may checkpoint the WAL), a plan (`run_writing`) and a streamed result keep the
-thread. The first write never waits in SQLite's busy handler on the event loop's thread: Kith's
-own writers take turns before it, and when another program holds SQLite's lock (the sqlite3
-shell, say) the write goes to the connection's thread to wait for it there.
+**Quick statements on the event loop's own thread.** A read (SELECT, or WITH without a
+write), and the write that begins a transaction, run at once on the event loop's thread,
+without a hand-off, unless they outlast INLINE_BUDGET_SECONDS: then SQLite's progress
+handler interrupts the statement and it runs again on the connection's thread, as that SQL
+does for its next SLOW_RUNS_ON_THREAD runs. Sixteen connection threads handing the GIL
+back and forth with the event loop cost more than the statements themselves: under 16
+concurrent Home requests, ~220 context switches per request and nearly twice the CPU of
+the same request alone (docs/benchmarks.md). Interrupting is safe only there: an
+interrupted SELECT leaves its transaction as it was, and an interrupted write that began
+the transaction leaves nothing (SQLite rolls the whole transaction back, which held only
+it). A later write in a transaction, a commit (which may checkpoint the WAL), a plan
+(`run_writing`) and a streamed result keep the thread. The first write never waits in
+SQLite's busy handler on the event loop's thread: Kith's own writers take turns before it,
+and when another program holds SQLite's lock (the sqlite3 shell, say) the write goes to the
+connection's thread to wait for it there.
 
 Used by `kith.db.make_engine` for every `sqlite+aiosqlite` URL (as the dialect's DB-API module);
 server-side cursors (streamed results) keep aiosqlite's own path.
@@ -243,7 +242,6 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         "inline_ok",
         "_turn",
         "_deadline",
-        "_started_cpu",
         "_overran",
         "_progress",
         "_busy_ms",
@@ -257,7 +255,6 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         self.inline_ok = True  # may be used from the event loop's thread (see connect)
         self._turn: asyncio.Lock | None = None
         self._deadline = 0.0
-        self._started_cpu = 0.0
         self._overran = False
         self._progress = self._past_deadline  # (bound once: SQLite calls it often)
         self._busy_ms: int | None = None  # the connection's busy timeout, once read
@@ -282,7 +279,6 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         conn: sqlite3.Connection = self._connection._conn
         began = not conn.in_transaction
         self._overran = False
-        self._started_cpu = time.thread_time()
         self._deadline = time.perf_counter() + INLINE_BUDGET_SECONDS
         conn.set_progress_handler(self._progress, _PROGRESS_EVERY)
         if writes:  # no waiting in SQLite's busy handler here (the turns cover Kith's own)
@@ -306,16 +302,8 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
                 conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
 
     def _past_deadline(self) -> bool:
-        """SQLite's progress handler during an inline statement: true interrupts it. The
-        budget is the thread's CPU time: the wall clock is read at each call (cheap), the
-        thread's CPU time only once the wall clock is past the deadline (a system call),
-        and when the process was only waiting for a core meanwhile (other processes ran),
-        the statement goes on with the budget it has left."""
+        """SQLite's progress handler during an inline statement: true interrupts it."""
         if time.perf_counter() > self._deadline:
-            used = time.thread_time() - self._started_cpu
-            if used < INLINE_BUDGET_SECONDS:
-                self._deadline = time.perf_counter() + INLINE_BUDGET_SECONDS - used
-                return False
             self._overran = True
         return self._overran
 
