@@ -310,7 +310,7 @@ class TokenInfo:
     def __init__(
         self,
         db: AsyncSession,
-        parts: list[Sequence[Any]],
+        row: Sequence[Any],
         *,
         token_id: int,
         scopes: frozenset[str],
@@ -318,7 +318,7 @@ class TokenInfo:
         is_admin: bool,
     ) -> None:
         self._db = db
-        self._parts = parts  # the rows of _TOKEN_TABLES, as `_token_row_slices` cuts them
+        self._row = row  # a row of `_token_statement`: every column of _TOKEN_TABLES
         self.token_id = token_id
         self.scopes = scopes
         self.account_id = account_id
@@ -326,20 +326,24 @@ class TokenInfo:
 
     @functools.cached_property
     def token(self) -> OAuthToken:
-        return db_plans.loaded(self._db, OAuthToken, self._parts[0])
+        return db_plans.loaded(self._db, OAuthToken, self._part(0))
 
     @functools.cached_property
     def app(self) -> OAuthApp:
-        return db_plans.loaded(self._db, OAuthApp, self._parts[1])
+        return db_plans.loaded(self._db, OAuthApp, self._part(1))
 
     @functools.cached_property
     def user(self) -> User | None:
         if self.account_id is None:
             return None
-        user = db_plans.loaded(self._db, User, self._parts[2])
+        user = db_plans.loaded(self._db, User, self._part(2))
         if "account" not in user.__dict__:  # (a user the session held already has it)
-            set_committed_value(user, "account", db_plans.loaded(self._db, Account, self._parts[3]))
+            set_committed_value(user, "account", db_plans.loaded(self._db, Account, self._part(3)))
         return user
+
+    def _part(self, table: int) -> Sequence[Any]:
+        """The columns of _TOKEN_TABLES[table] in the row."""
+        return self._row[_token_row_slices()[table]]
 
 
 async def token_info(db: AsyncSession, access_token: str) -> TokenInfo | None:
@@ -425,7 +429,7 @@ async def _live_token(
         return None  # the person is gone, suspended or not (yet) active
     return TokenInfo(
         db,
-        [row[s] for s in _token_row_slices()],
+        row,
         token_id=token_id,
         scopes=frozenset(scopes.split()),
         account_id=account_id,
