@@ -39,7 +39,6 @@ class Shape(Generic[P]):
     """`columns` begin every row of a timeline statement of this shape; `make` turns such
     rows (more columns may follow) into posts."""
 
-    name: str
     columns: tuple[Any, ...]
     make: Callable[[AsyncSession, Sequence[Sequence[Any]]], list[P]]
 
@@ -57,12 +56,10 @@ class Shape(Generic[P]):
 
 
 ENTITIES: Shape[Post] = Shape(
-    "entities",
     tuple(Post.__table__.columns),
     lambda db, rows: db_plans.loaded_rows(db, Post, rows),
 )
 REFS: Shape[PostRef] = Shape(
-    "refs",
     (Post.id, Post.account_id, Post.reblog_of_id),
     lambda db, rows: [PostRef(r[0], r[1], r[2]) for r in rows],
 )
