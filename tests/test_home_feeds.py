@@ -93,6 +93,49 @@ async def test_feed__equals_the_searched_home__through_every_kind_of_change(
     assert await from_feed(db, me, 2) == await searched(db, me, 2)
 
 
+async def test_followed_tags__the_same_posts_join_home_in_every_shape(db: AsyncSession) -> None:
+    """A followed hashtag adds its publicly listed posts to Home, and only those: from the
+    feed, searched in a window (SQLite's list and PostgreSQL's OR, whichever the database),
+    searched without one, probed one post at a time and for the live audience."""
+    me, friend, stranger = await person(db, "me"), await person(db, "friend"), await person(db, "s")
+    quiet = await person(db, "quiet")
+    await db.execute(update(Account).where(Account.id == quiet.id).values(silenced_at=utcnow()))
+    await graph.follow(db, me.id, friend.id)
+    await post(db, me, "starting #cats")
+    tag = await db.scalar(select(Tag).where(Tag.name == "cats"))
+    assert tag is not None
+    db.add(TagFollow(account_id=me.id, tag_id=tag.id))
+    await db.commit()
+    expected = [
+        await post(db, friend, "followed, no tag"),
+        await post(db, friend, "followed, #cats for followers", visibility=Visibility.PRIVATE),
+        await post(db, stranger, "public #cats"),
+    ]
+    left_out = [
+        await post(db, stranger, "unlisted #cats", visibility=Visibility.UNLISTED),
+        await post(db, stranger, "for followers #cats", visibility=Visibility.PRIVATE),
+        await post(db, stranger, "another tag #dogs"),
+        await post(db, quiet, "silenced #cats"),
+    ]
+    boost = await posts.boost(db, policy.Viewer(stranger.id), expected[2].id)
+    left_out.append(boost)  # a boost carries no hashtag of its own
+    mine = (await home_ids(db, me, limit=40))[-1]  # my own post, in every shape too
+    want = [p.id for p in reversed(expected)] + [mine]
+
+    assert await searched(db, me) == want  # every window, the last one without bounds
+    assert await searched(db, me, n=len(want)) == want  # the first window fills the page
+    for listed in (True, False):
+        stmt = timelines._prebuilt_home(True, False, listed=listed, shape=ENTITIES)
+        params = {"viewer_id": me.id, "now": utcnow(), "floor": 0, "ceiling": TOP, "n": 40}
+        assert [p.id for p in await ENTITIES.run(db, stmt, params)] == want, listed
+    await feeds.build(db, me.id)
+    assert await from_feed(db, me) == want
+    for p in [*expected, *left_out]:
+        assert await timelines.appears_in_home(db, policy.Viewer(me.id), p.id) == (p in expected)
+        audience = await timelines.home_audience(db, p.id, [me.id])
+        assert audience == ({me.id} if p in expected else set()), p.content_html
+
+
 def update_show_reblogs(me: int, target: int):  # type: ignore[no-untyped-def]
     from kith.graph.models import Follow
 

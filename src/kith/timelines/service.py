@@ -112,27 +112,22 @@ def home_clause(
     """SQL: `post` belongs in the viewer's Home (see `home_query`). The viewer may be a column
     (a batch over many viewers: `home_audience`). `communities=False` leaves community threads
     out (for a viewer who keeps none in Home); `window` and `listed` choose the statement's
-    shape for a scan over posts (`sources.authors_clause`)."""
+    shape for a scan over posts (`sources.sources_clause`)."""
     me = viewer.account_id
     assert me is not None
     followed = select(Follow.followee_id).where(Follow.follower_id == me)
     followed_with_boosts = select(Follow.followee_id).where(
         Follow.follower_id == me, Follow.show_reblogs.is_(True)
     )
-    authors = sources.authors_clause(
-        me, followed, post, communities=communities, window=window, listed=listed
+    authors = sources.sources_clause(
+        viewer,
+        followed,
+        post,
+        communities=communities,
+        tags=followed_tags,
+        window=window,
+        listed=listed,
     )
-    if followed_tags:
-        # Public posts with a hashtag I follow join my Home (only asked for when I follow one,
-        # so the common Home query stays a plain author scan).
-        tagged = (
-            select(PostTag.post_id)
-            .join(TagFollow, TagFollow.tag_id == PostTag.tag_id)
-            .where(TagFollow.account_id == me)
-        )
-        authors = or_(
-            authors, and_(post.id.in_(tagged), policy.publicly_listed_clause(viewer, post))
-        )
     boosts_ok = or_(
         post.reblog_of_id.is_(None),
         post.account_id == me,
@@ -225,7 +220,7 @@ def _prebuilt_home(
     """The Home statement, built once per process with the viewer, the time and the window
     as bound parameters: building the policy's expression tree costs more CPU than running
     the query (bench/timelines.py measured ~4 ms per call). `communities`: the viewer keeps
-    at least one community in Home; `listed`: the shape for SQLite (`sources.authors_clause`)."""
+    at least one community in Home; `listed`: the shape for SQLite (`sources.sources_clause`)."""
     viewer = policy.Viewer(bindparam("viewer_id", type_=BigInteger()))  # type: ignore[arg-type]
     now = bindparam("now", type_=UTCDateTime())
     floor = bindparam("floor", type_=BigInteger())

@@ -1,5 +1,6 @@
-"""Where the posts of one's Home come from: one's own, the accounts one follows, and the
-threads of the communities one keeps in Home (`Membership.in_home`) — as SQL for the Home
+"""Where the posts of one's Home come from: one's own, the accounts one follows, the
+threads of the communities one keeps in Home (`Membership.in_home`) and the public posts of
+the hashtags one follows — as SQL for the Home
 rule (`timelines.service.home_clause`), in the shape each use runs fastest in, and whether a
 viewer has a source at all (the searched Home leaves out what it would search in vain)."""
 
@@ -8,13 +9,23 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Select, bindparam, exists, or_, select, union_all
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from kith import policy
 from kith.communities.models import CommunityPost, CommunityPostState, Membership, MemberState
-from kith.posts.models import Post
+from kith.posts.models import Post, PostTag
 from kith.timelines.models import TagFollow
 
 
@@ -51,34 +62,81 @@ def community_thread_ids(me: Any, floor: Any, ceiling: Any) -> Select[Any]:
     )
 
 
-def authors_clause(
-    me: Any,
+def followed_tag_ids(me: Any, floor: Any, ceiling: Any) -> Select[Any]:
+    """SQL: the ids, from `floor` up to below `ceiling`, of the posts carrying a hashtag `me`
+    follows: one range scan per followed tag."""
+    return (
+        select(PostTag.post_id)
+        .join(TagFollow, TagFollow.tag_id == PostTag.tag_id)
+        .where(TagFollow.account_id == me, PostTag.post_id >= floor, PostTag.post_id < ceiling)
+    )
+
+
+def followed_tags_probe(me: Any, post: Any = Post) -> ColumnElement[bool]:
+    """SQL: `post` carries a hashtag `me` follows, probed for this one post. The OFFSET keeps
+    PostgreSQL from turning the probe into a hashed list of every post of the followed tags
+    (as it did, planning on an estimate of ~200 posts a tag: 106,765 rows, 63 ms a page)."""
+    return (
+        select(PostTag.post_id)
+        .join(TagFollow, TagFollow.tag_id == PostTag.tag_id)
+        .where(PostTag.post_id == post.id, TagFollow.account_id == me)
+        .correlate_except(PostTag, TagFollow)
+        .offset(0)
+        .exists()
+    )
+
+
+def sources_clause(
+    viewer: policy.Viewer,
     followed: Select[Any],
     post: Any,
     *,
     communities: bool,
+    tags: bool,
     window: tuple[Any, Any] | None,
     listed: bool,
 ) -> ColumnElement[bool]:
-    """SQL: the post is the viewer's own, a followed account's or (with `communities`) a
-    thread of a community they keep in Home. One meaning, three shapes, each the fastest
-    measured where it is used (docs/communities.md, "Home"):
+    """SQL: the post is the viewer's own, a followed account's, (with `communities`) a
+    thread of a community they keep in Home, or (with `tags`) a post listed publicly with a
+    hashtag they follow. One meaning, three shapes, each the fastest measured where it is
+    used (docs/communities.md, "Home"; bench/followed_tags.py):
 
     - no `window`: probed per post (a feed's page, one new post, streams);
     - a `window` (floor, ceiling) of a scan over posts, `listed` (SQLite): one list of
-      candidate ids read from covering index ranges, each followed account's and each kept
-      community's. With the threads OR'ed in, SQLite read every post of the window;
-    - a `window`, not `listed` (PostgreSQL): the authors' OR, the window's threads as a
-      hashed list. PostgreSQL walks posts newest first and stops at the page; a list made
-      it sort every candidate."""
+      candidate ids read from covering index ranges, each followed account's, each kept
+      community's and each followed tag's; a candidate by none of its authors must be listed
+      publicly. With the threads or the tagged posts OR'ed in, SQLite read every (public)
+      post of the window;
+    - a `window`, not `listed` (PostgreSQL): the authors' OR, the window's threads and tagged
+      posts as hashed lists. PostgreSQL walks posts newest first and stops at the page; a
+      list made it sort every candidate.
+
+    Never the list of every post of the followed tags: a popular tag has hundreds of
+    thousands, and SQLite made that list for each statement (~65 ms a page of a feed for 5
+    followed tags of the bench's seed)."""
+    me = viewer.account_id
     authors = or_(post.account_id == me, post.account_id.in_(followed))
     if window is None:
         # After the author tests: most posts pass on those without probing the EXISTS.
-        return or_(authors, community_threads_clause(me, post)) if communities else authors
+        if communities:
+            authors = or_(authors, community_threads_clause(me, post))
+        if tags:
+            listed_tagged = and_(
+                followed_tags_probe(me, post), policy.publicly_listed_clause(viewer, post)
+            )
+            authors = or_(authors, listed_tagged)
+        return authors
     floor, ceiling = window
-    threads = community_thread_ids(me, floor, ceiling)
     if not listed:
-        return or_(authors, post.id.in_(threads)) if communities else authors
+        if communities:
+            authors = or_(authors, post.id.in_(community_thread_ids(me, floor, ceiling)))
+        if tags:
+            listed_tagged = and_(
+                post.id.in_(followed_tag_ids(me, floor, ceiling)),
+                policy.publicly_listed_clause(viewer, post),
+            )
+            authors = or_(authors, listed_tagged)
+        return authors
     other = aliased(Post)
     candidates: Any = select(other.id).where(
         or_(other.account_id == me, other.account_id.in_(followed)),
@@ -86,8 +144,14 @@ def authors_clause(
         other.id < ceiling,
     )
     if communities:
-        candidates = union_all(candidates, threads)
-    return post.id.in_(candidates)
+        candidates = union_all(candidates, community_thread_ids(me, floor, ceiling))
+    if not tags:
+        return post.id.in_(candidates)
+    candidates = union_all(candidates, followed_tag_ids(me, floor, ceiling))
+    by_source = or_(authors, community_threads_clause(me, post)) if communities else authors
+    return and_(
+        post.id.in_(candidates), or_(by_source, policy.publicly_listed_clause(viewer, post))
+    )
 
 
 @functools.cache
