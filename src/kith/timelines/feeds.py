@@ -195,7 +195,7 @@ def _read_statement(shape: Shape[Any]) -> Any:
             HomeEntry.account_id == me,
             HomeEntry.post_id > HomeFeed.floor_id,
             HomeEntry.post_id < bindparam("ceiling", type_=BigInteger()),
-            home_clause(viewer, followed_tags=True, now=now),
+            home_clause(viewer, followed_tags=True, now=now, per_post=True),
         )
         .order_by(HomeEntry.post_id.desc())
         .limit(bindparam("n", type_=Integer()))

@@ -28,7 +28,6 @@ from sqlalchemy.orm import aliased
 from kith import db_plans, policy
 from kith.accounts.models import Account
 from kith.db import EPOCH, UTCDateTime, id_for_time, utcnow
-from kith.graph.models import Follow
 from kith.media.models import MediaAttachment
 from kith.posts.models import Pin, Post, PostTag, Tag
 from kith.timelines import feeds, sources
@@ -108,37 +107,36 @@ def home_clause(
     communities: bool = True,
     window: tuple[Any, Any] | None = None,
     listed: bool = False,
+    per_post: bool = False,
 ) -> ColumnElement[bool]:
     """SQL: `post` belongs in the viewer's Home (see `home_query`). The viewer may be a column
     (a batch over many viewers: `home_audience`). `communities=False` leaves community threads
     out (for a viewer who keeps none in Home); `window` and `listed` choose the statement's
-    shape for a scan over posts (`sources.sources_clause`)."""
+    shape for a scan over posts (`sources.sources_clause`); `per_post`, for a statement that
+    tests given posts (a feed's page, one post, its live audience), probes whom the viewer
+    follows for each post instead of listing them (`sources.follows_clause`)."""
     me = viewer.account_id
     assert me is not None
-    followed = select(Follow.followee_id).where(Follow.follower_id == me)
-    followed_with_boosts = select(Follow.followee_id).where(
-        Follow.follower_id == me, Follow.show_reblogs.is_(True)
-    )
     authors = sources.sources_clause(
         viewer,
-        followed,
         post,
         communities=communities,
         tags=followed_tags,
         window=window,
         listed=listed,
+        per_post=per_post,
     )
     boosts_ok = or_(
         post.reblog_of_id.is_(None),
         post.account_id == me,
-        post.account_id.in_(followed_with_boosts),
+        sources.follows_clause(me, post.account_id, per_post=per_post, with_boosts=True),
     )
     replies_ok = or_(
         post.in_reply_to_account_id.is_(None),
         post.account_id == me,  # one's own replies, to anyone, are in one's Home
         post.in_reply_to_account_id == me,
         post.in_reply_to_account_id == post.account_id,
-        post.in_reply_to_account_id.in_(followed),
+        sources.follows_clause(me, post.in_reply_to_account_id, per_post=per_post),
     )
     return and_(
         authors,
@@ -442,7 +440,8 @@ def _audience_statement() -> Select[Any]:
     """`home_clause` for the viewers bound as `viewer_ids` and the post bound as `post_id`."""
     who = aliased(Account)  # an alias: the policy's own subqueries on accounts stay apart
     viewer = policy.Viewer(who.id)  # type: ignore[arg-type]
-    clause = home_clause(viewer, followed_tags=True, now=bindparam("now", type_=UTCDateTime()))
+    now = bindparam("now", type_=UTCDateTime())
+    clause = home_clause(viewer, followed_tags=True, now=now, per_post=True)
     return (
         select(who.id)
         .join(Post, Post.id == bindparam("post_id", type_=BigInteger()))
@@ -461,8 +460,9 @@ async def home_audience(db: AsyncSession, post_id: int, viewer_ids: Collection[i
 
 async def appears_in_home(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> bool:
     """Would this post be in the viewer's Home? (The live "new posts" stream asks this.)"""
-    stmt = home_query(viewer, followed_tags=await follows_any_tag(db, viewer))
-    stmt = stmt.where(Post.id == post_id)
+    followed_tags = await follows_any_tag(db, viewer)
+    clause = home_clause(viewer, followed_tags=followed_tags, now=None, per_post=True)
+    stmt = select(Post.id).where(clause, Post.id == post_id)
     return (await db.scalars(stmt.limit(1))).first() is not None
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.orm import aliased
 
 from kith import policy
 from kith.communities.models import CommunityPost, CommunityPostState, Membership, MemberState
+from kith.graph.models import Follow
 from kith.posts.models import Post, PostTag
 from kith.timelines.models import TagFollow
 
@@ -86,22 +87,38 @@ def followed_tags_probe(me: Any, post: Any = Post) -> ColumnElement[bool]:
     )
 
 
+def follows_clause(
+    me: Any, account: Any, *, per_post: bool, with_boosts: bool = False
+) -> ColumnElement[bool]:
+    """SQL: `me` follows `account` (a column), with their boosts shown if `with_boosts`. As a
+    probe of the follow's key for a statement that tests a few given posts (`per_post`): the
+    list of everyone followed, made for each statement, cost SQLite more than the ~65 probes
+    of a feed's page (0.41 against 0.54-0.70 ms a page); as that list for a scan."""
+    conditions = [Follow.follower_id == me]
+    if with_boosts:
+        conditions.append(Follow.show_reblogs.is_(True))
+    if per_post:
+        return exists().where(Follow.followee_id == account, *conditions)
+    return account.in_(select(Follow.followee_id).where(*conditions))
+
+
 def sources_clause(
     viewer: policy.Viewer,
-    followed: Select[Any],
     post: Any,
     *,
     communities: bool,
     tags: bool,
     window: tuple[Any, Any] | None,
     listed: bool,
+    per_post: bool = False,
 ) -> ColumnElement[bool]:
     """SQL: the post is the viewer's own, a followed account's, (with `communities`) a
     thread of a community they keep in Home, or (with `tags`) a post listed publicly with a
     hashtag they follow. One meaning, three shapes, each the fastest measured where it is
     used (docs/communities.md, "Home"; bench/followed_tags.py):
 
-    - no `window`: probed per post (a feed's page, one new post, streams);
+    - no `window`: probed per post (a feed's page, one new post, streams), whom one follows
+      too with `per_post` (`follows_clause`);
     - a `window` (floor, ceiling) of a scan over posts, `listed` (SQLite): one list of
       candidate ids read from covering index ranges, each followed account's, each kept
       community's and each followed tag's; a candidate by none of its authors must be listed
@@ -115,7 +132,7 @@ def sources_clause(
     thousands, and SQLite made that list for each statement (~65 ms a page of a feed for 5
     followed tags of the bench's seed)."""
     me = viewer.account_id
-    authors = or_(post.account_id == me, post.account_id.in_(followed))
+    authors = or_(post.account_id == me, follows_clause(me, post.account_id, per_post=per_post))
     if window is None:
         # After the author tests: most posts pass on those without probing the EXISTS.
         if communities:
@@ -139,7 +156,7 @@ def sources_clause(
         return authors
     other = aliased(Post)
     candidates: Any = select(other.id).where(
-        or_(other.account_id == me, other.account_id.in_(followed)),
+        or_(other.account_id == me, follows_clause(me, other.account_id, per_post=False)),
         other.id >= floor,
         other.id < ceiling,
     )
