@@ -163,6 +163,28 @@ async def test_home__reads_the_feed_then_searches_below_its_floor(db: AsyncSessi
     assert await home_ids(db, me, limit=3, max_id=made[2].id) == everything[-2:]
 
 
+async def test_read__notes_a_stale_read_once(db: AsyncSession) -> None:
+    me, friend = await person(db, "me"), await person(db, "friend")
+    await graph.follow(db, me.id, friend.id)
+    await post(db, friend, "hello")
+    await feeds.build(db, me.id)
+    long_ago = utcnow() - feeds.READ_STAMP_EVERY - timedelta(hours=1)
+    await db.execute(update(HomeFeed).values(read_at=long_ago))
+    await db.commit()
+
+    async def read_at() -> object:
+        db.expunge_all()
+        return await db.scalar(select(HomeFeed.read_at).where(HomeFeed.account_id == me.id))
+
+    assert len(await from_feed(db, me)) == 1
+    await wait_for_background()
+    stamped = await read_at()
+    assert isinstance(stamped, type(long_ago)) and stamped > long_ago + feeds.READ_STAMP_EVERY
+    await from_feed(db, me)  # read again the same day: not written again
+    await wait_for_background()
+    assert await read_at() == stamped
+
+
 async def test_trim__drops_unread_feeds_and_old_entries(db: AsyncSession) -> None:
     me, other, friend = await person(db, "me"), await person(db, "other"), await person(db, "f")
     await graph.follow(db, me.id, friend.id)

@@ -14,7 +14,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy
-from kith.accounts.models import Account
+from kith.accounts.models import Account, AccountStats
 from kith.config import Settings
 from kith.filters import service as filters
 from kith.graph import service as graph
@@ -149,7 +149,15 @@ async def test_changes_made_elsewhere__show_at_once(
     s = await _status(api, token, p.id)
     assert s["favourited"] is True and s["favourites_count"] == 1
     await post(db, ana, "another")
-    assert (await _status(api, token, p.id))["account"]["statuses_count"] == 2
+    s = await _status(api, token, p.id)
+    assert s["account"]["statuses_count"] == 2
+    # The last status's UTC day, as Mastodon gives it, read as text (entity_cache, entities).
+    stats = await db.get(AccountStats, ana.id, populate_existing=True)
+    assert stats is not None and stats.last_status_at is not None
+    day = stats.last_status_at.date().isoformat()
+    assert s["account"]["last_status_at"] == day
+    r = await api.get(f"/api/v1/accounts/{ana.id}", headers=bearer(token))
+    assert r.json()["last_status_at"] == day
 
 
 async def test_uncommitted_render__is_not_kept(db: AsyncSession, rt: Runtime) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith.accounts.models import Account, AccountStats
 from kith.config import Settings
+from kith.db import utc_day
 from kith.emojis import service as emoji_service
 from kith.emojis.models import CustomEmoji
 from kith.graph.service import Relationship
@@ -28,6 +29,9 @@ def iso(moment: datetime | None) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+# (statuses, followers, following, the last status's UTC day as "2026-11-26", or None)
+Counts = tuple[int, int, int, str | None]
+
 MEDIA_PLACEHOLDER = "media-placeholder.png"  # shown for remote files not cached here
 
 
@@ -35,11 +39,9 @@ def _media_url(settings: Settings, path: str | None, fallback: str) -> str:
     return f"{settings.base_url}/media/{path}" if path else f"{settings.base_url}/static/{fallback}"
 
 
-async def account_counts(
-    db: AsyncSession, ids: list[int]
-) -> dict[int, tuple[int, int, int, datetime | None]]:
-    """(statuses, followers, following, last status time) per account, from the counters the
-    database keeps (`AccountStats`): one primary-key lookup each."""
+async def account_counts(db: AsyncSession, ids: list[int]) -> dict[int, Counts]:
+    """(statuses, followers, following, last status's UTC day) per account, from the counters
+    the database keeps (`AccountStats`): one primary-key lookup each."""
     if not ids:
         return {}
     rows = await db.execute(
@@ -48,14 +50,11 @@ async def account_counts(
             AccountStats.statuses_count,
             AccountStats.followers_count,
             AccountStats.following_count,
-            AccountStats.last_status_at,
+            utc_day(AccountStats.last_status_at),
         ).where(AccountStats.account_id.in_(ids))
     )
     found = {r[0]: (int(r[1]), int(r[2]), int(r[3]), r[4]) for r in rows}
     return {i: found.get(i, (0, 0, 0, None)) for i in ids}
-
-
-Counts = tuple[int, int, int, datetime | None]
 
 
 def account(
@@ -73,7 +72,7 @@ def account_counts_fields(counts: Counts | None) -> Json:
     """The Account entity's counters (they change all the time: never cached)."""
     statuses, followers, following, last = counts or (0, 0, 0, None)
     return {
-        "last_status_at": last.date().isoformat() if last else None,
+        "last_status_at": last,
         "statuses_count": statuses,
         "followers_count": followers,
         "following_count": following,

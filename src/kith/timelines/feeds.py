@@ -180,15 +180,19 @@ async def _add_candidates(db: AsyncSession, account_id: int, floor: int) -> None
 def _read_statement(shape: Shape[Any]) -> Any:
     """A page of the feed of the viewer bound as `viewer_id`: entries below `ceiling` and
     above the feed's floor, newest first, that pass the Home rule, each with the feed's floor
-    and last read time (no rows: no feed, or nothing there). Built once per process and
-    shape."""
+    and whether its last read is older than `stale` (no rows: no feed, or nothing there).
+    Built once per process and shape."""
     from kith.timelines.service import home_clause  # service builds on this module
 
     me = bindparam("viewer_id", type_=BigInteger())
     viewer = policy.Viewer(me)  # type: ignore[arg-type]
     now = bindparam("now", type_=UTCDateTime())
     return (
-        select(*shape.columns, HomeFeed.floor_id, HomeFeed.read_at)
+        select(
+            *shape.columns,
+            HomeFeed.floor_id,
+            (HomeFeed.read_at < bindparam("stale", type_=UTCDateTime())).label("stale"),
+        )
         .join(HomeEntry, HomeEntry.post_id == Post.id)
         .join(HomeFeed, HomeFeed.account_id == HomeEntry.account_id)
         .where(
@@ -209,7 +213,14 @@ async def read(
     made `shape`, and the feed's floor (None: no feed). One query when the feed fills the
     page."""
     assert viewer.account_id is not None
-    params = {"viewer_id": viewer.account_id, "ceiling": ceiling, "n": n, "now": utcnow()}
+    now = utcnow()
+    params = {
+        "viewer_id": viewer.account_id,
+        "ceiling": ceiling,
+        "n": n,
+        "now": now,
+        "stale": now - READ_STAMP_EVERY,
+    }
     rows = await db_plans.read(db, _read_statement(shape), params)
     if not rows:
         floor = await floor_of(db, viewer.account_id)
@@ -220,8 +231,8 @@ async def read(
         rows = await db_plans.read(db, _read_statement(shape), params)
         if not rows:
             return [], floor
-    floor, read_at = rows[0][-2], rows[0][-1]
-    if read_at < utcnow() - READ_STAMP_EVERY:
+    floor, stale = rows[0][-2], rows[0][-1]
+    if stale:
         _soon(db, _stamp_read, viewer.account_id)
     return shape.make(db, rows), int(floor)
 
