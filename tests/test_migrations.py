@@ -13,13 +13,23 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import Connection
 
+from kith import policy
+from kith.accounts.models import Account
+from kith.config import Settings
 from kith.db import make_engine
+from kith.graph import service as graph
 from kith.migrate import alembic_config, upgrade
 from kith.models import Base
+from kith.posts import service as posts
+from kith.posts.models import Like
+from kith.runtime import Runtime
+from kith.timelines import feeds
+from kith.timelines.models import HomeEntry
 from tests.conftest import BACKEND, _create_pg_database, _drop_pg_database
+from tests.world import person, post
 
 # Full-text search lives outside the models on purpose (it differs per database: an FTS5
 # virtual table and its shadow tables on SQLite, a tsvector column and GIN index on
@@ -86,3 +96,77 @@ async def test_history__goes_down_to_nothing_and_up_again(empty_url: str) -> Non
     # And upgrading again gives the same schema as the models
     await asyncio.to_thread(upgrade, empty_url)
     assert await _run(empty_url, _model_diff) == []
+
+
+@pytest.mark.skipif(BACKEND != "sqlite", reason="0008 rebuilds SQLite's tables only")
+async def test_integer_keys__rebuild_keeps_rows_keys_indexes_and_triggers(
+    empty_url: str, tmp_path: Path
+) -> None:
+    # Given a community written at 0007 (ids declared BIGINT)
+    await asyncio.to_thread(upgrade, empty_url, "0007")
+    settings = Settings(
+        database_url=empty_url,
+        var_dir=tmp_path / "var",
+        secret_key="test-secret-key-not-for-production",
+        domain="kith.test",
+        run_worker=False,
+        redis_url="",
+    )
+    rt = Runtime.from_settings(settings)
+    async with rt.sessions() as db:
+        ana, bo = await person(db, "ana"), await person(db, "bo")
+        await graph.follow(db, bo.id, ana.id)
+        first = await post(db, ana, "hello #kith @bo")
+        await posts.like(db, policy.Viewer(bo.id), first.id)
+        await feeds.build(db, bo.id)
+    await rt.close()
+    before = await _run(empty_url, _snapshot)
+
+    # When it is upgraded
+    await asyncio.to_thread(upgrade, empty_url)
+
+    # Then every row, index (by its text) and trigger is there, the keys are the rowids,
+    # and no row refers to a missing one
+    after = await _run(empty_url, _snapshot)
+    assert after["rows"] == before["rows"] and after["rows"]["posts"] == 1
+    assert after["indexes"] == before["indexes"] and after["triggers"] == before["triggers"]
+    assert after["problems"] == []
+    assert "\n\tid INTEGER NOT NULL," in after["ddl"]["posts"]
+    assert "\n\taccount_id INTEGER NOT NULL," in after["ddl"]["account_stats"]
+    assert "\n\taccount_id BIGINT NOT NULL," in after["ddl"]["posts"]  # not a key: as it was
+    assert "\n\tfollower_id BIGINT NOT NULL," in after["ddl"]["follows"]  # two-column key
+    # And the triggers and foreign keys work on the rebuilt tables
+    rt = Runtime.from_settings(settings)
+    async with rt.sessions() as db:
+        bo_id = (await db.scalars(select(Account.id).where(Account.username == "bo"))).one()
+        ana_id = (await db.scalars(select(Account.id).where(Account.username == "ana"))).one()
+        ana = await db.get(Account, ana_id)
+        assert ana is not None
+        later = await post(db, ana, "after the rebuild")
+        entries = select(HomeEntry.post_id).where(HomeEntry.account_id == bo_id)
+        assert later.id in set((await db.scalars(entries)).all())  # the feed trigger
+        await posts.delete_post(db, policy.Viewer(ana_id), first.id)
+        assert await db.scalar(select(func.count()).select_from(Like)) == 0  # ON DELETE
+    await rt.close()
+
+    # And down again: BIGINT keys, the same rows
+    await asyncio.to_thread(command.downgrade, alembic_config(empty_url), "0007")
+    down = await _run(empty_url, _snapshot)
+    assert "\n\tid BIGINT NOT NULL," in down["ddl"]["posts"] and down["problems"] == []
+    assert down["triggers"] == before["triggers"] and down["rows"]["posts"] == 1
+
+
+def _snapshot(conn: Connection) -> dict[str, Any]:
+    """Row counts, index and trigger texts, table declarations and foreign key problems."""
+    master = conn.exec_driver_sql("SELECT type, name, tbl_name, sql FROM sqlite_master").all()
+    tables = [n for t, n, _, sql in master if t == "table" and sql.startswith("CREATE TABLE")]
+    return {
+        "rows": {
+            t: conn.exec_driver_sql(f'SELECT count(*) FROM "{t}"').scalar()  # noqa: S608
+            for t in tables
+        },
+        "indexes": sorted(sql for t, _, _, sql in master if t == "index" and sql),
+        "triggers": sorted(sql for t, _, _, sql in master if t == "trigger"),
+        "ddl": {n: sql for t, n, _, sql in master if t == "table"},
+        "problems": conn.exec_driver_sql("PRAGMA foreign_key_check").all(),
+    }

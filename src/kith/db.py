@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, MetaData, String, event
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData, String, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import (
@@ -74,11 +74,30 @@ def _utc_day_postgresql(element: utc_day, compiler: Any, **kw: Any) -> str:
     return f"to_char(({column}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
 
 
+# A one-column integer primary key: BIGINT, but INTEGER on SQLite, where only a column
+# declared exactly INTEGER is the table's rowid (one b-tree instead of a table and an index
+# beside it: migration 0008).
+ROWID_KEY = BigInteger().with_variant(Integer(), "sqlite")
+
+
 class Base(DeclarativeBase):
-    """Declarative base of every table, with constraint names both databases agree on."""
+    """Declarative base of every table, with constraint names both databases agree on; a
+    table's one-column integer primary key is `ROWID_KEY`."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UTCDateTime, int: BigInteger}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        table = cls.__dict__.get("__table__")
+        if table is None:
+            return
+        for column in table.columns:
+            if column.type is ROWID_KEY:  # a foreign key takes its target's type: BIGINT
+                column.type = BigInteger()
+        keys = list(table.primary_key.columns)
+        if len(keys) == 1 and type(keys[0].type) is BigInteger:
+            keys[0].type = ROWID_KEY
 
 
 def utcnow() -> datetime:
