@@ -31,7 +31,7 @@ from sqlalchemy.orm import aliased
 
 from kith import db_plans, policy
 from kith.accounts.models import Account, AccountStats
-from kith.db import has_uncommitted_writes, utc_day
+from kith.db import has_uncommitted_writes, one_of, utc_day
 from kith.emojis import service as emoji_service
 from kith.filters import service as filters
 from kith.filters.models import Filter
@@ -122,13 +122,12 @@ class PostState(NamedTuple):
 
 
 @functools.cache
-def _state_statement() -> Any:
+def _state_statement(dialect_name: str) -> Any:
     """One row per post bound as `ids` (a page's posts and the originals they boost, which
     the caller knows: a boost's original never changes), for the viewer bound as `me` (None:
     anonymous): its PostState. Built once per process; one round trip to the database for a
     whole page, whatever is cached. (The statement once found the originals itself, through
     a union that read each post of the page twice more.)"""
-    ids: Any = bindparam("ids", expanding=True)
     me: Any = bindparam("me", type_=BigInteger())
     boost = aliased(Post)
     return (
@@ -155,7 +154,7 @@ def _state_statement() -> Any:
         )
         .join(Account, Account.id == Post.account_id)
         .outerjoin(AccountStats, AccountStats.account_id == Post.account_id)
-        .where(Post.id.in_(ids))
+        .where(one_of(Post.id, "ids", dialect_name))
     )
 
 
@@ -165,7 +164,8 @@ async def _states(
     """The states of these posts and of the originals they boost."""
     ids = {p.id: None for p in posts}
     ids.update((p.reblog_of_id, None) for p in posts if p.reblog_of_id is not None)
-    rows = await db_plans.read(db, _state_statement(), {"ids": list(ids), "me": me})
+    statement = _state_statement(db.get_bind().dialect.name)
+    rows = await db_plans.read(db, statement, {"ids": list(ids), "me": me})
     make = PostState._make
     return {r[0]: make(r) for r in rows}
 

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kith import policy
 from kith.accounts.models import Account
 from kith.communities.models import Community
-from kith.db import utcnow
+from kith.db import one_of, utcnow
 from kith.emojis import service as emoji_service
 from kith.emojis.models import CustomEmoji
 from kith.media import remote as remote_media
@@ -102,37 +102,39 @@ def _kind(k: int) -> Any:
 
 
 @functools.cache
-def _marks_statement() -> CompoundSelect:
+def _marks_statement(dialect_name: str) -> CompoundSelect:
     """(kind, post id) for the posts bound as `ids`: pinned by their author, and liked, boosted
     or bookmarked by the viewer bound as `me` (None: anonymous). One query instead of four,
     built once per process."""
-    ids: Any = bindparam("ids", expanding=True)
     me: Any = bindparam("me", type_=BigInteger())
     return union_all(
-        select(_kind(PIN), Pin.post_id).where(Pin.post_id.in_(ids)),
-        select(_kind(LIKE), Like.post_id).where(Like.account_id == me, Like.post_id.in_(ids)),
+        select(_kind(PIN), Pin.post_id).where(one_of(Pin.post_id, "ids", dialect_name)),
+        select(_kind(LIKE), Like.post_id).where(
+            Like.account_id == me, one_of(Like.post_id, "ids", dialect_name)
+        ),
         select(_kind(BOOST), Post.reblog_of_id).where(
-            Post.account_id == me, Post.reblog_of_id.in_(ids)
+            Post.account_id == me, one_of(Post.reblog_of_id, "ids", dialect_name)
         ),
         select(_kind(BOOKMARK), Bookmark.post_id).where(
-            Bookmark.account_id == me, Bookmark.post_id.in_(ids)
+            Bookmark.account_id == me, one_of(Bookmark.post_id, "ids", dialect_name)
         ),
     )
 
 
 @functools.cache
-def _viewer_marks_statement() -> CompoundSelect:
+def _viewer_marks_statement(dialect_name: str) -> CompoundSelect:
     """(kind, viewer id) for the post bound as `post_id` and the viewers bound as
     `viewer_ids`: which of them liked, boosted or bookmarked it."""
-    ids: Any = bindparam("viewer_ids", expanding=True)
     pid: Any = bindparam("post_id", type_=BigInteger())
     return union_all(
-        select(_kind(LIKE), Like.account_id).where(Like.post_id == pid, Like.account_id.in_(ids)),
+        select(_kind(LIKE), Like.account_id).where(
+            Like.post_id == pid, one_of(Like.account_id, "viewer_ids", dialect_name)
+        ),
         select(_kind(BOOST), Post.account_id).where(
-            Post.reblog_of_id == pid, Post.account_id.in_(ids)
+            Post.reblog_of_id == pid, one_of(Post.account_id, "viewer_ids", dialect_name)
         ),
         select(_kind(BOOKMARK), Bookmark.account_id).where(
-            Bookmark.post_id == pid, Bookmark.account_id.in_(ids)
+            Bookmark.post_id == pid, one_of(Bookmark.account_id, "viewer_ids", dialect_name)
         ),
     )
 
@@ -146,7 +148,8 @@ async def marks_of_viewers(
         return {}
     out: dict[int, set[int]] = {}
     params = {"post_id": post_id, "viewer_ids": list(viewer_ids)}
-    for k, account_id in await db.execute(_viewer_marks_statement(), params):
+    statement = _viewer_marks_statement(db.get_bind().dialect.name)
+    for k, account_id in await db.execute(statement, params):
         out.setdefault(account_id, set()).add(k)
     return out
 
@@ -164,7 +167,8 @@ async def marks_of(db: AsyncSession, me: int | None, ids: list[int]) -> dict[int
     boosted, bookmarked} for these post ids, in one query."""
     marks: dict[int, set[int]] = {PIN: set(), LIKE: set(), BOOST: set(), BOOKMARK: set()}
     if ids:
-        for kind, post_id in await db.execute(_marks_statement(), {"ids": ids, "me": me}):
+        statement = _marks_statement(db.get_bind().dialect.name)
+        for kind, post_id in await db.execute(statement, {"ids": ids, "me": me}):
             marks[kind].add(post_id)
     return marks
 

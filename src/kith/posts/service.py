@@ -20,7 +20,7 @@ from kith import policy, text
 from kith.accounts.models import Account
 from kith.communities import posting as community_posting
 from kith.communities.models import Community
-from kith.db import new_id, utcnow
+from kith.db import new_id, one_of, utcnow
 from kith.db_plans import (
     COMMIT_EARLY,
     Plan,
@@ -221,7 +221,8 @@ async def _render(
     local_names = [m for m in parsed.mentions if "@" not in m]
     mentioned: list[_Mentioned] = []
     if local_names:
-        rows = await read(db, _local_accounts_statement(), {"names": local_names})
+        statement = _local_accounts_statement(db.get_bind().dialect.name)
+        rows = await read(db, statement, {"names": local_names})
         mentioned = [
             _Mentioned(a.id, a.username_key, f"{base}/@{a.username}", True, a)
             for a in (loaded(db, Account, row) for row in rows)
@@ -240,17 +241,20 @@ async def _render(
 
 
 @functools.cache
-def _local_accounts_statement() -> Select[tuple[Any, ...]]:
+def _local_accounts_statement(dialect_name: str) -> Select[tuple[Any, ...]]:
     """Local, unsuspended accounts by lowercase name (`names`), every column (for
     `db_plans.loaded`): built once, as every post with a mention runs it."""
     return select(*Account.__table__.columns).where(
-        Account.username_key.in_(bindparam("names", expanding=True)),
+        one_of(Account.username_key, "names", dialect_name),
         Account.domain == "",
         Account.suspended_at.is_(None),
     )
 
 
-_TAG_IDS = select(Tag.name, Tag.id).where(Tag.name.in_(bindparam("names", expanding=True)))
+_TAG_IDS = {
+    dialect: select(Tag.name, Tag.id).where(one_of(Tag.name, "names", dialect))
+    for dialect in ("sqlite", "postgresql")
+}
 _ADD_TAGS = insert_ignoring_conflicts(Tag.__table__)  # type: ignore[arg-type]
 
 
@@ -265,13 +269,14 @@ def ids_of_tags_plan(dialect: str, tags: list[str]) -> Plan[dict[str, int]]:
     names = list(dict.fromkeys(tags))
     if not names:
         return {}
-    ids = {row[0]: row[1] for row in (yield Step(_TAG_IDS, {"names": names}, rows=True)) or ()}
+    tag_ids = _TAG_IDS[dialect]
+    ids = {row[0]: row[1] for row in (yield Step(tag_ids, {"names": names}, rows=True)) or ()}
     missing = [name for name in names if name not in ids]
     if missing:
         yield Step(
             _ADD_TAGS[dialect], [{"id": new_id(), "name": n, "display_name": n} for n in missing]
         )
-        found = yield Step(_TAG_IDS, {"names": missing}, rows=True)
+        found = yield Step(tag_ids, {"names": missing}, rows=True)
         ids.update({row[0]: row[1] for row in found or ()})
     return {name: ids[name] for name in names}
 
