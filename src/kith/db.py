@@ -88,9 +88,9 @@ def _utc_day_postgresql(element: utc_day, compiler: Any, **kw: Any) -> str:
 def one_of(column: Any, name: str, dialect_name: str) -> ColumnElement[bool]:
     """SQL: `column` is one of the list bound as `name`. On PostgreSQL `= ANY(…)` of one
     array: one statement text for a list of any length, which PostgreSQL plans a few times
-    per connection and then reuses; an `IN ($1, …)` was a new statement for each length, each
-    planned anew its first five times (~0.7 ms of PostgreSQL's CPU for a page's post
-    states), of which a timeline has dozens. On SQLite an expanding `IN (?, …)`."""
+    per connection and then reuses; an `IN ($1, …)` was a new statement for each length (a
+    page's post states come in dozens of lengths), each planned anew its first five runs on
+    each connection (~0.7 ms of PostgreSQL's CPU each). On SQLite an expanding `IN (?, …)`."""
     if dialect_name == "postgresql":
         return cast(ColumnElement[bool], column == any_(bindparam(name, type_=ARRAY(column.type))))
     return cast(ColumnElement[bool], column.in_(bindparam(name, expanding=True)))
@@ -204,8 +204,8 @@ SQLITE_MMAP_BYTES = 1 << 40
 # Each PostgreSQL session's settings. No JIT: PostgreSQL compiles a statement to machine code
 # when its estimated cost passes `jit_above_cost` (100,000 by default), and the policy's
 # statements reach that from their LIMIT over many correlated tests, however few rows they
-# read: a Home page from its feed ran in 3 ms and compiled for 116 ms, every time (each
-# statement is compiled anew). Our statements are short; none gains from it.
+# read: a Home page from its feed ran in 3 ms and compiled for 116 ms, every time (compiled
+# code is not kept between runs). Our statements are short; none gains from it.
 POSTGRES_SETTINGS = {"jit": "off"}
 
 

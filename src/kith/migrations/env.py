@@ -28,19 +28,15 @@ def _run(connection: Connection) -> None:
 async def _main() -> None:
     engine = make_engine(config.get_main_option("sqlalchemy.url") or "")
     async with engine.connect() as conn:
-        sqlite = conn.dialect.name == "sqlite"
-        if sqlite:
+        if conn.dialect.name == "sqlite":
             # SQLite rebuilds a table to change it (batch operations, 0008): with foreign
             # keys on, dropping the old table would delete the rows that refer to it. The
             # pragma only takes effect outside a transaction; 0008 checks the keys itself.
+            # (This engine is disposed afterwards: no connection keeps the setting.)
             await conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
             await conn.commit()
-        try:
-            async with conn.begin():
-                await conn.run_sync(_run)
-        finally:
-            if sqlite:
-                await conn.exec_driver_sql("PRAGMA foreign_keys = ON")
+        async with conn.begin():
+            await conn.run_sync(_run)
     await engine.dispose()
 
 
