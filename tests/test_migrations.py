@@ -100,18 +100,11 @@ async def test_history__goes_down_to_nothing_and_up_again(empty_url: str) -> Non
 
 @pytest.mark.skipif(BACKEND != "sqlite", reason="0008 rebuilds SQLite's tables only")
 async def test_integer_keys__rebuild_keeps_rows_keys_indexes_and_triggers(
-    empty_url: str, tmp_path: Path
+    empty_url: str, settings: Settings
 ) -> None:
     # Given a community written at 0007 (ids declared BIGINT)
     await asyncio.to_thread(upgrade, empty_url, "0007")
-    settings = Settings(
-        database_url=empty_url,
-        var_dir=tmp_path / "var",
-        secret_key="test-secret-key-not-for-production",
-        domain="kith.test",
-        run_worker=False,
-        redis_url="",
-    )
+    settings = settings.model_copy(update={"database_url": empty_url})
     rt = Runtime.from_settings(settings)
     async with rt.sessions() as db:
         ana, bo = await person(db, "ana"), await person(db, "bo")
