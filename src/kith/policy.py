@@ -59,7 +59,7 @@ from kith.communities.models import (
     MembershipModel,
 )
 from kith.communities.permissions import member_clause, standing
-from kith.db import UTCDateTime, utcnow
+from kith.db import UTCDateTime, one_of, utcnow
 from kith.graph.models import Block, Follow, Mute
 from kith.media.models import MediaAttachment
 from kith.moderation.models import Report
@@ -463,7 +463,7 @@ async def should_notify(db: AsyncSession, recipient_id: int, actor_id: int) -> b
     return bool(await notifiable_ids(db, [recipient_id], actor_id))
 
 
-_NOTIFIABLE_STATEMENTS: dict[bool, Select[Any]] = {}
+_NOTIFIABLE_STATEMENTS: dict[tuple[bool, str], Select[Any]] = {}
 
 
 async def notifiable_ids(
@@ -474,14 +474,15 @@ async def notifiable_ids(
     statement built once per process."""
     if not recipient_ids:
         return set()
-    stmt = notifiable_statement(post_id is not None)
+    stmt = notifiable_statement(post_id is not None, db.get_bind().dialect.name)
     params = notifiable_values(recipient_ids, actor_id, post_id)
     return set((await db.scalars(stmt, params)).all())
 
 
-def notifiable_statement(about_post: bool) -> Select[Any]:
-    """`notifiable_ids`'s statement (values: `notifiable_values`), built once per process."""
-    stmt = _NOTIFIABLE_STATEMENTS.get(about_post)
+def notifiable_statement(about_post: bool, dialect_name: str) -> Select[Any]:
+    """`notifiable_ids`'s statement (values: `notifiable_values`), built once per process
+    and database."""
+    stmt = _NOTIFIABLE_STATEMENTS.get((about_post, dialect_name))
     if stmt is None:
         # An alias, so the policy's own subqueries on `accounts` (suspension) are not
         # correlated to the recipient row.
@@ -490,13 +491,13 @@ def notifiable_statement(about_post: bool) -> Select[Any]:
             recipient.id, _param("actor_id"), bindparam("now", type_=UTCDateTime())
         )
         stmt = select(recipient.id).where(
-            recipient.id.in_(bindparam("recipient_ids", expanding=True)), wanted
+            one_of(recipient.id, "recipient_ids", dialect_name), wanted
         )
         if about_post:
             stmt = stmt.join(Post, Post.id == _param("post_id")).where(
                 post_visible_clause(Viewer(recipient.id), Post)  # type: ignore[arg-type]
             )
-        stmt = _NOTIFIABLE_STATEMENTS.setdefault(about_post, stmt)
+        stmt = _NOTIFIABLE_STATEMENTS.setdefault((about_post, dialect_name), stmt)
     return stmt
 
 

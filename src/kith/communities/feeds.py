@@ -34,7 +34,7 @@ from kith.communities.models import (
     Membership,
     MemberState,
 )
-from kith.db import EPOCH, UTCDateTime, id_for_time, utcnow
+from kith.db import EPOCH, UTCDateTime, id_for_time, one_of, utcnow
 from kith.errors import Forbidden, ValidationFailed
 from kith.posts.models import Post
 from kith.timelines.service import HOME_WINDOWS, MAX_POST_ID, Page, clamp_limit
@@ -155,10 +155,9 @@ def _top_statement(signed_in: bool) -> Select[Any]:
 
 
 @functools.cache
-def _visible_statement(signed_in: bool) -> Select[Any]:
+def _visible_statement(signed_in: bool, dialect_name: str) -> Select[Any]:
     """The posts bound as `ids` that the viewer may see and does not mute."""
-    ids: Any = bindparam("ids", expanding=True)
-    return select(Post).where(Post.id.in_(ids), *_seen(signed_in))
+    return select(Post).where(one_of(Post.id, "ids", dialect_name), *_seen(signed_in))
 
 
 async def _visible(db: AsyncSession, viewer: policy.Viewer, ids: list[int]) -> list[Post]:
@@ -166,7 +165,8 @@ async def _visible(db: AsyncSession, viewer: policy.Viewer, ids: list[int]) -> l
     if not ids:
         return []
     params = _params(viewer, ids=ids)
-    rows = await db.scalars(_visible_statement(viewer.account_id is not None), params)
+    statement = _visible_statement(viewer.account_id is not None, db.get_bind().dialect.name)
+    rows = await db.scalars(statement, params)
     by_id = {p.id: p for p in rows.all()}
     return [by_id[i] for i in ids if i in by_id]
 

@@ -87,7 +87,7 @@ def notify_many_plan(
     if not recipient_ids:
         return []
     wanted_rows = yield Step(
-        policy.notifiable_statement(post_id is not None),
+        policy.notifiable_statement(post_id is not None, dialect_name),
         policy.notifiable_values(recipient_ids, from_account_id, post_id),
         rows=True,
     )

@@ -27,7 +27,7 @@ from sqlalchemy.orm import aliased
 
 from kith import db_plans, policy
 from kith.accounts.models import Account
-from kith.db import EPOCH, UTCDateTime, id_for_time, utcnow
+from kith.db import EPOCH, UTCDateTime, id_for_time, one_of, utcnow
 from kith.media.models import MediaAttachment
 from kith.posts.models import Pin, Post, PostTag, Tag
 from kith.timelines import feeds, sources
@@ -436,7 +436,7 @@ async def pinned(db: AsyncSession, viewer: policy.Viewer, account: Account) -> l
 
 
 @functools.cache
-def _audience_statement() -> Select[Any]:
+def _audience_statement(dialect_name: str) -> Select[Any]:
     """`home_clause` for the viewers bound as `viewer_ids` and the post bound as `post_id`."""
     who = aliased(Account)  # an alias: the policy's own subqueries on accounts stay apart
     viewer = policy.Viewer(who.id)  # type: ignore[arg-type]
@@ -445,7 +445,7 @@ def _audience_statement() -> Select[Any]:
     return (
         select(who.id)
         .join(Post, Post.id == bindparam("post_id", type_=BigInteger()))
-        .where(who.id.in_(bindparam("viewer_ids", expanding=True)), clause)
+        .where(one_of(who.id, "viewer_ids", dialect_name), clause)
     )
 
 
@@ -455,7 +455,8 @@ async def home_audience(db: AsyncSession, post_id: int, viewer_ids: Collection[i
     if not viewer_ids:
         return set()
     params = {"post_id": post_id, "viewer_ids": list(viewer_ids), "now": utcnow()}
-    return set((await db.scalars(_audience_statement(), params)).all())
+    statement = _audience_statement(db.get_bind().dialect.name)
+    return set((await db.scalars(statement, params)).all())
 
 
 async def appears_in_home(db: AsyncSession, viewer: policy.Viewer, post_id: int) -> bool:
