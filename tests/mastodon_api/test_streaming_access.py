@@ -35,7 +35,7 @@ from tests.mastodon_api.conftest import bearer, token_for
 from tests.test_live import redis_url, two_servers  # noqa: F401  (fixtures)
 from tests.world import PASSWORD, Browser, person
 
-WITHIN = 1.0  # seconds from the change to the closed stream
+WITHIN = 2.0  # seconds from the change to the closed stream (generous: CI shares two cores)
 
 
 @dataclass
