@@ -29,7 +29,7 @@ from kith.config import Settings
 from kith.graph import service as graph
 from kith.posts import service as posts
 from kith.posts.models import Post, Visibility
-from kith.runtime import Runtime
+from kith.runtime import Runtime, wait_for_background
 from tests.browser.servers import KithServer, running_servers
 from tests.world import Browser, person, post, viewer
 
@@ -532,5 +532,60 @@ async def test_api_rate_limit__leases__never_more_than_the_limit_and_few_round_t
         counted_alone = [(await alone.shared_hit(buses[0], "t:alone", 50))[1] for _ in range(60)]
         assert counted_alone == list(range(1, 61))
     finally:
+        await wait_for_background()  # (a lease's top-up may be under way)
         for bus in buses:
             await bus.close()
+
+
+async def test_api_rate_limit__a_busy_key_is_topped_up_before_its_requests_wait(
+    redis_url: str,
+) -> None:
+    # Given a limiter whose round trips to Redis pass a gate the test holds
+    from kith.mastodon_api.ratelimit import LEASE_MAX, ApiRateLimiter
+
+    bus, limiter = RedisBus(redis_url, run_prefix()), ApiRateLimiter()
+    gate, trips = asyncio.Event(), [0]
+    gate.set()
+    real = bus.client.pipeline
+
+    def gated(*a: Any, **kw: Any) -> Any:
+        pipe = real(*a, **kw)
+        execute = pipe.execute
+
+        async def at_the_gate(*a: Any, **kw: Any) -> Any:
+            trips[0] += 1
+            await gate.wait()
+            return await execute(*a, **kw)
+
+        pipe.execute = at_the_gate
+        return pipe
+
+    bus.client.pipeline = gated  # type: ignore[method-assign]
+
+    async def hit() -> int:
+        return (await asyncio.wait_for(limiter.shared_hit(bus, "t:busy", 1500), 0.5))[1]
+
+    try:
+        # and a token that made 100 requests in this window
+        places = [await hit() for _ in range(100)]
+        await wait_for_background()
+        # When Redis stops answering
+        gate.clear()
+        asked_at, before = None, trips[0]
+        with pytest.raises(TimeoutError):
+            while True:
+                places.append(await hit())
+                if trips[0] > before and asked_at is None:
+                    asked_at = len(places)
+        # Then the lease was topped up before it ran out: one reservation, asked for while a
+        # quarter of the lease was left, and those places were still taken without waiting
+        assert trips[0] == before + 1 and asked_at is not None
+        assert len(places) - asked_at == LEASE_MAX // 4
+        # And once Redis answers, the next request takes the next place (none lost, none twice)
+        gate.set()
+        await wait_for_background()
+        places.append(await hit())
+        assert places == list(range(1, len(places) + 1))
+    finally:
+        await wait_for_background()
+        await bus.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,9 +141,16 @@ def in_background(
         except (SQLAlchemyError, RuntimeError, OSError):
             log.warning("background work failed: %s", what, exc_info=True)
 
-    task = asyncio.get_running_loop().create_task(run())
+    keep_running(run())
+
+
+def keep_running(work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """Run `work` (which handles its own failures) as a task of its own that nobody awaits,
+    kept until done; shutdown waits for it (`wait_for_background`)."""
+    task = asyncio.get_running_loop().create_task(work)
     _background.add(task)
     task.add_done_callback(_background.discard)
+    return task
 
 
 async def wait_for_background() -> None:
