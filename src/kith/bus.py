@@ -28,6 +28,7 @@ Event = dict[str, Any]
 
 # Longest wait between two attempts to re-subscribe after Redis went away.
 MAX_RECONNECT_DELAY = 30.0
+OUTBOX_MAX = 100_000  # events waiting for Redis before more are dropped (Redis far too slow)
 
 
 class Bus(Protocol):
@@ -103,6 +104,8 @@ class RedisBus:
         self._requests: list[tuple[str, str]] = []  # (un)subscribe, for the reader task
         self._reader: asyncio.Task[None] | None = None
         self._closing = False
+        self._outbox: list[tuple[str, str]] = []  # (prefixed channel, JSON) to publish, in order
+        self._sender: asyncio.Task[None] | None = None  # the task sending the outbox
 
     @property
     def client(self) -> aioredis.Redis:
@@ -114,27 +117,43 @@ class RedisBus:
         return self._prefix
 
     async def publish(self, channel: str, event: Event) -> None:
-        """Publish to every process; when Redis is down the event is dropped with a warning
-        (the change it announces is already committed, and the caller must not fail)."""
-        try:
-            await self._redis.publish(self._prefix + channel, json.dumps(event))
-        except RedisError as err:
-            log.warning("bus: could not publish to %s: %s", channel, err)
+        """Publish to every process, without waiting for Redis (see `publish_many`)."""
+        self._send_soon([(channel, event)])
 
     async def publish_many(self, events: list[tuple[str, Event]]) -> None:
-        """`publish` each (channel, event), in order, in one round trip (a pipeline: a new
-        post and its notifications cost one exchange with Redis, not one each)."""
-        if len(events) <= 1:
-            if events:
-                await self.publish(*events[0])
+        """Publish each (channel, event) to every process, in order, without waiting for
+        Redis: the events join this process's outbox, which one task sends in publishing
+        order, everything queued meanwhile in one round trip (a pipeline). A request that
+        waited for the exchange waited for the event loop to come round to Redis's answer,
+        under load some 40-60 ms after its post was committed (docs/benchmarks.md, session
+        11). When Redis is down the events are dropped with a warning (the change they
+        announce is already committed, and the caller must not fail)."""
+        self._send_soon(events)
+
+    def _send_soon(self, events: list[tuple[str, Event]]) -> None:
+        if len(self._outbox) + len(events) > OUTBOX_MAX:
+            log.warning("bus: outbox full (Redis too slow?): dropped %d events", len(events))
             return
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for channel, event in events:
-                    pipe.publish(self._prefix + channel, json.dumps(event))
-                await pipe.execute()
-        except RedisError as err:
-            log.warning("bus: could not publish %d events: %s", len(events), err)
+        self._outbox.extend((self._prefix + ch, json.dumps(event)) for ch, event in events)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_outbox())
+
+    async def _send_outbox(self) -> None:
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for name, data in batch:
+                        pipe.publish(name, data)
+                    await pipe.execute()
+            except RedisError as err:
+                log.warning("bus: could not publish %d events: %s", len(batch), err)
+
+    async def flush(self, within: float = 5.0) -> None:
+        """Wait (up to `within` seconds) until what was published so far is sent or dropped."""
+        if self._sender is not None and not self._sender.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._sender), within)
 
     async def subscribe(
         self, *channels: str, ready: asyncio.Event | None = None
@@ -233,6 +252,7 @@ class RedisBus:
                     q.put_nowait(event)
 
     async def close(self) -> None:
+        await self.flush(2)  # what was published before closing still goes out
         self._closing = True
         if self._reader is not None:
             self._reader.cancel()
