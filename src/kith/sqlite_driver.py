@@ -390,9 +390,30 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         the other processes' writers may go on at once, rather than when this event loop
         next gets round to it (under load, milliseconds during which the write turn was
         held for nothing). Safe from that thread: this process's other writers wait for the
-        in-process turn, which the event loop holds until `give_turn_back`, so no one here
-        takes the file turn meanwhile."""
-        return self.dbapi.give_file_turn if self._turn is not None else None
+        in-process turn, which only the event loop gives back, so no one here takes the
+        file turn meanwhile. The in-process turn is given back by a callback the thread
+        queues on the loop, ahead of the one that resumes the writer: the next writer here
+        is woken one pass of the loop sooner (under load each pass runs every request in
+        hand, and a post's wait for the turn was most of its latency: docs/benchmarks.md,
+        session 11)."""
+        turn = self._turn
+        if turn is None:
+            return None
+        loop = asyncio.get_running_loop()
+        give_file_turn = self.dbapi.give_file_turn
+
+        def release() -> None:
+            give_file_turn()
+            with contextlib.suppress(RuntimeError):  # (the loop closed: nothing waits there)
+                loop.call_soon_threadsafe(self._give_back, turn)
+
+        return release
+
+    def _give_back(self, turn: asyncio.Lock) -> None:
+        """The in-process turn `turn` given back, if this connection still holds it."""
+        if self._turn is turn:
+            self._turn = None
+            turn.release()
 
     def close(self) -> None:
         try:
