@@ -5,16 +5,29 @@ new post that `create_post` writes that way."""
 from __future__ import annotations
 
 import gc
+import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Integer, bindparam, column, func, insert, inspect, select, table, text
+from sqlalchemy import (
+    Integer,
+    bindparam,
+    column,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    table,
+    text,
+)
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kith import policy
+from kith import policy, sqlite_driver
 from kith.accounts.models import Account, User
+from kith.config import Settings
 from kith.db_plans import (
     COMMIT_EARLY,
     Plan,
@@ -33,6 +46,7 @@ from kith.posts.service import PostInput
 from kith.runtime import Runtime
 from kith.search import service as search
 from kith.sqlite_writes import CompiledWrite, compiled_for
+from tests.conftest import BACKEND
 from tests.world import person
 
 WHEN = datetime(2026, 11, 26, 9, 30, 1, 123456, tzinfo=UTC)
@@ -297,3 +311,78 @@ async def test_a_token_is_judged_on_its_row_as_read_not_on_a_copy_the_session_ho
     # Then this session's next look-up refuses it, though it still holds the old token row
     assert await oauth.token_info(db, issued.access_token) is None
     assert await oauth.token_info_by_id(db, info.token.id) is None
+
+
+@pytest.mark.skipif(BACKEND != "sqlite", reason="SQLite's shared reader")
+async def test_a_session_that_began_nothing_reads_without_checking_out_a_connection(
+    rt: Runtime, db: AsyncSession
+) -> None:
+    # Given two people, committed, and the pool's check-outs counted
+    await person(db, "alice")
+    await person(db, "bob")
+    await db.commit()
+    checkouts: list[int] = []
+
+    def counted(*_: Any) -> None:
+        checkouts.append(1)
+
+    event.listen(rt.engine.sync_engine, "checkout", counted)
+    try:
+        async with rt.sessions() as fresh:
+            # When a new session only reads
+            rows = await read(fresh, _ACCOUNT_AND_STATE, {"names": ["alice", "bob"]})
+            # Then it has the rows a statement through a session gives, and took no connection
+            async with rt.sessions() as other:
+                expected = await other.execute(_ACCOUNT_AND_STATE, {"names": ["alice", "bob"]})
+                assert [tuple(r) for r in rows] == [tuple(r) for r in expected.all()]
+            assert len(checkouts) == 1  # (the other session's)
+            # And what another session commits meanwhile, its next read sees
+            async with rt.sessions() as writer:
+                await person(writer, "carol")
+                await writer.commit()
+            names = {"names": ["alice", "bob", "carol"]}
+            assert len(await read(fresh, _ACCOUNT_AND_STATE, names)) == 3
+            checkouts.clear()
+            # While once it holds something unwritten, it reads in its own transaction
+            fresh.add(Tag(id=41, name="t41", display_name="T41"))
+            assert [r[0] for r in await read(fresh, _TAGS_NAMED, {"names": ["t41"]})] == [41]
+            assert len(checkouts) == 1
+            await fresh.rollback()
+    finally:
+        event.remove(rt.engine.sync_engine, "checkout", counted)
+
+
+@pytest.mark.skipif(BACKEND != "sqlite", reason="SQLite's shared reader")
+async def test_a_slow_read_of_the_shared_reader_is_read_the_usual_way(
+    rt: Runtime, db: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a person, and no statement quick enough for the event loop's thread
+    await person(db, "dave")
+    await db.commit()
+    monkeypatch.setattr(sqlite_driver, "INLINE_BUDGET_SECONDS", -1.0)
+    dbapi = rt.engine.sync_engine.dialect.loaded_dbapi
+    dbapi.slow_statements.clear()
+    async with rt.sessions() as fresh:
+        # When a new session reads
+        rows = await read(fresh, _ACCOUNT_AND_STATE, {"names": ["dave"]})
+        # Then the interrupted statement was read again on a pooled connection's thread
+        assert [r[1] for r in rows] == ["dave"]
+        assert dbapi.slow_statements  # (and its next runs go there at once)
+
+
+@pytest.mark.skipif(BACKEND != "sqlite", reason="SQLite's shared reader")
+async def test_the_shared_reader_closes_with_its_engine(settings: Settings) -> None:
+    # Given a runtime whose sessions read through the engine's shared reader (the engine
+    # learns the file's path from its first pooled connection, which the first read opens)
+    runtime = Runtime.from_settings(settings)
+    dbapi = runtime.engine.sync_engine.dialect.loaded_dbapi
+    for _ in range(2):
+        async with runtime.sessions() as fresh:
+            await read(fresh, _TAGS_NAMED, {"names": ["none"]})
+    reader = dbapi._reader
+    assert reader is not None
+    # When the runtime closes, so does the reader's connection
+    await runtime.close()
+    assert dbapi._reader is None
+    with pytest.raises(sqlite3.ProgrammingError):
+        reader._conn.execute("SELECT 1")

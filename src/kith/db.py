@@ -219,6 +219,10 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         if url.startswith("sqlite+aiosqlite"):
             kwargs.setdefault("module", sqlite_driver.module())  # one thread hop per statement
         engine = create_async_engine(url, **kwargs)
+        module = kwargs.get("module")
+        if isinstance(module, sqlite_driver.OneHopDBAPI):
+            module.mmap_bytes = SQLITE_MMAP_BYTES
+            event.listen(engine.sync_engine, "engine_disposed", lambda _e: module.close_reader())
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

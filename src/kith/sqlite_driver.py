@@ -49,6 +49,7 @@ import os
 import re
 import sqlite3
 import sys
+import threading
 import time
 import weakref
 from collections import deque
@@ -78,6 +79,7 @@ _PROGRESS_EVERY = 1000  # SQLite virtual machine instructions between looks at t
 _INLINE = ("SELECT", "WITH", "VALUES")  # reads that may run inline
 _DML = ("INSERT", "UPDATE", "DELETE", "REPLACE")  # writes that may, beginning a transaction
 _NOT_INLINE: Any = object()  # (a sentinel: "run it on the thread")
+NOT_INLINE = _NOT_INLINE  # (for SharedReader's callers)
 
 
 def _writes(operation: str) -> bool:
@@ -428,6 +430,60 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
             self.give_turn_back()
 
 
+class SharedReader:
+    """One plain sqlite3 connection of the engine's, read-only, for the quick reads of
+    sessions that have not begun a transaction (`kith.db_plans.read`), on the event loop's
+    thread: no connection checked out of the pool, no transaction begun, nothing given back
+    at the end. A request that only reads (a timeline: the token, the page, its states)
+    spent ~0.25 ms of its ~1.9 ms of CPU on its session's connection alone
+    (docs/benchmarks.md, session 11). Each statement sees the latest commit, as it would on a
+    pooled connection outside a transaction (SQLite's reads are their own transaction).
+    Used only from the thread that opened it; a statement that outlasts
+    INLINE_BUDGET_SECONDS, or finds the database busy, is interrupted and the caller reads
+    the usual way."""
+
+    __slots__ = ("_conn", "_thread", "_dbapi", "_deadline", "_overran", "_progress")
+
+    def __init__(self, path: str, dbapi: OneHopDBAPI) -> None:
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA query_only = ON")
+        self._conn.execute("PRAGMA busy_timeout = 0")
+        self._conn.execute(f"PRAGMA mmap_size = {dbapi.mmap_bytes}")
+        self._thread = threading.get_ident()
+        self._dbapi = dbapi
+        self._deadline = 0.0
+        self._overran = False
+        self._progress = self._past_deadline
+
+    def run(self, key: str, fn: Any, *args: Any) -> Any:
+        """`fn(sqlite3_connection, *args)` for one SELECT (`key` is its SQL), or _NOT_INLINE
+        (not this thread, a slow statement lately, interrupted, busy)."""
+        if threading.get_ident() != self._thread or key in self._dbapi.slow_statements:
+            return _NOT_INLINE
+        conn = self._conn
+        self._overran = False
+        self._deadline = time.perf_counter() + INLINE_BUDGET_SECONDS
+        conn.set_progress_handler(self._progress, _PROGRESS_EVERY)
+        try:
+            return fn(conn, *args)
+        except sqlite3.OperationalError as error:
+            if self._overran:
+                self._dbapi.note_slow(key)
+            elif error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+            return _NOT_INLINE
+        finally:
+            conn.set_progress_handler(None, 0)
+
+    def _past_deadline(self) -> bool:
+        if time.perf_counter() > self._deadline:
+            self._overran = True
+        return self._overran
+
+    def close(self) -> None:
+        self._conn.close()
+
+
 class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
     """The DB-API module handed to SQLAlchemy (`create_async_engine(..., module=...)`): one
     per engine, so it holds the engine's write turns.
@@ -447,6 +503,10 @@ class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
         )
         self._turn_file: int | None = None  # a descriptor of <database>-writer
         self._file_turn_held = False
+        self._database: str | None = None  # the file's path, once a connection was made
+        self._reader: SharedReader | None = None
+        self._reader_failed = False
+        self.mmap_bytes = 0  # PRAGMA mmap_size of the SharedReader (kith.db.make_engine sets it)
         # The SQL of statements that outlasted the inline budget lately, and how many more
         # runs each has on the connection's thread (OneHopConnection.run_inline).
         self.slow_statements: dict[str, int] = {}
@@ -455,6 +515,23 @@ class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
         if len(self.slow_statements) >= 1024:  # (a process meets few such statements)
             self.slow_statements.clear()
         self.slow_statements[sql] = SLOW_RUNS_ON_THREAD
+
+    def reader(self) -> SharedReader | None:
+        """The engine's SharedReader (made on first use, on this thread), or None: no file
+        (an in-memory database), or it could not be opened."""
+        if self._reader is None and self._database is not None and not self._reader_failed:
+            try:
+                self._reader = SharedReader(self._database, self)
+            except sqlite3.Error:
+                log.warning("no shared reader for %s: reads check out connections", self._database)
+                self._reader_failed = True
+        return self._reader
+
+    def close_reader(self) -> None:
+        """Close the SharedReader (the engine is disposed); a later read makes a new one."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
 
     def turn_lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
@@ -469,6 +546,7 @@ class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
         name = os.fspath(database)
         if not name or name == ":memory:" or name.startswith("file:"):
             return
+        self._database = name
         try:
             self._turn_file = os.open(f"{name}-writer", os.O_RDWR | os.O_CREAT, 0o600)
         except OSError:
