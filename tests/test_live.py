@@ -355,15 +355,11 @@ async def test_redis_bus__publish_many_delivers_each_event_in_order(redis_url: s
             await bus.close()
 
 
-async def test_redis_bus__publishing_does_not_wait_for_redis_and_keeps_the_order(
-    redis_url: str,
-) -> None:
-    # Given two buses on one prefix, one listening, the other's exchanges with Redis held at
-    # a gate the test opens
-    prefix = run_prefix()
-    here, there = RedisBus(redis_url, prefix), RedisBus(redis_url, prefix)
-    gate, trips = asyncio.Event(), [0]
-    real = here.client.pipeline
+def _gate_pipelines(bus: RedisBus, gate: asyncio.Event) -> list[int]:
+    """Make every pipeline of `bus` wait at `gate` before it runs; returns a counter of the
+    pipelines run ([n])."""
+    trips = [0]
+    real = bus.client.pipeline
 
     def gated(*a: Any, **kw: Any) -> Any:
         pipe = real(*a, **kw)
@@ -377,7 +373,19 @@ async def test_redis_bus__publishing_does_not_wait_for_redis_and_keeps_the_order
         pipe.execute = at_the_gate
         return pipe
 
-    here.client.pipeline = gated  # type: ignore[method-assign]
+    bus.client.pipeline = gated  # type: ignore[method-assign]
+    return trips
+
+
+async def test_redis_bus__publishing_does_not_wait_for_redis_and_keeps_the_order(
+    redis_url: str,
+) -> None:
+    # Given two buses on one prefix, one listening, the other's exchanges with Redis held at
+    # a gate the test opens
+    prefix = run_prefix()
+    here, there = RedisBus(redis_url, prefix), RedisBus(redis_url, prefix)
+    gate = asyncio.Event()
+    trips = _gate_pipelines(here, gate)
     ready = asyncio.Event()
     got = there.subscribe("posts", ready=ready)
     first = asyncio.ensure_future(anext(got))
@@ -592,23 +600,9 @@ async def test_api_rate_limit__a_busy_key_is_topped_up_before_its_requests_wait(
     from kith.mastodon_api.ratelimit import LEASE_MAX, ApiRateLimiter
 
     bus, limiter = RedisBus(redis_url, run_prefix()), ApiRateLimiter()
-    gate, trips = asyncio.Event(), [0]
+    gate = asyncio.Event()
     gate.set()
-    real = bus.client.pipeline
-
-    def gated(*a: Any, **kw: Any) -> Any:
-        pipe = real(*a, **kw)
-        execute = pipe.execute
-
-        async def at_the_gate(*a: Any, **kw: Any) -> Any:
-            trips[0] += 1
-            await gate.wait()
-            return await execute(*a, **kw)
-
-        pipe.execute = at_the_gate
-        return pipe
-
-    bus.client.pipeline = gated  # type: ignore[method-assign]
+    trips = _gate_pipelines(bus, gate)
 
     async def hit() -> int:
         return (await asyncio.wait_for(limiter.shared_hit(bus, "t:busy", 1500), 0.5))[1]
