@@ -124,10 +124,11 @@ class RedisBus:
         """Publish each (channel, event) to every process, in order, without waiting for
         Redis: the events join this process's outbox, which one task sends in publishing
         order, everything queued meanwhile in one round trip (a pipeline). A request that
-        waited for the exchange waited for the event loop to come round to Redis's answer,
-        under load some 40-60 ms after its post was committed (docs/benchmarks.md, session
-        11). When Redis is down the events are dropped with a warning (the change they
-        announce is already committed, and the caller must not fail)."""
+        waited for the exchange waited for the event loop to come round to Redis's answer:
+        under load, the same exchange for a rate limit came back 50-70 ms after it was sent
+        (docs/benchmarks.md, session 11). When Redis is down the events are dropped with a
+        warning (the change they announce is already committed, and the caller must not
+        fail)."""
         self._send_soon(events)
 
     def _send_soon(self, events: list[tuple[str, Event]]) -> None:
