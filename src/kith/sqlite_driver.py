@@ -78,8 +78,7 @@ SLOW_RUNS_ON_THREAD = 64  # ... and so do that statement's next runs
 _PROGRESS_EVERY = 1000  # SQLite virtual machine instructions between looks at the clock
 _INLINE = ("SELECT", "WITH", "VALUES")  # reads that may run inline
 _DML = ("INSERT", "UPDATE", "DELETE", "REPLACE")  # writes that may, beginning a transaction
-_NOT_INLINE: Any = object()  # (a sentinel: "run it on the thread")
-NOT_INLINE = _NOT_INLINE  # (for SharedReader's callers)
+NOT_INLINE: Any = object()  # (a sentinel: "run it on the thread", or "read the usual way")
 
 
 def _writes(operation: str) -> bool:
@@ -145,6 +144,34 @@ def _commit(conn: sqlite3.Connection, release: Any) -> None:
         release()
 
 
+class _Budget:
+    """INLINE_BUDGET_SECONDS for one statement on the event loop's thread: while armed,
+    SQLite's progress handler interrupts the statement once past the deadline (`overran`
+    then says that is why it failed)."""
+
+    __slots__ = ("deadline", "overran", "_check")
+
+    def __init__(self) -> None:
+        self.deadline = 0.0
+        self.overran = False
+        self._check = self._past_deadline  # (bound once: SQLite calls it often)
+
+    def arm(self, conn: sqlite3.Connection) -> None:
+        self.overran = False
+        self.deadline = time.perf_counter() + INLINE_BUDGET_SECONDS
+        conn.set_progress_handler(self._check, _PROGRESS_EVERY)
+
+    @staticmethod
+    def disarm(conn: sqlite3.Connection) -> None:
+        conn.set_progress_handler(None, 0)
+
+    def _past_deadline(self) -> bool:
+        """SQLite's progress handler during an inline statement: true interrupts it."""
+        if time.perf_counter() > self.deadline:
+            self.overran = True
+        return self.overran
+
+
 class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     """A buffered cursor whose statements each cost one hand-off to the SQLite thread."""
 
@@ -204,13 +231,13 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         await adapt.take_turn(operation)
         async with adapt._execute_mutex:
             try:
-                outcome = _NOT_INLINE
+                outcome = NOT_INLINE
                 inline = _inline(operation)
                 if inline == "read":
                     outcome = adapt.run_inline(operation, _run, operation, parameters)
                 elif inline == "write" and not conn._conn.in_transaction:
                     outcome = adapt.run_inline(operation, _run, operation, parameters, writes=True)
-                if outcome is _NOT_INLINE:
+                if outcome is NOT_INLINE:
                     outcome = await conn._execute(_run, conn._conn, operation, parameters)
             except BaseException:
                 # A failed statement may have begun a transaction (sqlite3 opens one
@@ -243,9 +270,7 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         "in_transaction",
         "inline_ok",
         "_turn",
-        "_deadline",
-        "_overran",
-        "_progress",
+        "_budget",
         "_busy_ms",
     )
     _cursor_cls = OneHopCursor  # type: ignore[assignment]
@@ -256,20 +281,18 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         self.in_transaction = False  # a new connection has none
         self.inline_ok = True  # may be used from the event loop's thread (see connect)
         self._turn: asyncio.Lock | None = None
-        self._deadline = 0.0
-        self._overran = False
-        self._progress = self._past_deadline  # (bound once: SQLite calls it often)
+        self._budget = _Budget()
         self._busy_ms: int | None = None  # the connection's busy timeout, once read
 
     def run_inline(self, key: str, fn: Any, *args: Any, writes: bool = False) -> Any:
-        """`fn(sqlite3_connection, *args)` here on the event loop's thread, or _NOT_INLINE
+        """`fn(sqlite3_connection, *args)` here on the event loop's thread, or NOT_INLINE
         when it must run on the connection's thread instead: it outlasted
         INLINE_BUDGET_SECONDS (interrupted, nothing returned, nothing left written), or `key`
         (its SQL) did so lately, or (`writes`) SQLite's lock is held by another program, for
         which it must not wait here. `fn` runs one statement, a read or (`writes`) the
         transaction's first write (see the module)."""
         if not self.inline_ok:
-            return _NOT_INLINE
+            return NOT_INLINE
         slow = self.dbapi.slow_statements
         runs_left = slow.get(key)
         if runs_left is not None:
@@ -277,12 +300,11 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
                 del slow[key]
             else:
                 slow[key] = runs_left - 1
-            return _NOT_INLINE
+            return NOT_INLINE
         conn: sqlite3.Connection = self._connection._conn
         began = not conn.in_transaction
-        self._overran = False
-        self._deadline = time.perf_counter() + INLINE_BUDGET_SECONDS
-        conn.set_progress_handler(self._progress, _PROGRESS_EVERY)
+        budget = self._budget
+        budget.arm(conn)
         if writes:  # no waiting in SQLite's busy handler here (the turns cover Kith's own)
             if self._busy_ms is None:
                 self._busy_ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
@@ -291,23 +313,17 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
             return fn(conn, *args)
         except sqlite3.OperationalError as error:
             busy = writes and error.sqlite_errorcode == sqlite3.SQLITE_BUSY
-            if not (self._overran or busy):
+            if not (budget.overran or busy):
                 raise
             if began and conn.in_transaction:
                 conn.rollback()  # (SQLite has already rolled an interrupted write back)
-            if self._overran:
+            if budget.overran:
                 self.dbapi.note_slow(key)
-            return _NOT_INLINE
+            return NOT_INLINE
         finally:
-            conn.set_progress_handler(None, 0)
+            budget.disarm(conn)
             if writes:
                 conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-
-    def _past_deadline(self) -> bool:
-        """SQLite's progress handler during an inline statement: true interrupts it."""
-        if time.perf_counter() > self._deadline:
-            self._overran = True
-        return self._overran
 
     async def take_turn(self, operation: str) -> None:
         """Before a statement: if it would begin a write transaction, wait for the turn."""
@@ -343,7 +359,7 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         must only read (`kith.db_plans.read`), and may run twice."""
         async with self._execute_mutex:
             result = self.run_inline(sql, fn, sql, *args)
-        if result is not _NOT_INLINE:
+        if result is not NOT_INLINE:
             return result
         return await self._hand_off(fn, (sql, *args), None)
 
@@ -442,7 +458,7 @@ class SharedReader:
     INLINE_BUDGET_SECONDS, or finds the database busy, is interrupted and the caller reads
     the usual way."""
 
-    __slots__ = ("_conn", "_thread", "_dbapi", "_deadline", "_overran", "_progress")
+    __slots__ = ("_conn", "_thread", "_dbapi", "_budget")
 
     def __init__(self, path: str, dbapi: OneHopDBAPI) -> None:
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -451,34 +467,25 @@ class SharedReader:
         self._conn.execute(f"PRAGMA mmap_size = {dbapi.mmap_bytes}")
         self._thread = threading.get_ident()
         self._dbapi = dbapi
-        self._deadline = 0.0
-        self._overran = False
-        self._progress = self._past_deadline
+        self._budget = _Budget()
 
     def run(self, key: str, fn: Any, *args: Any) -> Any:
-        """`fn(sqlite3_connection, *args)` for one SELECT (`key` is its SQL), or _NOT_INLINE
+        """`fn(sqlite3_connection, *args)` for one SELECT (`key` is its SQL), or NOT_INLINE
         (not this thread, a slow statement lately, interrupted, busy)."""
         if threading.get_ident() != self._thread or key in self._dbapi.slow_statements:
-            return _NOT_INLINE
-        conn = self._conn
-        self._overran = False
-        self._deadline = time.perf_counter() + INLINE_BUDGET_SECONDS
-        conn.set_progress_handler(self._progress, _PROGRESS_EVERY)
+            return NOT_INLINE
+        conn, budget = self._conn, self._budget
+        budget.arm(conn)
         try:
             return fn(conn, *args)
         except sqlite3.OperationalError as error:
-            if self._overran:
+            if budget.overran:
                 self._dbapi.note_slow(key)
             elif error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
                 raise
-            return _NOT_INLINE
+            return NOT_INLINE
         finally:
-            conn.set_progress_handler(None, 0)
-
-    def _past_deadline(self) -> bool:
-        if time.perf_counter() > self._deadline:
-            self._overran = True
-        return self._overran
+            budget.disarm(conn)
 
     def close(self) -> None:
         self._conn.close()
