@@ -52,8 +52,12 @@ class _Lease:
     top: int = 0  # the shared count after this process's latest reservation
     hits: int = 0  # requests of the key counted here this window
     places: deque[list[int]] = field(default_factory=deque)  # reserved, unused: [first, last]
-    left: int = 0  # how many places `places` holds
     reserving: asyncio.Event | None = None  # set when the reservation under way is done
+
+    @property
+    def left(self) -> int:
+        """How many places `places` holds."""
+        return sum(last - first + 1 for first, last in self.places)
 
 
 def _done_reserving(lease: _Lease, done: asyncio.Event) -> None:
@@ -114,11 +118,10 @@ class ApiRateLimiter:
             lease.places.popleft()
         else:
             first[0] = place + 1
-        lease.left -= 1
         if lease.reserving is None and lease.hits >= PREFETCH_AFTER:
-            size = min(LEASE_MAX, lease.hits // 4)
-            if lease.left <= size // 4:  # top it up to `size` while the rest is used
-                self._top_up(bus, lease, key, start, limit, size - lease.left)
+            size, left = min(LEASE_MAX, lease.hits // 4), lease.left
+            if left <= size // 4:  # top it up to `size` while the rest is used
+                self._top_up(bus, lease, key, start, limit, size - left)
         return limit, place, start + self.window
 
     async def _reserve(
@@ -139,7 +142,6 @@ class ApiRateLimiter:
             _done_reserving(lease, done)
         lease.top = max(lease.top, int(top))
         lease.places.append([int(top) - size + 1, int(top)])
-        lease.left += size
 
     def _top_up(
         self, bus: RedisBus, lease: _Lease, key: str, start: int, limit: int, size: int
