@@ -294,6 +294,20 @@ def run_prefix() -> str:
     return f"kith-test-{os.getpid()}-{uuid.uuid4().hex[:8]}:"
 
 
+async def _stop_listening(
+    reads: list[asyncio.Future[Any]], subscriptions: list[Any], buses: list[RedisBus]
+) -> None:
+    """A bus test's end: its pending reads cancelled, its subscriptions ended, its buses
+    closed."""
+    for read in reads:
+        read.cancel()
+    for subscription in subscriptions:
+        with contextlib.suppress(Exception):
+            await subscription.aclose()
+    for bus in buses:
+        await bus.close()
+
+
 async def test_redis_bus__delivers_to_other_connections_with_the_same_prefix_only(
     redis_url: str,
 ) -> None:
@@ -319,13 +333,7 @@ async def test_redis_bus__delivers_to_other_connections_with_the_same_prefix_onl
         await asyncio.sleep(0.2)
         assert not stray.done()
     finally:
-        for task in (first, stray):
-            task.cancel()
-        for gen in (got_there, got_elsewhere):
-            with contextlib.suppress(Exception):
-                await gen.aclose()
-        for bus in (here, there, elsewhere):
-            await bus.close()
+        await _stop_listening([first, stray], [got_there, got_elsewhere], [here, there, elsewhere])
 
 
 async def test_redis_bus__publish_many_delivers_each_event_in_order(redis_url: str) -> None:
@@ -348,11 +356,7 @@ async def test_redis_bus__publish_many_delivers_each_event_in_order(redis_url: s
         assert await asyncio.wait_for(first, 5) == {"type": "post.created", "post_id": 7}
         assert await asyncio.wait_for(anext(got), 5) == {"type": "notification", "id": 9}
     finally:
-        first.cancel()
-        with contextlib.suppress(Exception):
-            await got.aclose()
-        for bus in (here, there):
-            await bus.close()
+        await _stop_listening([first], [got], [here, there])
 
 
 def _gate_pipelines(bus: RedisBus, gate: asyncio.Event) -> list[int]:
@@ -401,11 +405,7 @@ async def test_redis_bus__publishing_does_not_wait_for_redis_and_keeps_the_order
         assert [await asyncio.wait_for(anext(got), 5) for _ in range(2)] == [{"n": 1}, {"n": 2}]
         assert trips[0] == 2
     finally:
-        first.cancel()
-        with contextlib.suppress(Exception):
-            await got.aclose()
-        for bus in (here, there):
-            await bus.close()
+        await _stop_listening([first], [got], [here, there])
 
 
 async def test_redis_bus__publishing_while_redis_is_down_only_warns(
