@@ -4,11 +4,13 @@ new post that `create_post` writes that way."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import (
     Integer,
@@ -26,8 +28,9 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kith import policy, sqlite_driver
-from kith.accounts.models import Account, User
+from kith.accounts.models import Account, User, UserState
 from kith.config import Settings
+from kith.db import one_of
 from kith.db_plans import (
     COMMIT_EARLY,
     Plan,
@@ -253,6 +256,88 @@ async def test_read_returns_what_the_session_would(rt: Runtime, db: AsyncSession
     assert got == expected
     assert [type(v) for v in got[0]] == [type(v) for v in expected[0]]
     assert got[0][-3] is True  # a boolean, not SQLite's 1
+
+
+# The same, as the hot paths write it: a bound list is one array on PostgreSQL (`db.one_of`),
+# and a fixed list (the policy's states) is expanded once, where asyncpg's numbered
+# parameters need it (`CompiledWrite`).
+_ACCOUNTS_NAMED = {
+    dialect: select(*_ACCOUNT_AND_STATE.selected_columns)
+    .join(User, User.account_id == Account.id)
+    .where(
+        one_of(Account.username_key, "names", dialect),
+        User.state.in_([UserState.ACTIVE, UserState.PENDING]),
+    )
+    .order_by(Account.id)
+    for dialect in ("sqlite", "postgresql")
+}
+
+
+async def test_read_of_a_bound_list_and_a_fixed_list_returns_what_the_session_would(
+    rt: Runtime, db: AsyncSession
+) -> None:
+    # Given two people, and a statement with a bound list of names and a fixed list of states
+    await person(db, "alice", admin=True)
+    await person(db, "bob")
+    await db.commit()
+    statement = _ACCOUNTS_NAMED[db.get_bind().dialect.name]
+    values = {"names": ["alice", "bob", "nobody"]}
+    # Then a read gives the rows the same statement through the session gives, typed alike
+    expected = [tuple(r) for r in (await db.execute(statement, values)).all()]
+    got = [tuple(r) for r in await read(db, statement, values)]
+    assert [r[1] for r in got] == ["alice", "bob"]
+    assert got == expected
+    assert [type(v) for v in got[0]] == [type(v) for v in expected[0]]
+
+
+_CLOCK = select(func.now())
+_BACKEND_PID = select(func.pg_backend_pid())
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="PostgreSQL's reads outside a transaction")
+async def test_a_postgresql_session_reads_on_its_own_until_it_begins_a_transaction(
+    rt: Runtime,
+) -> None:
+    # Given a session that has only read: each read is a transaction of its own (the
+    # transaction's clock moves between them), and no BEGIN was sent
+    async with rt.sessions() as fresh:
+        first = (await read(fresh, _CLOCK, {}))[0][0]
+        await asyncio.sleep(0.01)
+        second = (await read(fresh, _CLOCK, {}))[0][0]
+        assert second > first
+        driver = (await (await fresh.connection()).get_raw_connection()).dbapi_connection
+        assert driver._transaction is None
+        # When it writes (flushed by the next read), its reads join its transaction
+        fresh.add(Tag(id=51, name="t51", display_name="T51"))
+        third = (await read(fresh, _CLOCK, {}))[0][0]
+        await asyncio.sleep(0.01)
+        assert (await read(fresh, _CLOCK, {}))[0][0] == third
+        await fresh.rollback()
+    # And a session asking for a stricter isolation reads in its transaction from the start
+    async with rt.sessions() as strict:
+        await strict.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        first = (await read(strict, _CLOCK, {}))[0][0]
+        await asyncio.sleep(0.01)
+        assert (await read(strict, _CLOCK, {}))[0][0] == first
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="PostgreSQL's connections")
+async def test_a_postgresql_connection_lost_during_a_read_is_not_handed_out_again(
+    rt: Runtime,
+) -> None:
+    # Given a session's connection, ended by the server (an administrator, a restart)
+    async with rt.sessions() as reader:
+        ((pid,),) = await read(reader, _BACKEND_PID, {})
+        async with rt.sessions() as admin:
+            await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        # When the session reads again, the driver's error is raised
+        lost = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+        with pytest.raises(lost):  # (which of them: as soon as the driver notices)
+            await read(reader, _BACKEND_PID, {})
+    # Then the pool hands the next session a working connection, not that one
+    async with rt.sessions() as after:
+        ((new_pid,),) = await read(after, _BACKEND_PID, {})
+        assert new_pid != pid
 
 
 async def test_read_sees_what_the_session_holds_and_has_not_committed(

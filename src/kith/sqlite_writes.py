@@ -26,6 +26,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.expression import ClauseElement
 from sqlalchemy.util.concurrency import greenlet_spawn
 
@@ -35,24 +36,32 @@ T = TypeVar("T")
 
 
 class CompiledWrite:
-    """A statement compiled for one SQLite dialect (qmark parameters). An expanding bind
-    (`IN (…)` of a list) becomes as many `?` as its list has values, per call."""
+    """A statement compiled for one dialect with positional parameters: SQLite's (qmark;
+    an expanding bind, `IN (…)` of a list, becomes as many `?` as its list has values, per
+    call) or asyncpg's (`$1`, for `kith.db_plans.read`; there a list is one array, `db.one_of`,
+    and a statement that `expands` is left to SQLAlchemy)."""
 
     __slots__ = ("sql", "_slots", "_parts", "_by_lengths", "_results")
 
     def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
         compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
         if not compiled.positional or compiled.positiontup is None:
-            raise ValueError("CompiledWrite is for SQLite's positional parameters")
+            raise ValueError("CompiledWrite is for positional parameters")
         self.sql = compiled.string
+        positions, fixed_values = list(compiled.positiontup), dict[str, Any]()
+        binds = {name: (compiled.binds[name], name) for name in positions}
+        if dialect.paramstyle != "qmark" and "__[POSTCOMPILE_" in self.sql:
+            positions, fixed_values, binds = self._expand_literal_lists(compiled, binds)
         # Per position: (value's name, fixed value, processor, expanding); a name repeated in
         # the SQL (INSERT … SELECT … WHERE) fills each of its positions.
         self._slots: list[tuple[str, Any, Callable[[Any], Any] | None, bool]] = []
-        for name in compiled.positiontup:
-            bind = compiled.binds[name]
-            fixed = None if bind.required else bind.effective_value  # a literal ("" …)
+        for name in positions:
+            bind, value_name = binds[name]
+            # (a literal: "", or a fixed list's item)
+            fixed = None if bind.required else fixed_values.get(name, bind.effective_value)
             process = bind.type.dialect_impl(dialect).bind_processor(dialect)  # as executed
-            self._slots.append((name if bind.required else "", fixed, process, bind.expanding))
+            expanding = bind.expanding and name == value_name
+            self._slots.append((value_name if bind.required else "", fixed, process, expanding))
         # The SQL between expanding binds' markers (`__[POSTCOMPILE_name]`), in order.
         self._parts = _POSTCOMPILE.split(self.sql)[::2] if "__[POSTCOMPILE_" in self.sql else []
         self._by_lengths: dict[tuple[int, ...], str] = {}
@@ -63,6 +72,28 @@ class CompiledWrite:
             for column in compiled._result_columns
         ]
         self._results = [(i, p) for i, p in enumerate(processors) if p is not None]
+
+    def _expand_literal_lists(
+        self, compiled: SQLCompiler, binds: dict[str, tuple[BindParameter[Any], str]]
+    ) -> tuple[list[str], dict[str, Any], dict[str, tuple[BindParameter[Any], str]]]:
+        """asyncpg's numbered parameters: the statement's fixed lists (`IN` of the policy's
+        states…) expanded once, as SQLAlchemy expands them at each execution; a bound list
+        (a required expanding bind) is left, so the statement still `expands`."""
+        if any(bind.required and bind.expanding for bind, _ in binds.values()):
+            return list(binds), {}, binds
+        expanded = compiled._process_parameters_for_postcompile(
+            compiled.construct_params({name: None for name, (b, _) in binds.items() if b.required})
+        )
+        self.sql = expanded.statement
+        for original, items in (expanded.parameter_expansion or {}).items():
+            for item in items:
+                binds[item] = (binds[original][0], original)
+        return list(expanded.positiontup or ()), dict(expanded.parameters), binds
+
+    @property
+    def expands(self) -> bool:
+        """Has it an expanding bind (rendered here in SQLite's `?` only)?"""
+        return bool(self._parts)
 
     def rows(self, raw: list[Any]) -> list[Any]:
         """The driver's rows of this statement as a statement run through SQLAlchemy would
