@@ -8,7 +8,9 @@ open: the caller commits or rolls back):
   hand-off, with the write turn, each statement compiled once (`sqlite_writes.CompiledWrite`):
   no SQLAlchemy execution path, no hop per statement. Through a session, a statement cost
   0.3-0.7 ms of CPU (a new post ran ten); here it costs what SQLite does;
-- elsewhere (PostgreSQL), step by step through the session's connection.
+- on PostgreSQL, step by step on the session's asyncpg connection itself (`_on_asyncpg`:
+  compiled once, asyncpg's prepared statements, no SQLAlchemy execution path), in the
+  session's transaction (begun first, as SQLAlchemy would).
 
 So a plan must be plain computation between its steps: it may run on another thread, and must
 not touch the session, the event loop or anything not thread-safe (`new_id` is). Rows are as
@@ -22,8 +24,9 @@ columns' result processors, so the rows equal what the session would return. Thr
 session such a read cost ~0.37 ms of CPU, ~0.07 ms here. A session that has begun no
 transaction (nothing written, nothing to flush) reads through the engine's shared reader
 (`sqlite_driver.SharedReader`) instead, checking no connection out of the pool. On
-PostgreSQL the SELECT goes to asyncpg itself (`_asyncpg_fetch`), and runs outside a
-transaction until the session begins one (no BEGIN or ROLLBACK for a request that only reads).
+PostgreSQL the SELECT goes to asyncpg itself (`_on_asyncpg`), and runs outside a transaction
+until the session begins one (no BEGIN or ROLLBACK for a request that only reads); its errors
+are SQLAlchemy's.
 `loaded(db, Model, values)` makes an entity from a row of every column, as if the session
 had loaded it."""
 
@@ -31,9 +34,9 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import asyncpg
 from sqlalchemy import Table, bindparam, inspect
@@ -41,6 +44,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapper, configure_mappers, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state
@@ -105,17 +109,43 @@ async def run_plan(db: AsyncSession, plan: Plan[T]) -> T:
     held = await _connection(db)  # (flushes what the session holds first)
     if isinstance(held.driver, OneHopConnection):
         return await held.driver.run_writing(_run_on_thread, plan, held.dialect)
-    conn = held.connection
     try:
         step = next(plan)
         while True:
             if isinstance(step, CommitEarly):
                 step = plan.send(None)
                 continue
-            result = await conn.execute(step.statement, step.values)
-            step = plan.send(list(result.all()) if step.rows else None)
+            step = plan.send(await _run_step_elsewhere(held, step))
     except StopIteration as done:
         return done.value
+
+
+async def _run_step_elsewhere(held: _Held, step: Step) -> Rows | None:
+    """A plan's step on PostgreSQL: through asyncpg itself, as `read` (a statement with a
+    bound list SQLAlchemy would expand: through the session's connection)."""
+    if isinstance(held.driver, AsyncAdapt_asyncpg_connection):
+        compiled = compiled_for(step.statement, held.dialect)  # type: ignore[arg-type]
+        if not compiled.expands:
+            conn = _asyncpg_connection(held)
+            if isinstance(step.values, Mapping):
+                sql, params = compiled.render(step.values)
+                rows = await _on_asyncpg(held, sql, params, conn.fetch, sql, *params, writes=True)
+                return rows if step.rows else None
+            if step.rows:  # RETURNING from several rows: one statement each
+                found: Rows = []
+                for values in step.values:
+                    sql, params = compiled.render(values)
+                    found += await _on_asyncpg(
+                        held, sql, params, conn.fetch, sql, *params, writes=True
+                    )
+                return found
+            each = [compiled.parameters(v) for v in step.values]
+            await _on_asyncpg(
+                held, compiled.sql, each, conn.executemany, compiled.sql, each, writes=True
+            )
+            return None
+    result = await held.connection.execute(step.statement, step.values)
+    return list(result.all()) if step.rows else None
 
 
 async def read(db: AsyncSession, statement: Executable, values: Mapping[str, Any]) -> Rows:
@@ -143,29 +173,55 @@ async def read(db: AsyncSession, statement: Executable, values: Mapping[str, Any
         compiled = compiled_for(statement, held.dialect)  # type: ignore[arg-type]
         if not compiled.expands:
             sql, params = compiled.render(values)
-            return compiled.rows(await _asyncpg_fetch(held, sql, params))
+            fetch = _asyncpg_connection(held).fetch
+            return compiled.rows(
+                await _on_asyncpg(held, sql, params, fetch, sql, *params, writes=False)
+            )
     return list((await held.connection.execute(statement, values)).all())
 
 
-async def _asyncpg_fetch(held: _Held, sql: str, params: tuple[Any, ...]) -> list[Any]:
-    """On PostgreSQL: the rows of `sql` from asyncpg itself (its prepared statements, cached
-    per connection), past SQLAlchemy's execution path (~0.2 ms of CPU a statement). In the
-    connection's transaction once one is begun; before that, on its own, as SQLite's reads
-    outside a transaction (under READ COMMITTED each statement sees the latest commits
-    either way), so a request that only reads sends no BEGIN and no ROLLBACK. A session asked
-    for a stricter isolation begins its transaction first, as SQLAlchemy would. A failure is
-    the driver's error (as on SQLite); a connection it leaves unusable is invalidated."""
+async def _on_asyncpg(
+    held: _Held,
+    sql: str,
+    params: Any,
+    call: Callable[..., Awaitable[Any]],
+    *args: Any,
+    writes: bool,
+) -> Any:
+    """On PostgreSQL: `call(*args)`, one of the session's asyncpg connection's own methods
+    (`fetch`, `executemany`: its prepared statements, cached per connection), past
+    SQLAlchemy's execution path (~0.2 ms of CPU a statement). In the connection's
+    transaction, begun first for a write as SQLAlchemy would; a read before the session has
+    begun one runs on its own, as SQLite's reads outside a transaction (under READ COMMITTED
+    each statement sees the latest commits either way), so a request that only reads sends
+    no BEGIN and no ROLLBACK. A session asked for a stricter isolation begins its transaction
+    first. Errors are SQLAlchemy's, as through the session (`sql` and `params` name the
+    statement in them); a connection the error leaves unusable is invalidated."""
     adapter = held.driver
     try:
         async with adapter._execute_mutex:
-            if adapter._transaction is None and adapter.isolation_level not in _OWN_SNAPSHOT:
+            if adapter._transaction is None and (
+                writes or adapter.isolation_level not in _OWN_SNAPSHOT
+            ):
                 await adapter._start_transaction()
-            return await adapter._connection.fetch(sql, *params)
+            return await call(*args)
     except Exception as error:
-        if _ends_connection(adapter._connection, error):
+        lost = _ends_connection(adapter._connection, error)
+        if lost:
             adapter._transaction = None
             await held.connection.invalidate()
-        raise
+        try:
+            adapter._handle_exception(error)  # (raises it as its DB-API module's, if it has one)
+        except Exception as translated:
+            raise DBAPIError.instance(
+                sql, params, translated, adapter.dbapi.Error, connection_invalidated=lost
+            ) from error
+        raise  # (not reached)
+
+
+def _asyncpg_connection(held: _Held) -> asyncpg.Connection:
+    """asyncpg's own connection beneath SQLAlchemy's adapter (which types it narrowly)."""
+    return cast(asyncpg.Connection, held.driver._connection)
 
 
 def _ends_connection(connection: asyncpg.Connection, error: Exception) -> bool:
