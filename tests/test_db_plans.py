@@ -23,7 +23,7 @@ from sqlalchemy import (
     table,
     text,
 )
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -44,7 +44,7 @@ from kith.db_plans import (
 from kith.notifications.models import Notification
 from kith.oauth import service as oauth
 from kith.posts import service as posts
-from kith.posts.models import Mention, Post, PostTag, Tag
+from kith.posts.models import Mention, Post, PostTag, Tag, Visibility
 from kith.posts.service import PostInput
 from kith.runtime import Runtime
 from kith.search import service as search
@@ -159,6 +159,30 @@ def test_expanding_binds_become_as_many_parameters_as_values() -> None:
     assert params == (4, 5, 6, "a", "b", 9)
     sql, params = compiled.render({"ids": [], "not_id": 9})
     assert "IN ()" in sql and params == ("a", "b", 9)
+
+
+def test_for_numbered_parameters_fixed_lists_are_expanded_once_and_bound_lists_left() -> None:
+    # Given a statement with a fixed list (of an enum), a value used twice and a literal
+    rows = table("rows", column("id", Integer), column("kind"), column("owner", Integer))
+    statement = select(rows.c.id).where(
+        rows.c.kind.in_([Visibility.PUBLIC, Visibility.UNLISTED]),
+        (rows.c.owner == bindparam("me", type_=Integer())) | (rows.c.id == bindparam("me")),
+        rows.c.kind != "gone",
+    )
+    # When it is compiled for asyncpg's numbered parameters
+    compiled = CompiledWrite(statement, postgresql.asyncpg.dialect())
+    sql, params = compiled.render({"me": 7})
+    # Then each list item is a parameter of its own, numbered after the others as
+    # SQLAlchemy numbers them, and each number's value is at its place
+    assert not compiled.expands and "POSTCOMPILE" not in sql
+    assert "kind IN ($3, $4)" in sql and "kind != $2" in sql
+    assert sql.count("$1::INTEGER") == 2
+    assert params == (7, "gone", Visibility.PUBLIC, Visibility.UNLISTED)
+    # And a statement with a bound list stays one SQLAlchemy expands at each execution
+    bound = select(rows.c.id).where(
+        rows.c.id.in_(bindparam("ids", expanding=True)), rows.c.kind.in_(["a"])
+    )
+    assert CompiledWrite(bound, postgresql.asyncpg.dialect()).expands
 
 
 def test_a_compiled_statement_is_never_mistaken_for_a_later_one_at_the_same_address() -> None:

@@ -216,7 +216,6 @@ async def _on_asyncpg(
             raise DBAPIError.instance(
                 sql, params, translated, adapter.dbapi.Error, connection_invalidated=lost
             ) from error
-        raise  # (not reached)
 
 
 def _asyncpg_connection(held: _Held) -> asyncpg.Connection:

@@ -48,20 +48,20 @@ class CompiledWrite:
         if not compiled.positional or compiled.positiontup is None:
             raise ValueError("CompiledWrite is for positional parameters")
         self.sql = compiled.string
-        positions, fixed_values = list(compiled.positiontup), dict[str, Any]()
-        binds = {name: (compiled.binds[name], name) for name in positions}
+        positions = list(compiled.positiontup)
+        bind_of = {name: compiled.binds[name] for name in positions}
+        fixed: dict[str, Any] = {}  # the values of fixed lists' items, by position
         if dialect.paramstyle != "qmark" and "__[POSTCOMPILE_" in self.sql:
-            positions, fixed_values, binds = self._expand_literal_lists(compiled, binds)
+            self.sql, positions, fixed = _expand_fixed_lists(compiled, bind_of)
         # Per position: (value's name, fixed value, processor, expanding); a name repeated in
         # the SQL (INSERT … SELECT … WHERE) fills each of its positions.
         self._slots: list[tuple[str, Any, Callable[[Any], Any] | None, bool]] = []
         for name in positions:
-            bind, value_name = binds[name]
-            # (a literal: "", or a fixed list's item)
-            fixed = None if bind.required else fixed_values.get(name, bind.effective_value)
+            bind = bind_of[name]
+            value = None if bind.required else fixed.get(name, bind.effective_value)  # a literal
             process = bind.type.dialect_impl(dialect).bind_processor(dialect)  # as executed
-            expanding = bind.expanding and name == value_name
-            self._slots.append((value_name if bind.required else "", fixed, process, expanding))
+            expanding = bind.expanding and name not in fixed
+            self._slots.append((name if bind.required else "", value, process, expanding))
         # The SQL between expanding binds' markers (`__[POSTCOMPILE_name]`), in order.
         self._parts = _POSTCOMPILE.split(self.sql)[::2] if "__[POSTCOMPILE_" in self.sql else []
         self._by_lengths: dict[tuple[int, ...], str] = {}
@@ -72,23 +72,6 @@ class CompiledWrite:
             for column in compiled._result_columns
         ]
         self._results = [(i, p) for i, p in enumerate(processors) if p is not None]
-
-    def _expand_literal_lists(
-        self, compiled: SQLCompiler, binds: dict[str, tuple[BindParameter[Any], str]]
-    ) -> tuple[list[str], dict[str, Any], dict[str, tuple[BindParameter[Any], str]]]:
-        """asyncpg's numbered parameters: the statement's fixed lists (`IN` of the policy's
-        states…) expanded once, as SQLAlchemy expands them at each execution; a bound list
-        (a required expanding bind) is left, so the statement still `expands`."""
-        if any(bind.required and bind.expanding for bind, _ in binds.values()):
-            return list(binds), {}, binds
-        expanded = compiled._process_parameters_for_postcompile(
-            compiled.construct_params({name: None for name, (b, _) in binds.items() if b.required})
-        )
-        self.sql = expanded.statement
-        for original, items in (expanded.parameter_expansion or {}).items():
-            for item in items:
-                binds[item] = (binds[original][0], original)
-        return list(expanded.positiontup or ()), dict(expanded.parameters), binds
 
     @property
     def expands(self) -> bool:
@@ -142,6 +125,25 @@ class CompiledWrite:
 
 
 _POSTCOMPILE = re.compile(r"__\[POSTCOMPILE_(\w+)\]")
+
+
+def _expand_fixed_lists(
+    compiled: SQLCompiler, bind_of: dict[str, BindParameter[Any]]
+) -> tuple[str, list[str], dict[str, Any]]:
+    """For numbered parameters (asyncpg's `$1`): the statement with its fixed lists (an `IN`
+    of the policy's states…) expanded once, as SQLAlchemy expands them at each execution, its
+    positions, and the lists' items by position (`bind_of` learns each item's bind). A bound
+    list (a required expanding bind) is left as it is: the statement still `expands`."""
+    if any(bind.required and bind.expanding for bind in bind_of.values()):
+        return compiled.string, list(bind_of), {}
+    required = {name: None for name, bind in bind_of.items() if bind.required}
+    expanded = compiled._process_parameters_for_postcompile(compiled.construct_params(required))
+    items: dict[str, Any] = {}
+    for original, names in (expanded.parameter_expansion or {}).items():
+        for name in names:
+            bind_of[name] = bind_of[original]
+            items[name] = expanded.parameters[name]
+    return expanded.statement, list(expanded.positiontup or ()), items
 
 
 _COMPILED: weakref.WeakKeyDictionary[Dialect, dict[int, tuple[ClauseElement, CompiledWrite]]] = (
