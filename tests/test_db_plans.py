@@ -317,6 +317,7 @@ async def test_read_of_a_bound_list_and_a_fixed_list_returns_what_the_session_wo
 
 
 _CLOCK = select(func.now())
+_TAG_LOCKED = select(Tag.id).where(Tag.id == bindparam("id")).with_for_update()
 _BACKEND_PID = select(func.pg_backend_pid())
 
 
@@ -339,6 +340,11 @@ async def test_a_postgresql_session_reads_on_its_own_until_it_begins_a_transacti
         await asyncio.sleep(0.01)
         assert (await read(fresh, _CLOCK, {}))[0][0] == third
         await fresh.rollback()
+    # And a locking read (FOR UPDATE) begins the transaction, so its lock lasts until commit
+    async with rt.sessions() as locking:
+        await read(locking, _TAG_LOCKED, {"id": 1})
+        driver = (await (await locking.connection()).get_raw_connection()).dbapi_connection
+        assert driver._transaction is not None
     # And a session asking for a stricter isolation reads in its transaction from the start
     async with rt.sessions() as strict:
         await strict.connection(execution_options={"isolation_level": "REPEATABLE READ"})

@@ -174,8 +174,9 @@ async def read(db: AsyncSession, statement: Executable, values: Mapping[str, Any
         if not compiled.expands:
             sql, params = compiled.render(values)
             fetch = _asyncpg_connection(held).fetch
+            locks = getattr(statement, "_for_update_arg", None) is not None  # FOR UPDATE/SHARE
             return compiled.rows(
-                await _on_asyncpg(held, sql, params, fetch, sql, *params, writes=False)
+                await _on_asyncpg(held, sql, params, fetch, sql, *params, writes=locks)
             )
     return list((await held.connection.execute(statement, values)).all())
 
@@ -191,7 +192,8 @@ async def _on_asyncpg(
     """On PostgreSQL: `call(*args)`, one of the session's asyncpg connection's own methods
     (`fetch`, `executemany`: its prepared statements, cached per connection), past
     SQLAlchemy's execution path (~0.2 ms of CPU a statement). In the connection's
-    transaction, begun first for a write as SQLAlchemy would; a read before the session has
+    transaction, begun first for a write or a locking read (`writes`: its lock is then held
+    until the session ends the transaction), as SQLAlchemy would; a read before the session has
     begun one runs on its own, as SQLite's reads outside a transaction (under READ COMMITTED
     each statement sees the latest commits either way), so a request that only reads sends
     no BEGIN and no ROLLBACK. A session asked for a stricter isolation begins its transaction
