@@ -362,8 +362,9 @@ async def test_a_postgresql_connection_lost_during_a_read_is_not_handed_out_agai
         ((pid,),) = await read(reader, _BACKEND_PID, {})
         async with rt.sessions() as admin:
             await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-        # When the session reads again, the driver's error is raised
-        with pytest.raises(StatementError):  # (SQLAlchemy's, as through the session)
+        # When the session reads again, it fails (with SQLAlchemy's error, as through the
+        # session)
+        with pytest.raises(StatementError):
             await read(reader, _BACKEND_PID, {})
     # Then the pool hands the next session a working connection, not that one
     async with rt.sessions() as after:
