@@ -38,8 +38,8 @@ T = TypeVar("T")
 class CompiledWrite:
     """A statement compiled for one dialect with positional parameters: SQLite's (qmark;
     an expanding bind, `IN (…)` of a list, becomes as many `?` as its list has values, per
-    call) or asyncpg's (`$1`, for `kith.db_plans.read`; there a list is one array, `db.one_of`,
-    and a statement that `expands` is left to SQLAlchemy)."""
+    call) or asyncpg's (`$1`, for `kith.db_plans` on PostgreSQL; there a bound list is one
+    array, `db.one_of`, and a statement that `expands` is left to SQLAlchemy)."""
 
     __slots__ = ("sql", "_slots", "_parts", "_by_lengths", "_results")
 
