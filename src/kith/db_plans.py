@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -126,23 +126,16 @@ async def _run_step_elsewhere(held: _Held, step: Step) -> Rows | None:
     if isinstance(held.driver, AsyncAdapt_asyncpg_connection):
         compiled = compiled_for(step.statement, held.dialect)  # type: ignore[arg-type]
         if not compiled.expands:
-            conn = _asyncpg_connection(held)
             if isinstance(step.values, Mapping):
-                sql, params = compiled.render(step.values)
-                rows = await _on_asyncpg(held, sql, params, conn.fetch, sql, *params, writes=True)
+                rows = await _on_asyncpg(held, *compiled.render(step.values), writes=True)
                 return rows if step.rows else None
             if step.rows:  # RETURNING from several rows: one statement each
                 found: Rows = []
                 for values in step.values:
-                    sql, params = compiled.render(values)
-                    found += await _on_asyncpg(
-                        held, sql, params, conn.fetch, sql, *params, writes=True
-                    )
+                    found += await _on_asyncpg(held, *compiled.render(values), writes=True)
                 return found
             each = [compiled.parameters(v) for v in step.values]
-            await _on_asyncpg(
-                held, compiled.sql, each, conn.executemany, compiled.sql, each, writes=True
-            )
+            await _on_asyncpg(held, compiled.sql, each, writes=True, many=True)
             return None
     result = await held.connection.execute(step.statement, step.values)
     return list(result.all()) if step.rows else None
@@ -172,43 +165,37 @@ async def read(db: AsyncSession, statement: Executable, values: Mapping[str, Any
     if isinstance(held.driver, AsyncAdapt_asyncpg_connection):
         compiled = compiled_for(statement, held.dialect)  # type: ignore[arg-type]
         if not compiled.expands:
-            sql, params = compiled.render(values)
-            fetch = _asyncpg_connection(held).fetch
             locks = getattr(statement, "_for_update_arg", None) is not None  # FOR UPDATE/SHARE
-            return compiled.rows(
-                await _on_asyncpg(held, sql, params, fetch, sql, *params, writes=locks)
-            )
+            return compiled.rows(await _on_asyncpg(held, *compiled.render(values), writes=locks))
     return list((await held.connection.execute(statement, values)).all())
 
 
 async def _on_asyncpg(
-    held: _Held,
-    sql: str,
-    params: Any,
-    call: Callable[..., Awaitable[Any]],
-    *args: Any,
-    writes: bool,
+    held: _Held, sql: str, params: Any, *, writes: bool, many: bool = False
 ) -> Any:
-    """On PostgreSQL: `call(*args)`, one of the session's asyncpg connection's own methods
-    (`fetch`, `executemany`: its prepared statements, cached per connection), past
-    SQLAlchemy's execution path (~0.2 ms of CPU a statement). In the connection's
-    transaction, begun first for a write or a locking read (`writes`: its lock is then held
-    until the session ends the transaction), as SQLAlchemy would; a read before the session has
-    begun one runs on its own, as SQLite's reads outside a transaction (under READ COMMITTED
-    each statement sees the latest commits either way), so a request that only reads sends
-    no BEGIN and no ROLLBACK. A session asked for a stricter isolation begins its transaction
-    first. Errors are SQLAlchemy's, as through the session (`sql` and `params` name the
-    statement in them); a connection the error leaves unusable is invalidated."""
+    """On PostgreSQL: the rows of `sql` run with `params` (or, `many`, once with each of
+    `params`, no rows) on the session's asyncpg connection itself (its prepared statements,
+    cached per connection), past SQLAlchemy's execution path (~0.2 ms of CPU a statement).
+    In the connection's transaction, begun first for a write or a locking read (`writes`: its
+    lock is then held until the session ends the transaction), as SQLAlchemy would; a read
+    before the session has begun one runs on its own, as SQLite's reads outside a transaction
+    (under READ COMMITTED each statement sees the latest commits either way), so a request
+    that only reads sends no BEGIN and no ROLLBACK. A session asked for a stricter isolation
+    begins its transaction first. Errors are SQLAlchemy's, as through the session; a
+    connection the error leaves unusable is invalidated."""
     adapter = held.driver
+    conn = cast(asyncpg.Connection, adapter._connection)  # (SQLAlchemy types it narrowly)
     try:
         async with adapter._execute_mutex:
             if adapter._transaction is None and (
                 writes or adapter.isolation_level not in _OWN_SNAPSHOT
             ):
                 await adapter._start_transaction()
-            return await call(*args)
+            if many:
+                return await conn.executemany(sql, params)
+            return await conn.fetch(sql, *params)
     except Exception as error:
-        lost = _ends_connection(adapter._connection, error)
+        lost = _ends_connection(conn, error)
         if lost:
             adapter._transaction = None
             await held.connection.invalidate()
@@ -218,11 +205,6 @@ async def _on_asyncpg(
             raise DBAPIError.instance(
                 sql, params, translated, adapter.dbapi.Error, connection_invalidated=lost
             ) from error
-
-
-def _asyncpg_connection(held: _Held) -> asyncpg.Connection:
-    """asyncpg's own connection beneath SQLAlchemy's adapter (which types it narrowly)."""
-    return cast(asyncpg.Connection, held.driver._connection)
 
 
 def _ends_connection(connection: asyncpg.Connection, error: Exception) -> bool:
